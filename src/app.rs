@@ -1,0 +1,79 @@
+//! Composition root: builds the stream actors, their ingest supervisors and the HTTP server
+//! from a [`Config`], owns every task in one `JoinSet`, and shuts down in order.
+//!
+//! Shutdown order: the token fires → HTTP stops accepting and endless bodies end → ingest
+//! pipelines go to `Null` → stream actors stop → HTTP drains open connections (bounded).
+
+use crate::config::Config;
+use crate::http::{AppState, serve};
+use crate::ingest::IngestSupervisor;
+use crate::stream::{Registry, StreamActor, StreamCounters};
+use anyhow::Context;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, info, info_span};
+
+/// A running server.
+#[derive(Debug)]
+pub struct App {
+    tasks: JoinSet<()>,
+    shutdown: CancellationToken,
+    /// The address actually bound (useful with port 0).
+    pub local_addr: std::net::SocketAddr,
+}
+
+impl App {
+    /// Binds the listener and starts every stream. Fails only on start-up problems.
+    pub async fn start(config: Config) -> anyhow::Result<App> {
+        crate::gst_util::init().context("initialising GStreamer")?;
+        let shutdown = CancellationToken::new();
+        let mut tasks = JoinSet::new();
+        let mut handles = Vec::new();
+        for stream in &config.streams {
+            let counters = Arc::new(StreamCounters::default());
+            let (actor, handle, feed) = StreamActor::new(stream, counters.clone());
+            handles.push(handle);
+            let span = info_span!("stream", stream = %stream.name);
+            tasks.spawn(actor.run(shutdown.clone()).instrument(span));
+            let supervisor = IngestSupervisor::new(stream.clone(), feed, counters);
+            tasks.spawn(supervisor.run(shutdown.clone()));
+        }
+        let listener = TcpListener::bind(config.server.listen)
+            .await
+            .with_context(|| format!("binding HTTP listener on {}", config.server.listen))?;
+        let local_addr = listener.local_addr()?;
+        let state = AppState {
+            registry: Registry::new(handles),
+            shutdown: shutdown.clone(),
+        };
+        let drain = Duration::from_millis(config.server.shutdown_drain_ms);
+        tasks.spawn(serve(listener, state, drain));
+        info!(%local_addr, streams = config.streams.len(), "headwater started");
+        Ok(App {
+            tasks,
+            shutdown,
+            local_addr,
+        })
+    }
+
+    /// A token that stops the server when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Waits until shutdown is requested, then for every task to finish.
+    pub async fn run_until_stopped(mut self) {
+        self.shutdown.cancelled().await;
+        while let Some(res) = self.tasks.join_next().await {
+            if let Err(e) = res
+                && e.is_panic()
+            {
+                tracing::error!(error = %e, "a task panicked");
+            }
+        }
+        info!("headwater stopped");
+    }
+}

@@ -1,0 +1,265 @@
+//! Configuration: `config/headwater.toml` for the server and one `streams/NAME.toml` per
+//! stream, with Flussonic's stream keys. Loaded and validated once before anything starts;
+//! any mistake refuses to start with the file, line and key named.
+
+mod auth;
+mod input;
+mod stream;
+
+pub use auth::Credentials;
+pub use input::InputUrl;
+pub use stream::{Input, SegmentCount, SegmentDuration, StreamConfig, valid_stream_name};
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// A configuration mistake, located.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        file: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{file}:{line}:{column}: {message}")]
+    Invalid {
+        file: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{file}: {message}")]
+    File { file: PathBuf, message: String },
+}
+
+/// The whole validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub dvr: DvrConfig,
+    pub streams: Vec<StreamConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServerFile {
+    #[serde(default)]
+    server: ServerSection,
+    #[serde(default)]
+    defaults: Defaults,
+    #[serde(default)]
+    dvr: DvrSection,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServerSection {
+    #[serde(default = "default_listen")]
+    listen: SocketAddr,
+    view_auth: Option<Credentials>,
+    edit_auth: Option<Credentials>,
+    /// Directory of stream files, relative to the config file.
+    #[serde(default = "default_streams_dir")]
+    streams: PathBuf,
+    /// How long shutdown waits for open connections, ms.
+    #[serde(default = "default_drain_ms")]
+    shutdown_drain: u64,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        ServerSection {
+            listen: default_listen(),
+            view_auth: None,
+            edit_auth: None,
+            streams: default_streams_dir(),
+            shutdown_drain: default_drain_ms(),
+        }
+    }
+}
+
+/// Stream defaults that a stream file may override.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Defaults {
+    #[serde(default)]
+    pub segment_duration: SegmentDuration,
+    #[serde(default)]
+    pub segment_count: SegmentCount,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DvrSection {
+    #[serde(default = "default_dvr_root")]
+    root: PathBuf,
+    /// Archive depth in seconds (Flussonic's `expiration`).
+    #[serde(default = "default_expiration")]
+    expiration: u64,
+}
+
+impl Default for DvrSection {
+    fn default() -> Self {
+        DvrSection {
+            root: default_dvr_root(),
+            expiration: default_expiration(),
+        }
+    }
+}
+
+/// Server-wide settings.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// Read-only API credentials; never logged.
+    pub view_auth: Option<Credentials>,
+    /// Administrator credentials; never logged.
+    pub edit_auth: Option<Credentials>,
+    pub shutdown_drain_ms: u64,
+}
+
+/// Archive settings (recording itself is a later stage).
+#[derive(Debug, Clone)]
+pub struct DvrConfig {
+    pub root: PathBuf,
+    pub expiration_s: u64,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 8080))
+}
+fn default_streams_dir() -> PathBuf {
+    PathBuf::from("../streams")
+}
+fn default_dvr_root() -> PathBuf {
+    PathBuf::from("../dvr")
+}
+fn default_drain_ms() -> u64 {
+    5000
+}
+fn default_expiration() -> u64 {
+    86_400
+}
+
+/// Command-line and environment overrides, applied after the files are read.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub listen: Option<SocketAddr>,
+    pub streams_dir: Option<PathBuf>,
+    pub dvr_root: Option<PathBuf>,
+    /// `HEADWATER_VIEW_AUTH` value, if set.
+    pub view_auth: Option<String>,
+    /// `HEADWATER_EDIT_AUTH` value, if set.
+    pub edit_auth: Option<String>,
+}
+
+impl Overrides {
+    /// Reads the credential variables from the environment.
+    pub fn with_env(mut self) -> Self {
+        self.view_auth = std::env::var("HEADWATER_VIEW_AUTH").ok();
+        self.edit_auth = std::env::var("HEADWATER_EDIT_AUTH").ok();
+        self
+    }
+}
+
+impl Config {
+    /// Loads the server file, then every `*.toml` in the streams directory.
+    pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let text = read(path)?;
+        let file: ServerFile = parse(path, &text)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let streams_dir = overrides
+            .streams_dir
+            .clone()
+            .unwrap_or_else(|| base.join(&file.server.streams));
+        let dvr_root = overrides
+            .dvr_root
+            .clone()
+            .unwrap_or_else(|| base.join(&file.dvr.root));
+        let env_auth = |value: &Option<String>, var: &str| -> Result<_, ConfigError> {
+            value
+                .as_deref()
+                .map(|v| {
+                    v.parse::<Credentials>().map_err(|message| ConfigError::File {
+                        file: PathBuf::from(format!("${var}")),
+                        message,
+                    })
+                })
+                .transpose()
+        };
+        let server = ServerConfig {
+            listen: overrides.listen.unwrap_or(file.server.listen),
+            view_auth: env_auth(&overrides.view_auth, "HEADWATER_VIEW_AUTH")?
+                .or(file.server.view_auth),
+            edit_auth: env_auth(&overrides.edit_auth, "HEADWATER_EDIT_AUTH")?
+                .or(file.server.edit_auth),
+            shutdown_drain_ms: file.server.shutdown_drain,
+        };
+        let streams = load_streams(&streams_dir, file.defaults)?;
+        Ok(Config {
+            server,
+            dvr: DvrConfig {
+                root: dvr_root,
+                expiration_s: file.dvr.expiration,
+            },
+            streams,
+        })
+    }
+}
+
+fn load_streams(dir: &Path, defaults: Defaults) -> Result<Vec<StreamConfig>, ConfigError> {
+    let entries = std::fs::read_dir(dir).map_err(|source| ConfigError::Read {
+        file: dir.to_owned(),
+        source,
+    })?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .map(|path| {
+            let name = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .filter(|n| valid_stream_name(n))
+                .ok_or_else(|| ConfigError::File {
+                    file: path.clone(),
+                    message: "stream file names must be NAME.toml with NAME of letters, digits, `_` and `-`".into(),
+                })?;
+            let text = read(path)?;
+            StreamConfig::parse(name, &text, defaults).map_err(|e| locate(path, &text, &e))
+        })
+        .collect()
+}
+
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        file: path.to_owned(),
+        source,
+    })
+}
+
+fn parse<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T, ConfigError> {
+    toml::from_str(text).map_err(|e| locate(path, text, &e))
+}
+
+/// Turns a TOML error into `file:line:column: message`.
+fn locate(path: &Path, text: &str, err: &toml::de::Error) -> ConfigError {
+    let offset = err.span().map_or(0, |s| s.start).min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    ConfigError::Invalid {
+        file: path.to_owned(),
+        line,
+        column,
+        message: err.message().trim().to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,168 @@
+//! One stream file, `streams/NAME.toml`, with Flussonic's keys so that the API can later map
+//! stream JSON to these files one to one.
+
+use super::{Defaults, InputUrl};
+use serde::Deserialize;
+use std::time::Duration;
+
+/// A validated stream definition.
+#[derive(Debug, Clone)]
+pub struct StreamConfig {
+    /// From the file name; letters, digits, `_` and `-`.
+    pub name: String,
+    pub title: Option<String>,
+    /// Sorted by priority, 1 (highest) first; never empty.
+    pub inputs: Vec<Input>,
+    pub segment_duration: SegmentDuration,
+    pub segment_count: SegmentCount,
+}
+
+/// One source of a stream.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Input {
+    pub url: InputUrl,
+    /// 1 is the highest priority.
+    #[serde(default = "default_priority")]
+    pub priority: u32,
+    /// Seconds without data before the source is restarted.
+    #[serde(default = "default_source_timeout")]
+    pub source_timeout: SourceTimeout,
+}
+
+fn default_priority() -> u32 {
+    1
+}
+fn default_source_timeout() -> SourceTimeout {
+    SourceTimeout(10)
+}
+
+/// Seconds without input before a restart, 1..=3600.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "i64")]
+pub struct SourceTimeout(u32);
+
+impl SourceTimeout {
+    pub fn duration(self) -> Duration {
+        Duration::from_secs(u64::from(self.0))
+    }
+}
+
+impl TryFrom<i64> for SourceTimeout {
+    type Error = String;
+    fn try_from(v: i64) -> Result<Self, String> {
+        match u32::try_from(v) {
+            Ok(s @ 1..=3600) => Ok(SourceTimeout(s)),
+            _ => Err(format!("`source_timeout` must be 1..=3600 seconds, got {v}")),
+        }
+    }
+}
+
+/// Target segment duration in milliseconds, 1000..=60000 (default 2000).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "i64")]
+pub struct SegmentDuration(u32);
+
+impl SegmentDuration {
+    pub fn as_millis(self) -> u32 {
+        self.0
+    }
+    pub fn duration(self) -> Duration {
+        Duration::from_millis(u64::from(self.0))
+    }
+}
+
+impl Default for SegmentDuration {
+    fn default() -> Self {
+        SegmentDuration(2000)
+    }
+}
+
+impl TryFrom<i64> for SegmentDuration {
+    type Error = String;
+    fn try_from(v: i64) -> Result<Self, String> {
+        match u32::try_from(v) {
+            Ok(ms @ 1000..=60_000) => Ok(SegmentDuration(ms)),
+            _ => Err(format!(
+                "`segment_duration` is in milliseconds and must be 1000..=60000, got {v}"
+            )),
+        }
+    }
+}
+
+/// Segments in the live playlist, 2..=100 (default 6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "i64")]
+pub struct SegmentCount(u32);
+
+impl SegmentCount {
+    pub fn get(self) -> usize {
+        self.0 as usize
+    }
+}
+
+impl Default for SegmentCount {
+    fn default() -> Self {
+        SegmentCount(6)
+    }
+}
+
+impl TryFrom<i64> for SegmentCount {
+    type Error = String;
+    fn try_from(v: i64) -> Result<Self, String> {
+        match u32::try_from(v) {
+            Ok(n @ 2..=100) => Ok(SegmentCount(n)),
+            _ => Err(format!("`segment_count` must be 2..=100, got {v}")),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StreamFile {
+    title: Option<String>,
+    inputs: Inputs,
+    segment_duration: Option<SegmentDuration>,
+    segment_count: Option<SegmentCount>,
+}
+
+/// The `inputs` list, refused when empty.
+#[derive(Debug, Deserialize)]
+#[serde(try_from = "Vec<Input>")]
+struct Inputs(Vec<Input>);
+
+impl TryFrom<Vec<Input>> for Inputs {
+    type Error = &'static str;
+    fn try_from(v: Vec<Input>) -> Result<Self, Self::Error> {
+        if v.is_empty() {
+            Err("`inputs` must list at least one input")
+        } else {
+            Ok(Inputs(v))
+        }
+    }
+}
+
+/// Stream names: what may appear as one URL path segment and one file name.
+pub fn valid_stream_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+impl StreamConfig {
+    /// Parses one stream file's text; `name` comes from the file name.
+    pub fn parse(name: &str, text: &str, defaults: Defaults) -> Result<Self, toml::de::Error> {
+        let file: StreamFile = toml::from_str(text)?;
+        let mut inputs = file.inputs.0;
+        inputs.sort_by_key(|i| i.priority);
+        Ok(StreamConfig {
+            name: name.to_owned(),
+            title: file.title,
+            inputs,
+            segment_duration: file.segment_duration.unwrap_or(defaults.segment_duration),
+            segment_count: file.segment_count.unwrap_or(defaults.segment_count),
+        })
+    }
+}

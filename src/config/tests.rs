@@ -1,0 +1,140 @@
+//! One test per class of configuration mistake, plus the shipped files.
+
+use super::*;
+
+fn stream(text: &str) -> Result<StreamConfig, ConfigError> {
+    StreamConfig::parse("s", text, Defaults::default())
+        .map_err(|e| locate(Path::new("streams/s.toml"), text, &e))
+}
+
+fn err(text: &str) -> String {
+    stream(text).expect_err("must be refused").to_string()
+}
+
+#[test]
+fn minimal_stream_gets_defaults() {
+    let s = stream("inputs = [{ url = \"fake://fake\" }]").unwrap();
+    assert_eq!(s.segment_duration.as_millis(), 2000);
+    assert_eq!(s.segment_count.get(), 6);
+    assert_eq!(s.inputs[0].priority, 1);
+    assert_eq!(s.inputs[0].source_timeout.duration().as_secs(), 10);
+}
+
+#[test]
+fn inputs_sorted_by_priority() {
+    let s = stream(
+        "inputs = [{ url = \"udp://239.0.0.1:1234\", priority = 2 },\n\
+                   { url = \"fake://fake\", priority = 1 }]",
+    )
+    .unwrap();
+    assert_eq!(s.inputs[0].url, InputUrl::Fake);
+}
+
+#[test]
+fn unknown_key_names_file_line_and_key() {
+    let e = err("title = \"x\"\ninputs = [{ url = \"fake://fake\" }]\nsgement_count = 3\n");
+    assert!(e.starts_with("streams/s.toml:3:1: unknown field `sgement_count`"), "{e}");
+}
+
+#[test]
+fn unknown_input_key() {
+    let e = err("inputs = [{ url = \"fake://fake\", prio = 1 }]");
+    assert!(e.starts_with("streams/s.toml:1:") && e.contains("`prio`"), "{e}");
+}
+
+#[test]
+fn bad_url_names_the_key_and_line() {
+    let e = err("title = \"x\"\ninputs = [{ url = \"rtmp://x/y\" }]");
+    assert!(e.starts_with("streams/s.toml:2:"), "{e}");
+    assert!(e.contains("invalid input `url`") && e.contains("rtmp"), "{e}");
+}
+
+#[test]
+fn bad_durations() {
+    for text in [
+        "segment_duration = 20\ninputs = [{ url = \"fake://fake\" }]",
+        "segment_duration = -5\ninputs = [{ url = \"fake://fake\" }]",
+        "segment_duration = \"2s\"\ninputs = [{ url = \"fake://fake\" }]",
+    ] {
+        let e = err(text);
+        assert!(e.starts_with("streams/s.toml:1:"), "{e}");
+        assert!(e.contains("segment_duration") || e.contains("integer"), "{e}");
+    }
+    let e = err("segment_count = 0\ninputs = [{ url = \"fake://fake\" }]");
+    assert!(e.contains("`segment_count` must be"), "{e}");
+    let e = err("inputs = [{ url = \"fake://fake\", source_timeout = 0 }]");
+    assert!(e.contains("`source_timeout` must be"), "{e}");
+}
+
+#[test]
+fn missing_or_empty_inputs() {
+    assert!(err("title = \"x\"").contains("missing field `inputs`"));
+    let e = err("title = \"x\"\ninputs = []");
+    assert!(e.starts_with("streams/s.toml:2:") && e.contains("at least one input"), "{e}");
+}
+
+#[test]
+fn toml_syntax_error() {
+    let e = err("inputs = [{ url = \"fake://fake\" ]");
+    assert!(e.starts_with("streams/s.toml:1:"), "{e}");
+}
+
+#[test]
+fn server_file_errors() {
+    let p = Path::new("config/headwater.toml");
+    let text = "[server]\nlisten = \"nowhere\"\n";
+    let e = parse::<ServerFile>(p, text).unwrap_err().to_string();
+    assert!(e.starts_with("config/headwater.toml:2:"), "{e}");
+    let text = "[server]\nview_auth = \"nocolon\"\n";
+    let e = parse::<ServerFile>(p, text).unwrap_err().to_string();
+    assert!(e.contains("login:password"), "{e}");
+    let text = "[server]\nlisten = \"0.0.0.0:80\"\n[segmets]\n";
+    let e = parse::<ServerFile>(p, text).unwrap_err().to_string();
+    assert!(e.starts_with("config/headwater.toml:3:") && e.contains("segmets"), "{e}");
+}
+
+#[test]
+fn credentials_are_never_printed() {
+    let c: Credentials = "admin:s3cret".parse().unwrap();
+    assert!(!format!("{c:?}").contains("s3cret"));
+    assert!("admin:".parse::<Credentials>().is_err());
+    assert!(":pw".parse::<Credentials>().is_err());
+    let c: Credentials = "a:b:c".parse().unwrap();
+    assert_eq!(c.password, "b:c");
+}
+
+#[test]
+fn bad_stream_file_names_are_refused() {
+    for good in ["demo", "ch_1", "A-b"] {
+        assert!(valid_stream_name(good));
+    }
+    for bad in ["", "..", "a.b", "a/b", "a b", "ä"] {
+        assert!(!valid_stream_name(bad), "{bad}");
+    }
+}
+
+#[test]
+fn shipped_config_loads() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let cfg = Config::load(&root.join("config/headwater.toml"), &Overrides::default()).unwrap();
+    let demo = cfg.streams.iter().find(|s| s.name == "demo").expect("demo stream");
+    assert_eq!(demo.inputs[0].url, InputUrl::Fake);
+    assert!(cfg.server.view_auth.is_some() && cfg.server.edit_auth.is_some());
+}
+
+#[test]
+fn env_overrides_credentials_and_bad_env_is_refused() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let ov = Overrides {
+        view_auth: Some("ops:pw1".into()),
+        ..Overrides::default()
+    };
+    let cfg = Config::load(&root.join("config/headwater.toml"), &ov).unwrap();
+    assert_eq!(cfg.server.view_auth.unwrap().login, "ops");
+    let ov = Overrides {
+        edit_auth: Some("broken".into()),
+        ..Overrides::default()
+    };
+    let e = Config::load(&root.join("config/headwater.toml"), &ov).unwrap_err();
+    assert!(e.to_string().contains("HEADWATER_EDIT_AUTH"), "{e}");
+}

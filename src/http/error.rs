@@ -1,0 +1,53 @@
+//! The one place where handler errors become HTTP responses. Messages are short and fixed:
+//! no internal detail (paths, addresses, library errors) reaches a client.
+
+use super::body::{Body, full};
+use http::{Response, StatusCode, header};
+
+/// A request that cannot be served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum HttpError {
+    #[error("bad request: {0}")]
+    BadRequest(&'static str),
+    #[error("not found: {0}")]
+    NotFound(&'static str),
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("stream not ready")]
+    NotReady,
+    #[error("range not satisfiable")]
+    RangeNotSatisfiable { len: u64 },
+}
+
+impl HttpError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            HttpError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            HttpError::NotFound(_) => StatusCode::NOT_FOUND,
+            HttpError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            HttpError::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+            HttpError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
+        }
+    }
+
+    pub fn into_response(self) -> Response<Body> {
+        let mut builder = Response::builder()
+            .status(self.status())
+            .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+            .header(header::CACHE_CONTROL, "no-store")
+            .header(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*");
+        match self {
+            HttpError::MethodNotAllowed => {
+                builder = builder.header(header::ALLOW, "GET, HEAD, OPTIONS");
+            }
+            HttpError::NotReady => builder = builder.header(header::RETRY_AFTER, "1"),
+            HttpError::RangeNotSatisfiable { len } => {
+                builder = builder.header(header::CONTENT_RANGE, format!("bytes */{len}"));
+            }
+            _ => {}
+        }
+        builder
+            .body(full(format!("{self}\n")))
+            .expect("static headers are valid")
+    }
+}

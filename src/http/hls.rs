@@ -1,0 +1,196 @@
+//! Playback handlers: playlists and segments from the current snapshot, and the endless
+//! `/NAME/mpegts` body from the stream's chunk broadcast.
+
+use super::body::{Body, Counted, empty};
+use super::range::{RangeRequest, parse_range};
+use super::{AppState, HttpError, Route, RouteError, route};
+use crate::media::Chunk;
+use crate::packaging::Snapshot;
+use crate::stream::StreamHandle;
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use std::convert::Infallible;
+use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
+const TS_TYPE: &str = "video/mp2t";
+/// Playlists change every segment; a caching proxy may hold one for about a second.
+const PLAYLIST_CACHE: &str = "public, max-age=1";
+/// A segment URL names its start time and duration: its bytes never change.
+const SEGMENT_CACHE: &str = "public, max-age=31536000, immutable";
+
+/// Serves one playback request.
+pub(super) fn handle<B>(state: &AppState, req: &Request<B>) -> Response<Body> {
+    let head = match *req.method() {
+        Method::GET => false,
+        Method::HEAD => true,
+        Method::OPTIONS => return preflight(),
+        _ => return HttpError::MethodNotAllowed.into_response(),
+    };
+    let range = req
+        .headers()
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok());
+    let result = match route(req.uri().path()) {
+        Err(RouteError::Malformed(why)) => Err(HttpError::BadRequest(why)),
+        Err(RouteError::NotFound) => Err(HttpError::NotFound("no such resource")),
+        Ok(route) => serve_route(state, route, range),
+    };
+    let mut response = result.unwrap_or_else(HttpError::into_response);
+    if head {
+        *response.body_mut() = empty();
+    }
+    response
+}
+
+fn serve_route(state: &AppState, route: Route, range: Option<&str>) -> Result<Response<Body>, HttpError> {
+    let lookup = |name: &str| -> Result<&StreamHandle, HttpError> {
+        state
+            .registry
+            .get(name)
+            .ok_or(HttpError::NotFound("unknown stream"))
+    };
+    match route {
+        Route::Master { stream } => {
+            let handle = lookup(&stream)?;
+            let snap = handle.current();
+            let text = snap.master_playlist.clone().ok_or(HttpError::NotReady)?;
+            Ok(bytes_response(handle, StatusCode::OK, PLAYLIST_TYPE, PLAYLIST_CACHE, text))
+        }
+        Route::Media { stream, tracks } => {
+            let handle = lookup(&stream)?;
+            let snap = handle.current();
+            check_tracks(&snap, tracks.as_deref())?;
+            let text = snap.media_playlist.clone().ok_or(HttpError::NotReady)?;
+            Ok(bytes_response(handle, StatusCode::OK, PLAYLIST_TYPE, PLAYLIST_CACHE, text))
+        }
+        Route::Segment {
+            stream,
+            tracks,
+            path,
+        } => {
+            let handle = lookup(&stream)?;
+            let snap = handle.current();
+            check_tracks(&snap, tracks.as_deref())?;
+            let segment = snap
+                .segment(&path)
+                .ok_or(HttpError::NotFound("segment expired or never existed"))?;
+            let len = segment.data.len() as u64;
+            match parse_range(range, len) {
+                RangeRequest::Full => {
+                    let mut r = bytes_response(handle, StatusCode::OK, TS_TYPE, SEGMENT_CACHE, segment.data.clone());
+                    r.headers_mut().insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+                    Ok(r)
+                }
+                RangeRequest::Partial(r) => {
+                    let content_range = format!("bytes {}-{}/{len}", r.start, r.end - 1);
+                    let part = segment.data.slice(r.start as usize..r.end as usize);
+                    let mut r = bytes_response(handle, StatusCode::PARTIAL_CONTENT, TS_TYPE, SEGMENT_CACHE, part);
+                    let h = r.headers_mut();
+                    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+                    h.insert(
+                        header::CONTENT_RANGE,
+                        HeaderValue::from_str(&content_range).expect("digits are a valid header"),
+                    );
+                    Ok(r)
+                }
+                RangeRequest::Unsatisfiable => Err(HttpError::RangeNotSatisfiable { len }),
+            }
+        }
+        Route::MpegTs { stream } => {
+            let handle = lookup(&stream)?;
+            Ok(mpegts(handle, state.shutdown.clone()))
+        }
+    }
+}
+
+/// `tracks-…` must select exactly the tracks the stream has (no per-track remux yet).
+fn check_tracks(snap: &Snapshot, tracks: Option<&str>) -> Result<(), HttpError> {
+    match (tracks, &snap.media) {
+        (Some(t), Some(info)) if t != info.tracks_spec() => {
+            Err(HttpError::NotFound("track selection not available"))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn bytes_response(
+    handle: &StreamHandle,
+    status: StatusCode,
+    content_type: &'static str,
+    cache: &'static str,
+    data: Bytes,
+) -> Response<Body> {
+    let len = data.len();
+    let body = Counted::new(http_body_util::Full::new(data), handle.counters.clone()).boxed();
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, content_type)
+        .header(header::CACHE_CONTROL, cache)
+        .header(header::CONTENT_LENGTH, len)
+        .header(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")
+        .body(body)
+        .expect("static headers are valid")
+}
+
+fn preflight() -> Response<Body> {
+    Response::builder()
+        .status(StatusCode::NO_CONTENT)
+        .header(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")
+        .header(header::ACCESS_CONTROL_ALLOW_METHODS, "GET, HEAD, OPTIONS")
+        .header(header::ACCESS_CONTROL_ALLOW_HEADERS, "Range")
+        .header(header::ACCESS_CONTROL_MAX_AGE, "86400")
+        .body(empty())
+        .expect("static headers are valid")
+}
+
+/// State of one `/mpegts` client.
+struct Follower {
+    rx: tokio::sync::broadcast::Receiver<Chunk>,
+    /// False until a keyframe chunk (PAT, PMT, IDR) has been sent; again after a lag.
+    synced: bool,
+    shutdown: CancellationToken,
+    stream: std::sync::Arc<str>,
+}
+
+/// An endless chunked MPEG-TS body that starts at the next keyframe. A client too slow for
+/// the broadcast buffer loses the chunks it missed and resumes at the next keyframe.
+fn mpegts(handle: &StreamHandle, shutdown: CancellationToken) -> Response<Body> {
+    let follower = Follower {
+        rx: handle.live.subscribe(),
+        synced: false,
+        shutdown,
+        stream: handle.name.clone(),
+    };
+    let frames = futures_util::stream::unfold(follower, |mut f| async move {
+        loop {
+            let next = tokio::select! {
+                () = f.shutdown.cancelled() => return None,
+                next = f.rx.recv() => next,
+            };
+            match next {
+                Ok(chunk) if f.synced || chunk.keyframe => {
+                    f.synced = true;
+                    return Some((Ok::<_, Infallible>(Frame::data(chunk.data)), f));
+                }
+                Ok(_) => {}
+                Err(RecvError::Lagged(missed)) => {
+                    warn!(stream = %f.stream, missed, "mpegts client too slow, skipping to next keyframe");
+                    f.synced = false;
+                }
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    });
+    let body = Counted::new(StreamBody::new(Box::pin(frames)), handle.counters.clone()).boxed();
+    Response::builder()
+        .header(header::CONTENT_TYPE, TS_TYPE)
+        .header(header::CACHE_CONTROL, "no-cache, no-store")
+        .header(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")
+        .body(body)
+        .expect("static headers are valid")
+}

@@ -1,0 +1,20 @@
+//! Headwater: a live streaming origin server.
+//!
+//! ```text
+//!  GStreamer threads          tokio tasks                                   readers
+//!  ingest (appsink) --try_send--> stream (per-stream actor) --> packaging (segments, playlists) --> http
+//!                                     |
+//!                                     \-- counters (atomics) --> (stats, metrics: later stages)
+//! ```
+//!
+//! Only `ingest` and `gst_util` import GStreamer; `http` never depends on `ingest`;
+//! `media` and `packaging` are pure data.
+
+pub mod app;
+pub mod config;
+pub mod gst_util;
+pub mod http;
+pub mod ingest;
+pub mod media;
+pub mod packaging;
+pub mod stream;

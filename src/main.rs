@@ -1,0 +1,90 @@
+//! `headwater` command line: parse arguments, load the configuration, run until a signal.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use headwater::app::App;
+use headwater::config::{Config, Overrides};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(version, about = "Headwater live streaming origin server")]
+struct Cli {
+    /// Server configuration file.
+    #[arg(long, global = true, default_value = "config/headwater.toml")]
+    config: PathBuf,
+    /// HTTP listen address, overriding the configuration.
+    #[arg(long, global = true)]
+    listen: Option<SocketAddr>,
+    /// Directory of stream files (NAME.toml), overriding the configuration.
+    #[arg(long, global = true)]
+    streams: Option<PathBuf>,
+    /// DVR archive root, overriding the configuration.
+    #[arg(long, global = true)]
+    dvr: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate the configuration and exit (0 when valid).
+    CheckConfig,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("HEADWATER_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let overrides = Overrides {
+        listen: cli.listen,
+        streams_dir: cli.streams.clone(),
+        dvr_root: cli.dvr.clone(),
+        ..Overrides::default()
+    }
+    .with_env();
+    let config = match Config::load(&cli.config, &overrides) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("headwater: configuration error: {e}");
+            std::process::exit(2);
+        }
+    };
+    if let Some(Command::CheckConfig) = cli.command {
+        println!(
+            "configuration OK: {} stream(s), listen {}",
+            config.streams.len(),
+            config.server.listen
+        );
+        return Ok(());
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let app = App::start(config).await?;
+        let token = app.shutdown_token();
+        let signals = async {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+            tokio::select! {
+                r = tokio::signal::ctrl_c() => r,
+                _ = term.recv() => Ok(()),
+            }
+        };
+        tokio::select! {
+            r = signals => {
+                r.context("installing signal handlers")?;
+                tracing::info!("signal received, shutting down");
+                token.cancel();
+            }
+            () = token.cancelled() => {}
+        }
+        app.run_until_stopped().await;
+        anyhow::Ok(())
+    })
+}

@@ -1,0 +1,147 @@
+//! Pure media types shared by every stage: what ingest hands to a stream ([`Chunk`],
+//! [`MediaInfo`]) and what packaging keeps ([`Segment`]). No I/O and no GStreamer here, so
+//! packaging and HTTP can be tested on synthetic values.
+
+mod codec;
+pub mod utc;
+
+pub use codec::{aac_codec_string, avc_codec_string};
+
+use bytes::Bytes;
+use std::time::Duration;
+
+/// One access unit's worth of MPEG-TS packets from the ingest muxer, in arrival order.
+#[derive(Debug, Clone)]
+pub struct Chunk {
+    /// Whole 188-byte TS packets.
+    pub data: Bytes,
+    /// Running time of the access unit; `None` when the muxer gave none (PSI-only output).
+    pub pts: Option<Duration>,
+    /// True when the chunk starts with PAT/PMT followed by a video IDR: a valid cut point.
+    pub keyframe: bool,
+}
+
+/// What the stream carries, read from the real caps and bitstream by ingest.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MediaInfo {
+    /// Present when the stream has a video track.
+    pub video: Option<VideoInfo>,
+    /// Present when the stream has an audio track.
+    pub audio: Option<AudioInfo>,
+}
+
+/// The video track as a player needs to know it (HLS `RESOLUTION`, `CODECS`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VideoInfo {
+    /// RFC 6381 codec string, e.g. `avc1.42c01e`.
+    pub codec: String,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// The audio track as a player needs to know it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AudioInfo {
+    /// RFC 6381 codec string, e.g. `mp4a.40.2`.
+    pub codec: String,
+    pub channels: u32,
+    pub sample_rate: u32,
+}
+
+impl MediaInfo {
+    /// Flussonic's track selector for "all tracks": `v1a1`, `v1` or `a1`.
+    pub fn tracks_spec(&self) -> String {
+        let mut spec = String::new();
+        if self.video.is_some() {
+            spec.push_str("v1");
+        }
+        if self.audio.is_some() {
+            spec.push_str("a1");
+        }
+        spec
+    }
+
+    /// The HLS `CODECS` attribute value, video first.
+    pub fn codecs(&self) -> String {
+        let codecs: Vec<&str> = [
+            self.video.as_ref().map(|v| v.codec.as_str()),
+            self.audio.as_ref().map(|a| a.codec.as_str()),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        codecs.join(",")
+    }
+}
+
+/// A finished, keyframe-aligned MPEG-TS segment held in memory.
+#[derive(Debug, Clone)]
+pub struct Segment {
+    /// HLS media sequence number; strictly increasing per stream.
+    pub sequence: u64,
+    /// Wall-clock start, milliseconds since the Unix epoch (UTC).
+    pub start_ms: u64,
+    /// Duration in milliseconds, from this segment's first keyframe to the next one.
+    pub duration_ms: u32,
+    /// True when this segment does not continue the previous one (source restart).
+    pub discontinuity: bool,
+    /// The TS bytes; starts with PAT, PMT and an IDR.
+    pub data: Bytes,
+}
+
+impl Segment {
+    /// Flussonic's segment path, relative to the playlist: `YYYY/MM/DD/HH/MM/SS-DDDDD.ts`.
+    pub fn path(&self) -> String {
+        let t = utc::Civil::from_unix_ms(self.start_ms);
+        format!(
+            "{:04}/{:02}/{:02}/{:02}/{:02}/{:02}-{:05}.ts",
+            t.year, t.month, t.day, t.hour, t.minute, t.second, self.duration_ms
+        )
+    }
+
+    /// Bits per second over this segment.
+    pub fn bitrate(&self) -> u64 {
+        if self.duration_ms == 0 {
+            return 0;
+        }
+        self.data.len() as u64 * 8 * 1000 / u64::from(self.duration_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segment_path_is_flussonic_naming() {
+        let seg = Segment {
+            sequence: 1,
+            start_ms: 1_647_936_397_000, // 2022-03-22T08:06:37Z
+            duration_ms: 5000,
+            discontinuity: false,
+            data: Bytes::new(),
+        };
+        assert_eq!(seg.path(), "2022/03/22/08/06/37-05000.ts");
+    }
+
+    #[test]
+    fn tracks_and_codecs_follow_the_tracks_present() {
+        let mut info = MediaInfo {
+            video: Some(VideoInfo {
+                codec: "avc1.42c01e".into(),
+                width: 640,
+                height: 360,
+            }),
+            audio: Some(AudioInfo {
+                codec: "mp4a.40.2".into(),
+                channels: 2,
+                sample_rate: 48000,
+            }),
+        };
+        assert_eq!(info.tracks_spec(), "v1a1");
+        assert_eq!(info.codecs(), "avc1.42c01e,mp4a.40.2");
+        info.audio = None;
+        assert_eq!(info.tracks_spec(), "v1");
+        assert_eq!(info.codecs(), "avc1.42c01e");
+    }
+}

@@ -1,0 +1,14 @@
+//! Stage 3a: chunks in, segments and playlist text out — pure data, no sockets, no GStreamer.
+//!
+//! The stream actor feeds [`Segmenter`] with ingest chunks; finished segments go into a
+//! [`Window`]; after each change the actor publishes an immutable [`Snapshot`] (segments plus
+//! pre-rendered playlists) that HTTP readers clone without doing any work per request.
+
+pub mod hls;
+mod segmenter;
+mod snapshot;
+mod window;
+
+pub use segmenter::Segmenter;
+pub use snapshot::Snapshot;
+pub use window::Window;

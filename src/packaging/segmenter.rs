@@ -1,0 +1,258 @@
+//! Cuts the muxed chunk flow into keyframe-aligned segments and gives each its wall-clock start.
+
+use crate::media::{Chunk, Segment};
+use bytes::{Bytes, BytesMut};
+use std::time::Duration;
+
+/// A segment is cut at the first keyframe once this share of the target has passed, so a
+/// GOP that equals the target (with timestamp rounding) still cuts at every keyframe.
+const CUT_AT_PERCENT: u128 = 90;
+/// A segment still without a keyframe after this many targets is dropped (memory bound).
+const MAX_TARGETS_WITHOUT_KEYFRAME: u32 = 10;
+/// A timestamp jump larger than this many targets is a discontinuity (source restarted).
+const JUMP_TARGETS: u32 = 5;
+
+#[derive(Debug)]
+struct Building {
+    start_pts: Duration,
+    /// Wall-clock start in ms; equals the previous segment's end within one run.
+    start_ms: u64,
+    data: BytesMut,
+    discontinuity: bool,
+}
+
+/// Turns [`Chunk`]s into [`Segment`]s.
+///
+/// Within one run of the source, start times are derived from one anchor (first keyframe's
+/// PTS ↔ wall clock), so consecutive segments tile time exactly: `start[n+1] = start[n] + dur[n]`.
+#[derive(Debug)]
+pub struct Segmenter {
+    target: Duration,
+    /// `Some` once a keyframe has opened a segment; chunks before that are discarded.
+    building: Option<Building>,
+    /// (PTS, UTC ms) of the first keyframe of the current run.
+    anchor: Option<(Duration, u64)>,
+    /// End of the last emitted segment in UTC ms; a new run never starts before it.
+    last_end_ms: u64,
+    /// Sequence number the next emitted segment gets.
+    next_sequence: u64,
+    /// The next segment opened starts a new run after a break.
+    pending_discontinuity: bool,
+    /// Last PTS seen in this run and the smallest positive step between two PTS (≈ a frame).
+    last_pts: Option<Duration>,
+    min_step: Option<Duration>,
+    /// Chunks thrown away because no keyframe had opened a segment yet.
+    pub discarded_chunks: u64,
+}
+
+impl Segmenter {
+    pub fn new(target: Duration) -> Self {
+        Segmenter {
+            target,
+            building: None,
+            anchor: None,
+            last_end_ms: 0,
+            next_sequence: 0,
+            pending_discontinuity: false,
+            last_pts: None,
+            min_step: None,
+            discarded_chunks: 0,
+        }
+    }
+
+    /// Adds one chunk; returns the segment it closed, if any. `now_ms` is the wall clock.
+    pub fn push(&mut self, chunk: Chunk, now_ms: u64) -> Option<Segment> {
+        let mut closed = None;
+        if let Some(pts) = chunk.pts {
+            if let Some(last) = self.last_pts {
+                let limit = self.target * JUMP_TARGETS;
+                if pts + limit < last || pts > last + limit {
+                    closed = self.break_run();
+                } else if pts > last {
+                    let step = pts - last;
+                    self.min_step = Some(self.min_step.map_or(step, |m| m.min(step)));
+                }
+            }
+            self.last_pts = Some(pts);
+        }
+        match (&mut self.building, chunk.pts) {
+            (Some(b), Some(pts)) if chunk.keyframe => {
+                let elapsed = pts.saturating_sub(b.start_pts);
+                if elapsed.as_nanos() * 100 >= self.target.as_nanos() * CUT_AT_PERCENT {
+                    let done = self.finish(pts);
+                    self.open(pts, now_ms, chunk.data);
+                    return done;
+                }
+                b.data.extend_from_slice(&chunk.data);
+            }
+            (Some(b), pts) => {
+                if let Some(pts) = pts
+                    && pts.saturating_sub(b.start_pts) > self.target * MAX_TARGETS_WITHOUT_KEYFRAME
+                {
+                    self.discarded_chunks += 1;
+                    self.building = None;
+                    self.pending_discontinuity = true;
+                    return closed;
+                }
+                b.data.extend_from_slice(&chunk.data);
+            }
+            (None, Some(pts)) if chunk.keyframe => self.open(pts, now_ms, chunk.data),
+            (None, _) => self.discarded_chunks += 1,
+        }
+        closed
+    }
+
+    /// The source stopped or restarted: closes the open segment with an estimated end and makes
+    /// the next segment a discontinuity with a fresh anchor.
+    pub fn break_run(&mut self) -> Option<Segment> {
+        let done = self.building.as_ref().and_then(|b| {
+            let last = self.last_pts?;
+            let end = last + self.min_step.unwrap_or_default();
+            (end > b.start_pts).then_some(end)
+        });
+        let segment = match done {
+            Some(end) => self.finish(end),
+            None => None,
+        };
+        self.building = None;
+        self.anchor = None;
+        self.last_pts = None;
+        self.min_step = None;
+        self.pending_discontinuity = true;
+        segment
+    }
+
+    fn open(&mut self, pts: Duration, now_ms: u64, data: Bytes) {
+        let start_ms = match self.anchor {
+            Some((anchor_pts, anchor_ms)) => anchor_ms + millis(pts.saturating_sub(anchor_pts)),
+            None => {
+                let start = now_ms.max(self.last_end_ms);
+                self.anchor = Some((pts, start));
+                start
+            }
+        };
+        let mut buf = BytesMut::with_capacity(data.len() * 64);
+        buf.extend_from_slice(&data);
+        self.building = Some(Building {
+            start_pts: pts,
+            start_ms,
+            data: buf,
+            discontinuity: std::mem::take(&mut self.pending_discontinuity),
+        });
+    }
+
+    fn finish(&mut self, end_pts: Duration) -> Option<Segment> {
+        let b = self.building.take()?;
+        let end_ms = match self.anchor {
+            Some((anchor_pts, anchor_ms)) => anchor_ms + millis(end_pts.saturating_sub(anchor_pts)),
+            None => b.start_ms + millis(end_pts.saturating_sub(b.start_pts)),
+        };
+        let duration_ms = u32::try_from(end_ms.saturating_sub(b.start_ms)).ok()?;
+        if duration_ms == 0 {
+            return None;
+        }
+        self.last_end_ms = end_ms;
+        let sequence = self.next_sequence;
+        self.next_sequence += 1;
+        Some(Segment {
+            sequence,
+            start_ms: b.start_ms,
+            duration_ms,
+            discontinuity: b.discontinuity,
+            data: b.data.freeze(),
+        })
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(ms: u64, keyframe: bool) -> Chunk {
+        Chunk {
+            data: Bytes::from(vec![if keyframe { 1 } else { 0 }; 188]),
+            pts: Some(Duration::from_millis(ms)),
+            keyframe,
+        }
+    }
+
+    /// Feeds 25 fps video with a keyframe every `gop` frames; returns the segments.
+    fn run(seg: &mut Segmenter, from_ms: u64, frames: u64, gop: u64, wall: u64) -> Vec<Segment> {
+        (0..frames)
+            .filter_map(|i| seg.push(chunk(from_ms + i * 40, i % gop == 0), wall + i * 40))
+            .collect()
+    }
+
+    #[test]
+    fn cuts_at_keyframes_and_tiles_time() {
+        let mut seg = Segmenter::new(Duration::from_secs(2));
+        let out = run(&mut seg, 1000, 50 * 4 + 1, 50, 1_700_000_000_000);
+        assert_eq!(out.len(), 4);
+        for (i, s) in out.iter().enumerate() {
+            assert_eq!(s.sequence, i as u64);
+            assert_eq!(s.duration_ms, 2000);
+            assert_eq!(s.start_ms, 1_700_000_000_000 + 2000 * i as u64);
+            assert_eq!(s.data.len(), 50 * 188);
+            assert_eq!(s.data[0], 1, "segment starts with the keyframe chunk");
+            assert!(!s.discontinuity);
+        }
+    }
+
+    #[test]
+    fn short_gops_are_grouped_up_to_the_target() {
+        let mut seg = Segmenter::new(Duration::from_secs(2));
+        // keyframe every 0.8 s: cuts when ≥1.8 s passed → at 2.4 s
+        let out = run(&mut seg, 0, 20 * 6 + 1, 20, 0);
+        assert_eq!(out.iter().map(|s| s.duration_ms).collect::<Vec<_>>(), [2400, 2400]);
+    }
+
+    #[test]
+    fn leading_chunks_before_a_keyframe_are_discarded() {
+        let mut seg = Segmenter::new(Duration::from_secs(2));
+        assert!(seg.push(chunk(0, false), 0).is_none());
+        assert!(seg.push(chunk(40, false), 40).is_none());
+        assert_eq!(seg.discarded_chunks, 2);
+        let out = run(&mut seg, 80, 51, 50, 80);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].start_ms, 80);
+    }
+
+    #[test]
+    fn restart_closes_the_partial_segment_and_marks_a_discontinuity() {
+        let mut seg = Segmenter::new(Duration::from_secs(2));
+        let first = run(&mut seg, 0, 75, 50, 10_000);
+        assert_eq!(first.len(), 1);
+        // 25 frames of the second segment, then the source dies.
+        let partial = seg.break_run().expect("partial segment");
+        assert_eq!(partial.start_ms, 12_000);
+        assert_eq!(partial.duration_ms, 1000);
+        // The new run starts at PTS 0 again, a little later on the wall clock.
+        let second = run(&mut seg, 0, 51, 50, 14_500);
+        assert_eq!(second.len(), 1);
+        assert!(second[0].discontinuity);
+        assert_eq!(second[0].start_ms, 14_500);
+        assert_eq!(second[0].sequence, 2);
+    }
+
+    #[test]
+    fn a_new_run_never_starts_before_the_last_end() {
+        let mut seg = Segmenter::new(Duration::from_secs(2));
+        run(&mut seg, 0, 51, 50, 10_000);
+        seg.break_run();
+        let out = run(&mut seg, 0, 51, 50, 9_000); // wall clock stepped back
+        assert_eq!(out[0].start_ms, 12_000);
+    }
+
+    #[test]
+    fn timestamp_jump_is_a_discontinuity() {
+        let mut seg = Segmenter::new(Duration::from_secs(2));
+        run(&mut seg, 100_000, 60, 50, 0);
+        // jump back to 0 without a restart message
+        let out = run(&mut seg, 0, 101, 50, 5_000);
+        assert!(out.iter().any(|s| s.discontinuity));
+    }
+}

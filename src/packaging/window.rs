@@ -1,0 +1,154 @@
+//! The live window: the last `segment_count` segments, plus recently dropped ones kept for a
+//! grace period because players that loaded an older playlist may still fetch them.
+
+use super::{Snapshot, hls};
+use crate::media::{MediaInfo, Segment};
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+#[derive(Debug)]
+struct Retired {
+    segment: Arc<Segment>,
+    /// Monotonic ms after which nothing may still reference it.
+    free_at_ms: u64,
+}
+
+/// Sliding window of segments for one stream.
+#[derive(Debug)]
+pub struct Window {
+    /// Segments in the live playlist; never more than `capacity`, oldest first.
+    live: VecDeque<Arc<Segment>>,
+    capacity: usize,
+    /// Dropped from the playlist but still served, oldest first.
+    retired: VecDeque<Retired>,
+    /// Count of discontinuity tags that have slid out of the playlist.
+    discontinuity_sequence: u64,
+    /// Configured segment duration; `EXT-X-TARGETDURATION` is never below it.
+    target_ms: u32,
+}
+
+impl Window {
+    pub fn new(capacity: usize, target_ms: u32) -> Self {
+        Window {
+            live: VecDeque::with_capacity(capacity + 1),
+            capacity: capacity.max(1),
+            retired: VecDeque::new(),
+            discontinuity_sequence: 0,
+            target_ms,
+        }
+    }
+
+    /// Appends a finished segment at monotonic time `now_ms`, sliding the window.
+    ///
+    /// A segment leaving the playlist stays fetchable for its own duration plus the duration of
+    /// the playlist that last listed it (RFC 8216 §6.2.2), then it is freed.
+    pub fn push(&mut self, segment: Segment, now_ms: u64) {
+        self.live.push_back(Arc::new(segment));
+        while self.live.len() > self.capacity {
+            let Some(old) = self.live.pop_front() else {
+                break;
+            };
+            if old.discontinuity {
+                self.discontinuity_sequence += 1;
+            }
+            let playlist_ms: u64 = self.live.iter().map(|s| u64::from(s.duration_ms)).sum();
+            let free_at_ms = now_ms + u64::from(old.duration_ms) + playlist_ms;
+            self.retired.push_back(Retired {
+                segment: old,
+                free_at_ms,
+            });
+        }
+        self.expire(now_ms);
+    }
+
+    /// Frees retired segments whose grace period has passed; true when any was freed.
+    pub fn expire(&mut self, now_ms: u64) -> bool {
+        let before = self.retired.len();
+        while self.retired.front().is_some_and(|r| r.free_at_ms <= now_ms) {
+            self.retired.pop_front();
+        }
+        self.retired.len() != before
+    }
+
+    pub fn live(&self) -> impl ExactSizeIterator<Item = &Arc<Segment>> {
+        self.live.iter()
+    }
+
+    pub fn discontinuity_sequence(&self) -> u64 {
+        self.discontinuity_sequence
+    }
+
+    /// An immutable view for HTTP readers, playlists rendered once here.
+    pub fn snapshot(&self, media: Option<&MediaInfo>) -> Snapshot {
+        let live: Vec<Arc<Segment>> = self.live.iter().cloned().collect();
+        let media_playlist = (!live.is_empty()).then(|| {
+            hls::media_playlist(&live, self.target_ms, self.discontinuity_sequence).into()
+        });
+        let master_playlist = match (media, live.is_empty()) {
+            (Some(info), false) => Some(hls::master_playlist(info, &live).into()),
+            _ => None,
+        };
+        Snapshot {
+            media: media.cloned(),
+            retired: self.retired.iter().map(|r| r.segment.clone()).collect(),
+            live,
+            media_playlist,
+            master_playlist,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn segment(sequence: u64, discontinuity: bool) -> Segment {
+        Segment {
+            sequence,
+            start_ms: 1_000_000 + sequence * 2000,
+            duration_ms: 2000,
+            discontinuity,
+            data: Bytes::from_static(&[0x47; 188]),
+        }
+    }
+
+    #[test]
+    fn slides_and_keeps_dropped_segments_for_the_grace_period() {
+        let mut w = Window::new(3, 2000);
+        for seq in 0..5 {
+            w.push(segment(seq, false), seq * 2000);
+        }
+        let live: Vec<u64> = w.live().map(|s| s.sequence).collect();
+        assert_eq!(live, [2, 3, 4]);
+        let snap = w.snapshot(None);
+        let retired: Vec<u64> = snap.retired.iter().map(|s| s.sequence).collect();
+        assert_eq!(retired, [0, 1]);
+        // Segment 0 left at t=6000 with a 6 s playlist behind it: freed at 6000+2000+6000.
+        w.expire(13_999);
+        assert_eq!(w.snapshot(None).retired.len(), 2);
+        w.expire(14_000);
+        let retired: Vec<u64> = w.snapshot(None).retired.iter().map(|s| s.sequence).collect();
+        assert_eq!(retired, [1]);
+        w.expire(16_000);
+        assert!(w.snapshot(None).retired.is_empty());
+    }
+
+    #[test]
+    fn discontinuity_sequence_counts_tags_that_slid_out() {
+        let mut w = Window::new(2, 2000);
+        w.push(segment(0, false), 0);
+        w.push(segment(1, true), 0);
+        w.push(segment(2, false), 0);
+        assert_eq!(w.discontinuity_sequence(), 0);
+        w.push(segment(3, false), 0);
+        assert_eq!(w.discontinuity_sequence(), 1);
+    }
+
+    #[test]
+    fn empty_window_has_no_playlists() {
+        let w = Window::new(3, 2000);
+        let snap = w.snapshot(None);
+        assert!(snap.media_playlist.is_none() && snap.master_playlist.is_none());
+    }
+}

@@ -1,0 +1,81 @@
+//! Stage 2: one actor per stream owns its mutable state (segmenter, window, media info) and
+//! publishes what readers need: an immutable [`Snapshot`] per new segment through a `watch`,
+//! and the raw chunk flow through a bounded `broadcast` for `/NAME/mpegts` subscribers.
+//!
+//! ```text
+//! ingest --Feed (bounded mpsc, try_send)--> StreamActor --watch<Arc<Snapshot>>--> http (HLS)
+//!                                                      \--broadcast<Chunk>-----> http (/mpegts)
+//! ```
+
+mod actor;
+mod counters;
+
+pub use actor::StreamActor;
+pub use counters::{StreamCounters, mono_ms};
+
+use crate::media::{Chunk, MediaInfo};
+use crate::packaging::Snapshot;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tokio::sync::{broadcast, watch};
+
+/// Chunks queued from ingest to the actor. Bounded so a stalled actor cannot grow memory: at
+/// ~70 chunks/s (25 fps video + audio) this absorbs about 7 s of scheduling hiccups.
+pub const FEED_CAPACITY: usize = 512;
+/// Chunks buffered per `/mpegts` subscriber before it counts as lagging (~3.5 s).
+pub const LIVE_CAPACITY: usize = 256;
+
+/// What ingest sends to a stream actor.
+#[derive(Debug)]
+pub enum Feed {
+    /// Muxed TS for one access unit.
+    Chunk(Chunk),
+    /// Tracks and codecs read from the real stream (sent again when they change).
+    Media(MediaInfo),
+    /// The source stopped or restarted: what follows does not continue what came before.
+    Break,
+}
+
+/// The reader side of one stream; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct StreamHandle {
+    pub name: Arc<str>,
+    pub title: Option<Arc<str>>,
+    pub snapshot: watch::Receiver<Arc<Snapshot>>,
+    pub live: broadcast::Sender<Chunk>,
+    pub counters: Arc<StreamCounters>,
+}
+
+impl StreamHandle {
+    /// The current snapshot (a pointer copy).
+    pub fn current(&self) -> Arc<Snapshot> {
+        self.snapshot.borrow().clone()
+    }
+}
+
+/// All configured streams by name; fixed after start-up.
+#[derive(Debug, Clone, Default)]
+pub struct Registry {
+    streams: Arc<BTreeMap<String, StreamHandle>>,
+}
+
+impl Registry {
+    pub fn new(handles: impl IntoIterator<Item = StreamHandle>) -> Self {
+        Registry {
+            streams: Arc::new(
+                handles
+                    .into_iter()
+                    .map(|h| (h.name.to_string(), h))
+                    .collect(),
+            ),
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&StreamHandle> {
+        self.streams.get(name)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &StreamHandle> {
+        self.streams.values()
+    }
+}
