@@ -64,7 +64,9 @@ impl PipelineGuard {
     }
 
     pub fn pipeline(&self) -> &gst::Pipeline {
-        self.pipeline.as_ref().expect("pipeline present until shutdown")
+        self.pipeline
+            .as_ref()
+            .expect("pipeline present until shutdown")
     }
 
     /// Starts the pipeline.
@@ -78,7 +80,8 @@ impl PipelineGuard {
     /// Events from the pipeline's bus, driven on the async runtime.
     pub fn events(&self) -> impl Stream<Item = PipelineEvent> + Unpin + use<> {
         let bus = self.pipeline().bus().expect("a pipeline always has a bus");
-        bus.stream().filter_map(|msg| std::future::ready(to_event(&msg)))
+        bus.stream()
+            .filter_map(|msg| std::future::ready(to_event(&msg)))
     }
 
     /// Takes the pipeline to `Null` on a blocking thread (elements may take a while to stop).

@@ -22,12 +22,14 @@ pub enum ConfigError {
         file: PathBuf,
         source: std::io::Error,
     },
-    #[error("{file}:{line}:{column}: {message}")]
+    #[error("{file}:{line}:{column}: {message} (in `{source_line}`)")]
     Invalid {
         file: PathBuf,
         line: usize,
         column: usize,
         message: String,
+        /// The offending line, so the key is always named.
+        source_line: String,
     },
     #[error("{file}: {message}")]
     File { file: PathBuf, message: String },
@@ -181,10 +183,11 @@ impl Config {
             value
                 .as_deref()
                 .map(|v| {
-                    v.parse::<Credentials>().map_err(|message| ConfigError::File {
-                        file: PathBuf::from(format!("${var}")),
-                        message,
-                    })
+                    v.parse::<Credentials>()
+                        .map_err(|message| ConfigError::File {
+                            file: PathBuf::from(format!("${var}")),
+                            message,
+                        })
                 })
                 .transpose()
         };
@@ -253,11 +256,20 @@ fn locate(path: &Path, text: &str, err: &toml::de::Error) -> ConfigError {
     let before = &text[..offset];
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    let source_line: String = text
+        .lines()
+        .nth(line - 1)
+        .unwrap_or_default()
+        .trim()
+        .chars()
+        .take(120)
+        .collect();
     ConfigError::Invalid {
         file: path.to_owned(),
         line,
         column,
         message: err.message().trim().to_owned(),
+        source_line,
     }
 }
 

@@ -37,9 +37,24 @@ fn default_source_timeout() -> SourceTimeout {
     SourceTimeout(10)
 }
 
+/// An integer setting as written; anything else is refused with the value shown.
+#[derive(Debug)]
+pub struct Number(i64);
+
+impl<'de> Deserialize<'de> for Number {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match toml::Value::deserialize(d)? {
+            toml::Value::Integer(i) => Ok(Number(i)),
+            other => Err(serde::de::Error::custom(format!(
+                "expected an integer, got {other}"
+            ))),
+        }
+    }
+}
+
 /// Seconds without input before a restart, 1..=3600.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "i64")]
+#[serde(try_from = "Number")]
 pub struct SourceTimeout(u32);
 
 impl SourceTimeout {
@@ -48,19 +63,22 @@ impl SourceTimeout {
     }
 }
 
-impl TryFrom<i64> for SourceTimeout {
+impl TryFrom<Number> for SourceTimeout {
     type Error = String;
-    fn try_from(v: i64) -> Result<Self, String> {
+    fn try_from(v: Number) -> Result<Self, String> {
+        let v = v.0;
         match u32::try_from(v) {
             Ok(s @ 1..=3600) => Ok(SourceTimeout(s)),
-            _ => Err(format!("`source_timeout` must be 1..=3600 seconds, got {v}")),
+            _ => Err(format!(
+                "`source_timeout` must be 1..=3600 seconds, got {v}"
+            )),
         }
     }
 }
 
 /// Target segment duration in milliseconds, 1000..=60000 (default 2000).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "i64")]
+#[serde(try_from = "Number")]
 pub struct SegmentDuration(u32);
 
 impl SegmentDuration {
@@ -78,9 +96,10 @@ impl Default for SegmentDuration {
     }
 }
 
-impl TryFrom<i64> for SegmentDuration {
+impl TryFrom<Number> for SegmentDuration {
     type Error = String;
-    fn try_from(v: i64) -> Result<Self, String> {
+    fn try_from(v: Number) -> Result<Self, String> {
+        let v = v.0;
         match u32::try_from(v) {
             Ok(ms @ 1000..=60_000) => Ok(SegmentDuration(ms)),
             _ => Err(format!(
@@ -92,7 +111,7 @@ impl TryFrom<i64> for SegmentDuration {
 
 /// Segments in the live playlist, 2..=100 (default 6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "i64")]
+#[serde(try_from = "Number")]
 pub struct SegmentCount(u32);
 
 impl SegmentCount {
@@ -107,9 +126,10 @@ impl Default for SegmentCount {
     }
 }
 
-impl TryFrom<i64> for SegmentCount {
+impl TryFrom<Number> for SegmentCount {
     type Error = String;
-    fn try_from(v: i64) -> Result<Self, String> {
+    fn try_from(v: Number) -> Result<Self, String> {
+        let v = v.0;
         match u32::try_from(v) {
             Ok(n @ 2..=100) => Ok(SegmentCount(n)),
             _ => Err(format!("`segment_count` must be 2..=100, got {v}")),

@@ -33,20 +33,29 @@ fn inputs_sorted_by_priority() {
 #[test]
 fn unknown_key_names_file_line_and_key() {
     let e = err("title = \"x\"\ninputs = [{ url = \"fake://fake\" }]\nsgement_count = 3\n");
-    assert!(e.starts_with("streams/s.toml:3:1: unknown field `sgement_count`"), "{e}");
+    assert!(
+        e.starts_with("streams/s.toml:3:1: unknown field `sgement_count`"),
+        "{e}"
+    );
 }
 
 #[test]
 fn unknown_input_key() {
     let e = err("inputs = [{ url = \"fake://fake\", prio = 1 }]");
-    assert!(e.starts_with("streams/s.toml:1:") && e.contains("`prio`"), "{e}");
+    assert!(
+        e.starts_with("streams/s.toml:1:") && e.contains("`prio`"),
+        "{e}"
+    );
 }
 
 #[test]
 fn bad_url_names_the_key_and_line() {
     let e = err("title = \"x\"\ninputs = [{ url = \"rtmp://x/y\" }]");
     assert!(e.starts_with("streams/s.toml:2:"), "{e}");
-    assert!(e.contains("invalid input `url`") && e.contains("rtmp"), "{e}");
+    assert!(
+        e.contains("invalid input `url`") && e.contains("rtmp"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -58,7 +67,7 @@ fn bad_durations() {
     ] {
         let e = err(text);
         assert!(e.starts_with("streams/s.toml:1:"), "{e}");
-        assert!(e.contains("segment_duration") || e.contains("integer"), "{e}");
+        assert!(e.contains("segment_duration"), "{e}");
     }
     let e = err("segment_count = 0\ninputs = [{ url = \"fake://fake\" }]");
     assert!(e.contains("`segment_count` must be"), "{e}");
@@ -70,7 +79,10 @@ fn bad_durations() {
 fn missing_or_empty_inputs() {
     assert!(err("title = \"x\"").contains("missing field `inputs`"));
     let e = err("title = \"x\"\ninputs = []");
-    assert!(e.starts_with("streams/s.toml:2:") && e.contains("at least one input"), "{e}");
+    assert!(
+        e.starts_with("streams/s.toml:2:") && e.contains("at least one input"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -90,7 +102,10 @@ fn server_file_errors() {
     assert!(e.contains("login:password"), "{e}");
     let text = "[server]\nlisten = \"0.0.0.0:80\"\n[segmets]\n";
     let e = parse::<ServerFile>(p, text).unwrap_err().to_string();
-    assert!(e.starts_with("config/headwater.toml:3:") && e.contains("segmets"), "{e}");
+    assert!(
+        e.starts_with("config/headwater.toml:3:") && e.contains("segmets"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -117,7 +132,11 @@ fn bad_stream_file_names_are_refused() {
 fn shipped_config_loads() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let cfg = Config::load(&root.join("config/headwater.toml"), &Overrides::default()).unwrap();
-    let demo = cfg.streams.iter().find(|s| s.name == "demo").expect("demo stream");
+    let demo = cfg
+        .streams
+        .iter()
+        .find(|s| s.name == "demo")
+        .expect("demo stream");
     assert_eq!(demo.inputs[0].url, InputUrl::Fake);
     assert!(cfg.server.view_auth.is_some() && cfg.server.edit_auth.is_some());
 }

@@ -1,12 +1,12 @@
 //! Response bodies, and a wrapper that counts the payload bytes handed to the connection.
 
+use crate::stream::StreamCounters;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, combinators::BoxBody};
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
-use crate::stream::StreamCounters;
 use std::task::{Context, Poll};
 
 /// Every response body.

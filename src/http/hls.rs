@@ -47,7 +47,11 @@ pub(super) fn handle<B>(state: &AppState, req: &Request<B>) -> Response<Body> {
     response
 }
 
-fn serve_route(state: &AppState, route: Route, range: Option<&str>) -> Result<Response<Body>, HttpError> {
+fn serve_route(
+    state: &AppState,
+    route: Route,
+    range: Option<&str>,
+) -> Result<Response<Body>, HttpError> {
     let lookup = |name: &str| -> Result<&StreamHandle, HttpError> {
         state
             .registry
@@ -59,14 +63,26 @@ fn serve_route(state: &AppState, route: Route, range: Option<&str>) -> Result<Re
             let handle = lookup(&stream)?;
             let snap = handle.current();
             let text = snap.master_playlist.clone().ok_or(HttpError::NotReady)?;
-            Ok(bytes_response(handle, StatusCode::OK, PLAYLIST_TYPE, PLAYLIST_CACHE, text))
+            Ok(bytes_response(
+                handle,
+                StatusCode::OK,
+                PLAYLIST_TYPE,
+                PLAYLIST_CACHE,
+                text,
+            ))
         }
         Route::Media { stream, tracks } => {
             let handle = lookup(&stream)?;
             let snap = handle.current();
             check_tracks(&snap, tracks.as_deref())?;
             let text = snap.media_playlist.clone().ok_or(HttpError::NotReady)?;
-            Ok(bytes_response(handle, StatusCode::OK, PLAYLIST_TYPE, PLAYLIST_CACHE, text))
+            Ok(bytes_response(
+                handle,
+                StatusCode::OK,
+                PLAYLIST_TYPE,
+                PLAYLIST_CACHE,
+                text,
+            ))
         }
         Route::Segment {
             stream,
@@ -82,14 +98,27 @@ fn serve_route(state: &AppState, route: Route, range: Option<&str>) -> Result<Re
             let len = segment.data.len() as u64;
             match parse_range(range, len) {
                 RangeRequest::Full => {
-                    let mut r = bytes_response(handle, StatusCode::OK, TS_TYPE, SEGMENT_CACHE, segment.data.clone());
-                    r.headers_mut().insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+                    let mut r = bytes_response(
+                        handle,
+                        StatusCode::OK,
+                        TS_TYPE,
+                        SEGMENT_CACHE,
+                        segment.data.clone(),
+                    );
+                    r.headers_mut()
+                        .insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
                     Ok(r)
                 }
                 RangeRequest::Partial(r) => {
                     let content_range = format!("bytes {}-{}/{len}", r.start, r.end - 1);
                     let part = segment.data.slice(r.start as usize..r.end as usize);
-                    let mut r = bytes_response(handle, StatusCode::PARTIAL_CONTENT, TS_TYPE, SEGMENT_CACHE, part);
+                    let mut r = bytes_response(
+                        handle,
+                        StatusCode::PARTIAL_CONTENT,
+                        TS_TYPE,
+                        SEGMENT_CACHE,
+                        part,
+                    );
                     let h = r.headers_mut();
                     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
                     h.insert(

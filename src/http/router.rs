@@ -53,7 +53,10 @@ pub fn route(path: &str) -> Result<Route, RouteError> {
         return Err(RouteError::Malformed("unexpected character"));
     }
     let parts: Vec<&str> = rest.split('/').collect();
-    if parts.iter().any(|p| p.is_empty() || *p == "." || *p == "..") {
+    if parts
+        .iter()
+        .any(|p| p.is_empty() || *p == "." || *p == "..")
+    {
         return Err(RouteError::Malformed("empty or dot path segment"));
     }
     let (last, before) = parts.split_last().ok_or(RouteError::NotFound)?;
@@ -73,7 +76,9 @@ pub fn route(path: &str) -> Result<Route, RouteError> {
         }
         file if file.ends_with(".ts") => {
             if before.len() < 5 || !segment_path(&parts[parts.len() - 6..]) {
-                return Err(RouteError::Malformed("segment path is not YYYY/MM/DD/HH/MM/SS-DDDDD.ts"));
+                return Err(RouteError::Malformed(
+                    "segment path is not YYYY/MM/DD/HH/MM/SS-DDDDD.ts",
+                ));
             }
             let (tracks, name) = split_tracks(&parts[..parts.len() - 6])?;
             Ok(Route::Segment {
@@ -125,7 +130,9 @@ fn valid_tracks(spec: &str) -> bool {
 /// `YYYY MM DD HH MM SS-DDDDD.ts`, all digits and in range.
 fn segment_path(p: &[&str]) -> bool {
     let num = |s: &str, len: usize, max: u32| {
-        s.len() == len && s.bytes().all(|b| b.is_ascii_digit()) && s.parse::<u32>().is_ok_and(|v| v <= max)
+        s.len() == len
+            && s.bytes().all(|b| b.is_ascii_digit())
+            && s.parse::<u32>().is_ok_and(|v| v <= max)
     };
     let Some((sec, dur)) = p[5].strip_suffix(".ts").and_then(|f| f.split_once('-')) else {
         return false;
@@ -160,14 +167,32 @@ mod tests {
 
     #[test]
     fn good_paths() {
-        assert_eq!(route("/demo/index.m3u8"), Ok(Route::Master { stream: s("demo") }));
-        assert_eq!(route("/demo/playlist.m3u8"), Ok(Route::Master { stream: s("demo") }));
-        assert_eq!(route("/demo/mono.m3u8"), Ok(Route::Media { stream: s("demo"), tracks: None }));
+        assert_eq!(
+            route("/demo/index.m3u8"),
+            Ok(Route::Master { stream: s("demo") })
+        );
+        assert_eq!(
+            route("/demo/playlist.m3u8"),
+            Ok(Route::Master { stream: s("demo") })
+        );
+        assert_eq!(
+            route("/demo/mono.m3u8"),
+            Ok(Route::Media {
+                stream: s("demo"),
+                tracks: None
+            })
+        );
         assert_eq!(
             route("/demo/tracks-v1a1/mono.m3u8"),
-            Ok(Route::Media { stream: s("demo"), tracks: Some(s("v1a1")) })
+            Ok(Route::Media {
+                stream: s("demo"),
+                tracks: Some(s("v1a1"))
+            })
         );
-        assert_eq!(route("/demo/mpegts"), Ok(Route::MpegTs { stream: s("demo") }));
+        assert_eq!(
+            route("/demo/mpegts"),
+            Ok(Route::MpegTs { stream: s("demo") })
+        );
         assert_eq!(
             route("/demo/2026/11/22/01/37/18-02000.ts"),
             Ok(Route::Segment {
@@ -206,14 +231,28 @@ mod tests {
             "/de.mo/index.m3u8",
             "demo/index.m3u8",
         ] {
-            assert!(matches!(route(bad), Err(RouteError::Malformed(_))), "{bad}: {:?}", route(bad));
+            assert!(
+                matches!(route(bad), Err(RouteError::Malformed(_))),
+                "{bad}: {:?}",
+                route(bad)
+            );
         }
-        assert!(matches!(route(&format!("/{}", "a".repeat(2000))), Err(RouteError::Malformed(_))));
+        assert!(matches!(
+            route(&format!("/{}", "a".repeat(2000))),
+            Err(RouteError::Malformed(_))
+        ));
     }
 
     #[test]
     fn unknown_resources_are_404() {
-        for missing in ["/", "/demo", "/demo/index.mpd", "/demo/other.m3u8", "/index.m3u8", "/mpegts"] {
+        for missing in [
+            "/",
+            "/demo",
+            "/demo/index.mpd",
+            "/demo/other.m3u8",
+            "/index.m3u8",
+            "/mpegts",
+        ] {
             assert_eq!(route(missing), Err(RouteError::NotFound), "{missing}");
         }
     }

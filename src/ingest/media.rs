@@ -51,12 +51,10 @@ pub(super) fn probe_video(parser: &gst::Element, tracker: Arc<MediaTracker>) {
         if buffer.flags().contains(gst::BufferFlags::DELTA_UNIT) {
             return gst::PadProbeReturn::Ok;
         }
-        let running_time = pad
-            .sticky_event::<gst::event::Segment>(0)
-            .and_then(|ev| {
-                let seg = ev.segment().downcast_ref::<gst::ClockTime>()?.clone();
-                seg.to_running_time(buffer.pts())
-            });
+        let running_time = pad.sticky_event::<gst::event::Segment>(0).and_then(|ev| {
+            let seg = ev.segment().downcast_ref::<gst::ClockTime>()?.clone();
+            seg.to_running_time(buffer.pts())
+        });
         let fku = gst_video::DownstreamForceKeyUnitEvent::builder()
             .all_headers(true)
             .running_time(running_time)

@@ -105,7 +105,9 @@ impl IngestSupervisor {
         loop {
             let input = &self.config.inputs[index % self.config.inputs.len()];
             let started = tokio::time::Instant::now();
-            let end = self.run_once(&input.url, input.source_timeout.duration(), &cancel).await;
+            let end = self
+                .run_once(&input.url, input.source_timeout.duration(), &cancel)
+                .await;
             // Whatever comes next does not continue this run.
             if self.feed.send(Feed::Break).await.is_err() {
                 return;
@@ -216,7 +218,11 @@ async fn first_error(
 
 /// Installs the appsink callback: one sample (a buffer list, one access unit) becomes one
 /// [`Chunk`], `try_send` to the actor; a full queue drops the chunk and counts it.
-fn attach_sink(appsink: &gst_app::AppSink, feed: mpsc::Sender<Feed>, counters: Arc<StreamCounters>) {
+fn attach_sink(
+    appsink: &gst_app::AppSink,
+    feed: mpsc::Sender<Feed>,
+    counters: Arc<StreamCounters>,
+) {
     appsink.set_callbacks(
         gst_app::AppSinkCallbacks::builder()
             .new_sample(move |sink| {
@@ -225,10 +231,14 @@ fn attach_sink(appsink: &gst_app::AppSink, feed: mpsc::Sender<Feed>, counters: A
                     return Ok(gst::FlowSuccess::Ok);
                 };
                 let now = mono_ms();
-                counters.bytes_in.fetch_add(chunk.data.len() as u64, Ordering::Relaxed);
+                counters
+                    .bytes_in
+                    .fetch_add(chunk.data.len() as u64, Ordering::Relaxed);
                 counters.last_input_ms.store(now, Ordering::Relaxed);
                 if counters.running_since_ms.load(Ordering::Relaxed) == 0 {
-                    counters.running_since_ms.store(crate::media::utc::now_ms(), Ordering::Relaxed);
+                    counters
+                        .running_since_ms
+                        .store(crate::media::utc::now_ms(), Ordering::Relaxed);
                 }
                 match feed.try_send(Feed::Chunk(chunk)) {
                     Ok(()) => Ok(gst::FlowSuccess::Ok),
@@ -253,7 +263,10 @@ fn chunk_of(sample: &gst::Sample) -> Option<Chunk> {
     let mut first: Option<(Option<gst::ClockTime>, bool)> = None;
     let mut add = |buf: &gst::BufferRef| {
         if first.is_none() {
-            first = Some((buf.pts(), !buf.flags().contains(gst::BufferFlags::DELTA_UNIT)));
+            first = Some((
+                buf.pts(),
+                !buf.flags().contains(gst::BufferFlags::DELTA_UNIT),
+            ));
         }
         if let Ok(map) = buf.map_readable() {
             data.extend_from_slice(map.as_slice());

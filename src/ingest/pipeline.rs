@@ -102,7 +102,7 @@ fn build_fake(
     let desc = format!(
         "videotestsrc is-live=true pattern=smpte \
          ! video/x-raw,format=I420,width={FAKE_WIDTH},height={FAKE_HEIGHT},framerate={FAKE_FPS}/1 \
-         ! clockoverlay time-format=\"%Y-%m-%d %H:%M:%S UTC\" halignment=center valignment=bottom font-desc=\"Sans 20\" \
+         ! clockoverlay time-format=\"%Y-%m-%d %H:%M:%S\" halignment=center valignment=bottom font-desc=\"Sans 20\" \
          ! x264enc tune=zerolatency speed-preset=ultrafast bitrate={FAKE_VIDEO_KBPS} key-int-max={key_int} option-string=scenecut=0 \
          ! video/x-h264,profile=constrained-baseline \
          ! h264parse name=vparse config-interval=-1 ! queue name=vq \
@@ -186,10 +186,12 @@ fn link_track(
         .structure(0)
         .map(|s| {
             let name = s.name().as_str();
-            let mpeg = s.get::<i32>("mpegversion").unwrap_or(0);
+            // At pad-added the caps may still be unfixed (`mpegversion={ 2, 4 }`): only an
+            // explicit MPEG-1 (MP2/MP3) is not AAC.
+            let mpeg1 = s.get::<i32>("mpegversion").ok() == Some(1);
             match name {
                 "video/x-h264" => "h264",
-                "audio/mpeg" if mpeg == 2 || mpeg == 4 => "aac",
+                "audio/mpeg" if !mpeg1 => "aac",
                 _ => "other",
             }
         })
@@ -210,7 +212,8 @@ fn link_track(
         pipeline.add(&sink).map_err(IngestError::from)?;
         sink.sync_state_with_parent().map_err(IngestError::from)?;
         let sinkpad = sink.static_pad("sink").expect("fakesink has a sink pad");
-        pad.link(&sinkpad).map_err(|e| IngestError::Link(e.to_string()))?;
+        pad.link(&sinkpad)
+            .map_err(|e| IngestError::Link(e.to_string()))?;
         return Ok(());
     };
     let queue = gst::ElementFactory::make("queue")
@@ -236,11 +239,13 @@ fn link_track(
         .request_pad_simple("sink_%d")
         .ok_or_else(|| IngestError::Link("mpegtsmux refused a sink pad".into()))?;
     let ppad = parser.static_pad("src").expect("parser has a src pad");
-    ppad.link(&mpad).map_err(|e| IngestError::Link(e.to_string()))?;
+    ppad.link(&mpad)
+        .map_err(|e| IngestError::Link(e.to_string()))?;
     for e in [&parser, &queue] {
         e.sync_state_with_parent().map_err(IngestError::from)?;
     }
     let qpad = queue.static_pad("sink").expect("queue has a sink pad");
-    pad.link(&qpad).map_err(|e| IngestError::Link(e.to_string()))?;
+    pad.link(&qpad)
+        .map_err(|e| IngestError::Link(e.to_string()))?;
     Ok(())
 }

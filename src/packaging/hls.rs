@@ -144,7 +144,10 @@ mod tests {
             }),
         };
         // 250,000 B in 2 s = 1,000,000 bit/s; 125,000 B in 2 s = 500,000 bit/s.
-        let segs = [seg(1, 0, 2000, false, 250_000), seg(2, 2000, 2000, false, 125_000)];
+        let segs = [
+            seg(1, 0, 2000, false, 250_000),
+            seg(2, 2000, 2000, false, 125_000),
+        ];
         assert_eq!(
             master_playlist(&info, &segs),
             "#EXTM3U\n\

@@ -207,7 +207,10 @@ mod tests {
         let mut seg = Segmenter::new(Duration::from_secs(2));
         // keyframe every 0.8 s: cuts when ≥1.8 s passed → at 2.4 s
         let out = run(&mut seg, 0, 20 * 6 + 1, 20, 0);
-        assert_eq!(out.iter().map(|s| s.duration_ms).collect::<Vec<_>>(), [2400, 2400]);
+        assert_eq!(
+            out.iter().map(|s| s.duration_ms).collect::<Vec<_>>(),
+            [2400, 2400]
+        );
     }
 
     #[test]
@@ -242,9 +245,10 @@ mod tests {
     fn a_new_run_never_starts_before_the_last_end() {
         let mut seg = Segmenter::new(Duration::from_secs(2));
         run(&mut seg, 0, 51, 50, 10_000);
-        seg.break_run();
+        // the one-frame partial segment from 12_000 closes at 12_040
+        assert_eq!(seg.break_run().map(|s| s.duration_ms), Some(40));
         let out = run(&mut seg, 0, 51, 50, 9_000); // wall clock stepped back
-        assert_eq!(out[0].start_ms, 12_000);
+        assert_eq!(out[0].start_ms, 12_040);
     }
 
     #[test]

@@ -128,7 +128,12 @@ mod tests {
         w.expire(13_999);
         assert_eq!(w.snapshot(None).retired.len(), 2);
         w.expire(14_000);
-        let retired: Vec<u64> = w.snapshot(None).retired.iter().map(|s| s.sequence).collect();
+        let retired: Vec<u64> = w
+            .snapshot(None)
+            .retired
+            .iter()
+            .map(|s| s.sequence)
+            .collect();
         assert_eq!(retired, [1]);
         w.expire(16_000);
         assert!(w.snapshot(None).retired.is_empty());

@@ -1,0 +1,56 @@
+# Headwater: `make run` starts the demo, `make test` runs the whole suite.
+# Both install what they need on a fresh Debian 12 machine (apt, rustup, npm).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+CARGO ?= $(shell command -v cargo || echo $(HOME)/.cargo/bin/cargo)
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+LISTEN ?= 0.0.0.0:8080
+
+# Build and run: GStreamer 1.22 with the plugins the ingest pipelines use.
+APT_RUN := pkg-config build-essential ca-certificates curl \
+  libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-tools \
+  gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
+  gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-x fonts-dejavu-core
+# Tests: real clients and feeders.
+APT_TEST := ffmpeg chromium procps
+
+.PHONY: run test build deps test-deps lint unit clean
+
+run: deps build
+	@echo "Headwater demo: http://127.0.0.1:$${LISTEN##*:}/demo/index.m3u8 (HLS)"
+	@echo "                http://127.0.0.1:$${LISTEN##*:}/demo/mpegts (HTTP MPEG-TS)"
+	@echo "                http://127.0.0.1:$${LISTEN##*:}/flussonic/api/metrics (metrics, view_auth from config/headwater.toml)"
+	./target/release/headwater --config config/headwater.toml --listen $(LISTEN)
+
+build: deps
+	$(CARGO) build --release --locked
+
+test: deps test-deps
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+	$(CARGO) test --locked --all-targets
+
+deps:
+	@missing=$$(for p in $(APT_RUN); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing: $$missing"; \
+	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+	@if ! command -v cargo >/dev/null && [ ! -x $(HOME)/.cargo/bin/cargo ]; then \
+	  echo "installing Rust with rustup"; \
+	  curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal --default-toolchain 1.95.0 -c rustfmt,clippy; \
+	fi
+	@mkdir -p target
+
+test-deps:
+	@missing=$$(for p in $(APT_TEST); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || echo $$p; done); \
+	if ! command -v npm >/dev/null; then missing="$$missing nodejs npm"; fi; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing: $$missing"; \
+	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+	@cd tests/browser && { [ -d node_modules/hls.js ] && [ -d node_modules/playwright-core ] || npm ci --no-audit --no-fund; }
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,364 @@
+//! Shared harness for the end-to-end tests: the real `headwater` binary on a loopback port,
+//! real feeders (`gst-launch-1.0`), real clients (`ffmpeg`, `ffprobe`, Chromium), and a small
+//! HTTP client. Every child process is killed when its guard drops.
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A child process killed (SIGKILL) on drop.
+#[derive(Debug)]
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A free loopback port (bound, then released for the child to take).
+pub fn free_port(udp: bool) -> u16 {
+    if udp {
+        std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    } else {
+        TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+}
+
+/// A running Headwater with its own config directory.
+#[derive(Debug)]
+pub struct Server {
+    pub base: String,
+    pub dir: tempfile::TempDir,
+    pub log: PathBuf,
+    proc: Option<Proc>,
+}
+
+impl Server {
+    /// Starts the binary with one stream file per `(name, toml)`.
+    pub fn start(streams: &[(&str, &str)]) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("streams")).unwrap();
+        for (name, text) in streams {
+            std::fs::write(dir.path().join(format!("streams/{name}.toml")), text).unwrap();
+        }
+        std::fs::write(
+            dir.path().join("headwater.toml"),
+            "[server]\nview_auth = \"viewer:pw\"\nedit_auth = \"admin:pw\"\nstreams = \"streams\"\nshutdown_drain = 2000\n[dvr]\nroot = \"dvr\"\n",
+        )
+        .unwrap();
+        let port = free_port(false);
+        let log = dir.path().join("headwater.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_headwater"))
+            .arg("--config")
+            .arg(dir.path().join("headwater.toml"))
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .env("HEADWATER_LOG", "info,headwater=debug")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start headwater");
+        let server = Server {
+            base: format!("http://127.0.0.1:{port}"),
+            dir,
+            log,
+            proc: Some(Proc(child)),
+        };
+        wait_until(Duration::from_secs(10), "HTTP listener", || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        server
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until a stream's media playlist lists at least `n` segments.
+    pub fn wait_segments(&self, stream: &str, n: usize, timeout: Duration) -> Playlist {
+        let mut last = None;
+        wait_until(timeout, &format!("{n} segments of {stream}"), || {
+            let r = get(&self.url(&format!("/{stream}/mono.m3u8")));
+            if r.status == 200 {
+                let p = Playlist::parse(&r.text());
+                let ok = p.segments.len() >= n;
+                last = Some(p);
+                ok
+            } else {
+                false
+            }
+        });
+        last.unwrap()
+    }
+
+    /// Sends SIGTERM and waits for the exit status, at most `timeout`.
+    pub fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let mut proc = self.proc.take()?;
+        let pid = proc.0.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(status) = proc.0.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+/// Polls `f` every 100 ms until it is true; panics with `what` after `timeout`.
+pub fn wait_until(timeout: Duration, what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out after {timeout:?} waiting for {what}");
+}
+
+/// A response read whole.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    pub fn header(&self, name: &str) -> String {
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().unwrap_or("").to_owned())
+            .unwrap_or_default()
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into()
+}
+
+pub fn get(url: &str) -> Reply {
+    request("GET", url, &[])
+}
+
+pub fn request(method: &str, url: &str, headers: &[(&str, &str)]) -> Reply {
+    let agent = agent();
+    let mut req = match method {
+        "GET" => agent.get(url),
+        "HEAD" => agent.head(url),
+        m => panic!("method {m} not supported by the harness"),
+    };
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    match req.call() {
+        Ok(mut resp) => {
+            let status = resp.status().as_u16();
+            let headers = resp.headers().clone();
+            let body = if method == "HEAD" {
+                Vec::new()
+            } else {
+                resp.body_mut()
+                    .with_config()
+                    .limit(64 << 20)
+                    .read_to_vec()
+                    .unwrap()
+            };
+            Reply {
+                status,
+                headers,
+                body,
+            }
+        }
+        Err(e) => panic!("{method} {url}: {e}"),
+    }
+}
+
+/// Sends raw bytes as an HTTP request and returns the status line (for paths that an HTTP
+/// client library would normalise, like `/../`).
+pub fn raw_status(base: &str, raw_path: &str) -> String {
+    let addr = base.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    use std::io::Write;
+    write!(
+        s,
+        "GET {raw_path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out.lines().next().unwrap_or_default().to_owned()
+}
+
+/// The parts of a live media playlist the tests check.
+#[derive(Debug, Clone, Default)]
+pub struct Playlist {
+    pub target_duration: u64,
+    pub media_sequence: u64,
+    pub discontinuity_sequence: u64,
+    pub program_date_time: Option<String>,
+    /// (EXTINF seconds, URI, preceded by EXT-X-DISCONTINUITY)
+    pub segments: Vec<(f64, String, bool)>,
+}
+
+impl Playlist {
+    pub fn parse(text: &str) -> Playlist {
+        assert!(text.starts_with("#EXTM3U\n"), "not a playlist: {text}");
+        let mut p = Playlist::default();
+        let mut dur = None;
+        let mut disc = false;
+        for line in text.lines() {
+            if let Some(v) = line.strip_prefix("#EXT-X-TARGETDURATION:") {
+                p.target_duration = v.parse().unwrap();
+            } else if let Some(v) = line.strip_prefix("#EXT-X-MEDIA-SEQUENCE:") {
+                p.media_sequence = v.parse().unwrap();
+            } else if let Some(v) = line.strip_prefix("#EXT-X-DISCONTINUITY-SEQUENCE:") {
+                p.discontinuity_sequence = v.parse().unwrap();
+            } else if let Some(v) = line.strip_prefix("#EXT-X-PROGRAM-DATE-TIME:") {
+                p.program_date_time.get_or_insert_with(|| v.to_owned());
+            } else if line == "#EXT-X-DISCONTINUITY" {
+                disc = true;
+            } else if let Some(v) = line.strip_prefix("#EXTINF:") {
+                dur = Some(v.trim_end_matches(',').parse::<f64>().unwrap());
+            } else if !line.starts_with('#') && !line.is_empty() {
+                p.segments.push((
+                    dur.take().expect("EXTINF before URI"),
+                    line.to_owned(),
+                    disc,
+                ));
+                disc = false;
+            }
+        }
+        p
+    }
+}
+
+/// Seconds since the epoch (ms precision) of a segment URI `YYYY/MM/DD/HH/MM/SS-DDDDD.ts`,
+/// with its duration in ms. Checked against `date -u` so the harness does not re-implement
+/// the calendar code it tests.
+pub fn segment_name_parts(uri: &str) -> (String, u64) {
+    let parts: Vec<&str> = uri.split('/').collect();
+    assert_eq!(parts.len(), 6, "segment uri {uri}");
+    let (sec, dur) = parts[5].trim_end_matches(".ts").split_once('-').unwrap();
+    (
+        format!(
+            "{}-{}-{} {}:{}:{}",
+            parts[0], parts[1], parts[2], parts[3], parts[4], sec
+        ),
+        dur.parse().unwrap(),
+    )
+}
+
+/// Unix seconds of a `YYYY-MM-DD HH:MM:SS` UTC time, via `date -u`.
+pub fn unix_seconds(utc: &str) -> i64 {
+    let out = Command::new("date")
+        .args(["-u", "-d", utc, "+%s"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+/// Runs a command with a hard timeout (`timeout -k`), capturing its output.
+pub fn run_with_timeout(secs: u64, program: &str, args: &[&str]) -> Output {
+    Command::new("timeout")
+        .args(["-k", "3", &secs.to_string(), program])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"))
+}
+
+/// `gst-launch-1.0` sending H.264 + AAC MPEG-TS to a UDP port in real time.
+pub fn udp_feeder(port: u16, extra_video: &str) -> Proc {
+    let desc = format!(
+        "videotestsrc is-live=true pattern=ball ! video/x-raw,format=I420,width=320,height=240,framerate=25/1 \
+         ! x264enc tune=zerolatency speed-preset=ultrafast bitrate=400 key-int-max=25 {extra_video} \
+         ! h264parse ! mpegtsmux name=m alignment=7 ! udpsink host=127.0.0.1 port={port} sync=false \
+         audiotestsrc is-live=true freq=660 ! audio/x-raw,rate=48000,channels=2 ! avenc_aac bitrate=64000 ! aacparse ! m."
+    );
+    gst_launch(&desc)
+}
+
+pub fn gst_launch(desc: &str) -> Proc {
+    let args: Vec<&str> = shell_words(desc);
+    Proc(
+        Command::new("gst-launch-1.0")
+            .arg("-q")
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("gst-launch-1.0"),
+    )
+}
+
+/// gst-launch takes the description as separate words; none of ours need quoting.
+fn shell_words(desc: &str) -> Vec<&str> {
+    desc.split_whitespace().collect()
+}
+
+/// First bytes of a TS buffer as PIDs of its first `n` packets.
+pub fn ts_pids(data: &[u8], n: usize) -> Vec<u16> {
+    data.chunks(188)
+        .take(n)
+        .map(|p| {
+            assert_eq!(p[0], 0x47, "TS sync byte");
+            (u16::from(p[1] & 0x1f) << 8) | u16::from(p[2])
+        })
+        .collect()
+}
+
+/// `ffprobe` of the first video frame of a file: (key_frame, pict_type).
+pub fn first_video_frame(path: &Path) -> String {
+    let out = run_with_timeout(
+        20,
+        "ffprobe",
+        &[
+            "-v",
+            "error",
+            "-select_streams",
+            "v",
+            "-show_entries",
+            "frame=key_frame,pict_type",
+            "-read_intervals",
+            "%+#1",
+            "-of",
+            "csv=p=0",
+            path.to_str().unwrap(),
+        ],
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
