@@ -84,8 +84,10 @@ pub(super) fn probe_audio(parser: &gst::Element, tracker: Arc<MediaTracker>) {
         return;
     };
     pad.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
-        if let Some(gst::EventView::Caps(caps)) = info.event().map(|e| e.view()) {
-            if let Some(s) = caps.caps().structure(0) {
+        if let Some(gst::EventView::Caps(caps)) = info.event().map(|e| e.view())
+            && let Some(s) = caps.caps().structure(0)
+        {
+            {
                 let audio = AudioInfo {
                     codec: aac_codec_string(s.get::<&str>("profile").ok()),
                     channels: s.get::<i32>("channels").unwrap_or(0).max(0) as u32,

@@ -48,7 +48,7 @@ pub fn master_playlist(info: &MediaInfo, segments: &[Arc<Segment>]) -> String {
     let peak = segments.iter().map(|s| s.bitrate()).max().unwrap_or(0);
     let bytes: u64 = segments.iter().map(|s| s.data.len() as u64).sum();
     let ms: u64 = segments.iter().map(|s| u64::from(s.duration_ms)).sum();
-    let average = if ms == 0 { 0 } else { bytes * 8 * 1000 / ms };
+    let average = (bytes * 8 * 1000).checked_div(ms).unwrap_or(0);
     let mut out = String::from("#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-INDEPENDENT-SEGMENTS\n");
     let _ = write!(
         out,

@@ -1,7 +1,7 @@
 //! Cuts the muxed chunk flow into keyframe-aligned segments and gives each its wall-clock start.
 
 use crate::media::{Chunk, Segment};
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use std::time::Duration;
 
 /// A segment is cut at the first keyframe once this share of the target has passed, so a
@@ -61,7 +61,7 @@ impl Segmenter {
     }
 
     /// Adds one chunk; returns the segment it closed, if any. `now_ms` is the wall clock.
-    pub fn push(&mut self, chunk: Chunk, now_ms: u64) -> Option<Segment> {
+    pub fn push(&mut self, chunk: &Chunk, now_ms: u64) -> Option<Segment> {
         let mut closed = None;
         if let Some(pts) = chunk.pts {
             if let Some(last) = self.last_pts {
@@ -80,7 +80,7 @@ impl Segmenter {
                 let elapsed = pts.saturating_sub(b.start_pts);
                 if elapsed.as_nanos() * 100 >= self.target.as_nanos() * CUT_AT_PERCENT {
                     let done = self.finish(pts);
-                    self.open(pts, now_ms, chunk.data);
+                    self.open(pts, now_ms, &chunk.data);
                     return done;
                 }
                 b.data.extend_from_slice(&chunk.data);
@@ -96,7 +96,7 @@ impl Segmenter {
                 }
                 b.data.extend_from_slice(&chunk.data);
             }
-            (None, Some(pts)) if chunk.keyframe => self.open(pts, now_ms, chunk.data),
+            (None, Some(pts)) if chunk.keyframe => self.open(pts, now_ms, &chunk.data),
             (None, _) => self.discarded_chunks += 1,
         }
         closed
@@ -122,7 +122,7 @@ impl Segmenter {
         segment
     }
 
-    fn open(&mut self, pts: Duration, now_ms: u64, data: Bytes) {
+    fn open(&mut self, pts: Duration, now_ms: u64, data: &[u8]) {
         let start_ms = match self.anchor {
             Some((anchor_pts, anchor_ms)) => anchor_ms + millis(pts.saturating_sub(anchor_pts)),
             None => {
@@ -132,7 +132,7 @@ impl Segmenter {
             }
         };
         let mut buf = BytesMut::with_capacity(data.len() * 64);
-        buf.extend_from_slice(&data);
+        buf.extend_from_slice(data);
         self.building = Some(Building {
             start_pts: pts,
             start_ms,
@@ -171,6 +171,7 @@ fn millis(d: Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
 
     fn chunk(ms: u64, keyframe: bool) -> Chunk {
         Chunk {
@@ -183,7 +184,7 @@ mod tests {
     /// Feeds 25 fps video with a keyframe every `gop` frames; returns the segments.
     fn run(seg: &mut Segmenter, from_ms: u64, frames: u64, gop: u64, wall: u64) -> Vec<Segment> {
         (0..frames)
-            .filter_map(|i| seg.push(chunk(from_ms + i * 40, i % gop == 0), wall + i * 40))
+            .filter_map(|i| seg.push(&chunk(from_ms + i * 40, i % gop == 0), wall + i * 40))
             .collect()
     }
 
@@ -216,8 +217,8 @@ mod tests {
     #[test]
     fn leading_chunks_before_a_keyframe_are_discarded() {
         let mut seg = Segmenter::new(Duration::from_secs(2));
-        assert!(seg.push(chunk(0, false), 0).is_none());
-        assert!(seg.push(chunk(40, false), 40).is_none());
+        assert!(seg.push(&chunk(0, false), 0).is_none());
+        assert!(seg.push(&chunk(40, false), 40).is_none());
         assert_eq!(seg.discarded_chunks, 2);
         let out = run(&mut seg, 80, 51, 50, 80);
         assert_eq!(out.len(), 1);

@@ -78,9 +78,10 @@ impl StreamActor {
     fn on_feed(&mut self, feed: Feed) {
         match feed {
             Feed::Chunk(chunk) => {
+                let segment = self.segmenter.push(&chunk, crate::media::utc::now_ms());
                 // No receiver is normal (nobody watching /mpegts); the error only says that.
-                let _ = self.live.send(chunk.clone());
-                if let Some(segment) = self.segmenter.push(chunk, crate::media::utc::now_ms()) {
+                let _ = self.live.send(chunk);
+                if let Some(segment) = segment {
                     self.on_segment(segment);
                 }
             }
