@@ -59,27 +59,36 @@ impl Server {
             "[server]\nview_auth = \"viewer:pw\"\nedit_auth = \"admin:pw\"\nstreams = \"streams\"\nshutdown_drain = 2000\n[dvr]\nroot = \"dvr\"\n",
         )
         .unwrap();
-        let port = free_port(false);
         let log = dir.path().join("headwater.log");
+        // Port 0: the server binds a free port and logs it; no race with parallel tests.
         let child = Command::new(env!("CARGO_BIN_EXE_headwater"))
             .arg("--config")
             .arg(dir.path().join("headwater.toml"))
             .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
+            .arg("127.0.0.1:0")
             .env("HEADWATER_LOG", "info,headwater=debug")
-            .env("NO_COLOR", "1")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("start headwater");
-        let server = Server {
-            base: format!("http://127.0.0.1:{port}"),
+        let mut server = Server {
+            base: String::new(),
             dir,
             log,
             proc: Some(Proc(child)),
         };
         wait_until(Duration::from_secs(10), "HTTP listener", || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            let text = server.log_text();
+            let Some(addr) = text
+                .lines()
+                .find(|l| l.contains("headwater started"))
+                .and_then(|l| l.split("local_addr=").nth(1))
+                .and_then(|a| a.split_whitespace().next())
+            else {
+                return false;
+            };
+            server.base = format!("http://{addr}");
+            true
         });
         server
     }
