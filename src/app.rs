@@ -2,12 +2,15 @@
 //! from a [`Config`], owns every task in one `JoinSet`, and shuts down in order.
 //!
 //! Shutdown order: the token fires → HTTP stops accepting and endless bodies end → ingest
-//! pipelines go to `Null` → stream actors stop → HTTP drains open connections (bounded).
+//! pipelines go to `Null` → stream actors stop → HTTP drains open connections (bounded) →
+//! the stats thread stops.
 
 use crate::config::Config;
 use crate::http::{AppState, serve};
 use crate::ingest::IngestSupervisor;
-use crate::stream::{Registry, StreamActor, StreamCounters};
+use crate::http::ApiAuth;
+use crate::stats::{Exposition, StatsConfig, StatsHealth, StatsSources, StatsThread};
+use crate::stream::{DvbCards, Registry, StreamActor, StreamCounters};
 use anyhow::Context;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +23,8 @@ use tracing::{Instrument, info, info_span};
 #[derive(Debug)]
 pub struct App {
     tasks: JoinSet<()>,
+    /// Stopped after the tasks, so the last figures cover the shutdown.
+    stats: Option<StatsThread>,
     shutdown: CancellationToken,
     /// The address actually bound (useful with port 0).
     pub local_addr: std::net::SocketAddr,
@@ -32,28 +37,55 @@ impl App {
         let shutdown = CancellationToken::new();
         let mut tasks = JoinSet::new();
         let mut handles = Vec::new();
+        let dvb = Arc::new(DvbCards::default());
         for stream in &config.streams {
             let counters = Arc::new(StreamCounters::default());
             let (actor, handle, feed) = StreamActor::new(stream, counters.clone());
             handles.push(handle);
             let span = info_span!("stream", stream = %stream.name);
             tasks.spawn(actor.run(shutdown.clone()).instrument(span));
-            let supervisor = IngestSupervisor::new(stream.clone(), feed, counters);
+            let supervisor = IngestSupervisor::new(stream.clone(), feed, counters, dvb.clone());
             tasks.spawn(supervisor.run(shutdown.clone()));
         }
         let listener = TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("binding HTTP listener on {}", config.server.listen))?;
         let local_addr = listener.local_addr()?;
+        let registry = Registry::new(handles);
+        let exposition = Exposition::global();
+        let dvr_roots = vec![config.dvr.root.clone()];
+        let health = Arc::new(StatsHealth::new(&dvr_roots));
+        let stats = StatsThread::spawn(
+            StatsConfig {
+                interval: Duration::from_millis(config.server.stats_interval_ms),
+                session_timeout: Duration::from_secs(config.server.session_timeout_s),
+                dvr_roots,
+            },
+            StatsSources {
+                registry: registry.clone(),
+                runtime: tokio::runtime::Handle::current(),
+                dvb,
+                health: health.clone(),
+                exposition: exposition.clone(),
+            },
+        )
+        .context("starting the stats thread")?;
         let state = AppState {
-            registry: Registry::new(handles),
+            registry,
             shutdown: shutdown.clone(),
+            auth: ApiAuth {
+                view: config.server.view_auth.clone(),
+                edit: config.server.edit_auth.clone(),
+            },
+            exposition,
+            health,
         };
         let drain = Duration::from_millis(config.server.shutdown_drain_ms);
         tasks.spawn(serve(listener, state, drain));
         info!(%local_addr, streams = config.streams.len(), "headwater started");
         Ok(App {
             tasks,
+            stats: Some(stats),
             shutdown,
             local_addr,
         })
@@ -73,6 +105,9 @@ impl App {
             {
                 tracing::error!(error = %e, "a task panicked");
             }
+        }
+        if let Some(stats) = self.stats.take() {
+            tokio::task::spawn_blocking(move || stats.stop()).await.ok();
         }
         info!("headwater stopped");
     }

@@ -46,8 +46,11 @@ pub enum PipelineEvent {
     Error(GstError),
     Eos,
     Warning(GstError),
-    /// An element message (e.g. a UDP timeout or DVB frontend stats).
-    Element(gst::Structure),
+    /// An element message (e.g. a UDP timeout or DVB frontend stats) and who posted it.
+    Element {
+        source: String,
+        structure: gst::Structure,
+    },
 }
 
 /// Owns a pipeline and takes it to `Null` when dropped, so no element outlives its owner.
@@ -100,7 +103,7 @@ impl Drop for PipelineGuard {
     }
 }
 
-fn to_event(msg: &gst::Message) -> Option<PipelineEvent> {
+pub fn to_event(msg: &gst::Message) -> Option<PipelineEvent> {
     use gst::MessageView;
     let element = || {
         msg.src()
@@ -119,7 +122,10 @@ fn to_event(msg: &gst::Message) -> Option<PipelineEvent> {
             message: w.error().to_string(),
             debug: w.debug().map(|d| d.to_string()),
         })),
-        MessageView::Element(e) => e.structure().map(|s| PipelineEvent::Element(s.to_owned())),
+        MessageView::Element(e) => e.structure().map(|s| PipelineEvent::Element {
+            source: msg.src().map(|s| s.name().to_string()).unwrap_or_default(),
+            structure: s.to_owned(),
+        }),
         _ => None,
     }
 }

@@ -4,7 +4,7 @@
 //!  GStreamer threads          tokio tasks                                   readers
 //!  ingest (appsink) --try_send--> stream (per-stream actor) --> packaging (segments, playlists) --> http
 //!                                     |
-//!                                     \-- counters (atomics) --> (stats, metrics: later stages)
+//!                                     \-- counters (atomics) <-- stats thread --> metrics --> /flussonic/api/metrics
 //! ```
 //!
 //! Only `ingest` and `gst_util` import GStreamer; `http` never depends on `ingest`;
@@ -17,4 +17,5 @@ pub mod http;
 pub mod ingest;
 pub mod media;
 pub mod packaging;
+pub mod stats;
 pub mod stream;

@@ -52,6 +52,35 @@ struct ServerFile {
     defaults: Defaults,
     #[serde(default)]
     dvr: DvrSection,
+    #[serde(default)]
+    stats: StatsSection,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatsSection {
+    /// Stats thread period, ms.
+    #[serde(default = "default_stats_interval")]
+    interval: u64,
+    /// Seconds an idle HLS session still counts as a client.
+    #[serde(default = "default_session_timeout")]
+    session_timeout: u64,
+}
+
+impl Default for StatsSection {
+    fn default() -> Self {
+        StatsSection {
+            interval: default_stats_interval(),
+            session_timeout: default_session_timeout(),
+        }
+    }
+}
+
+fn default_stats_interval() -> u64 {
+    5000
+}
+fn default_session_timeout() -> u64 {
+    30
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -119,6 +148,10 @@ pub struct ServerConfig {
     /// Administrator credentials; never logged.
     pub edit_auth: Option<Credentials>,
     pub shutdown_drain_ms: u64,
+    /// Stats thread period, ms (200..=60000).
+    pub stats_interval_ms: u64,
+    /// Seconds an idle HLS session still counts as a client (1..=3600).
+    pub session_timeout_s: u64,
 }
 
 /// Archive settings (recording itself is a later stage).
@@ -198,7 +231,21 @@ impl Config {
             edit_auth: env_auth(&overrides.edit_auth, "HEADWATER_EDIT_AUTH")?
                 .or(file.server.edit_auth),
             shutdown_drain_ms: file.server.shutdown_drain,
+            stats_interval_ms: file.stats.interval,
+            session_timeout_s: file.stats.session_timeout,
         };
+        if !(200..=60_000).contains(&server.stats_interval_ms) {
+            return Err(ConfigError::File {
+                file: path.to_owned(),
+                message: format!("[stats] interval must be 200..=60000 ms, got {}", server.stats_interval_ms),
+            });
+        }
+        if !(1..=3600).contains(&server.session_timeout_s) {
+            return Err(ConfigError::File {
+                file: path.to_owned(),
+                message: format!("[stats] session_timeout must be 1..=3600 s, got {}", server.session_timeout_s),
+            });
+        }
         let streams = load_streams(&streams_dir, file.defaults)?;
         Ok(Config {
             server,

@@ -17,6 +17,8 @@ pub enum HttpError {
     NotReady,
     #[error("range not satisfiable")]
     RangeNotSatisfiable { len: u64 },
+    #[error("authentication required")]
+    Unauthorized,
 }
 
 impl HttpError {
@@ -27,6 +29,7 @@ impl HttpError {
             HttpError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             HttpError::NotReady => StatusCode::SERVICE_UNAVAILABLE,
             HttpError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
+            HttpError::Unauthorized => StatusCode::UNAUTHORIZED,
         }
     }
 
@@ -41,6 +44,9 @@ impl HttpError {
                 builder = builder.header(header::ALLOW, "GET, HEAD, OPTIONS");
             }
             HttpError::NotReady => builder = builder.header(header::RETRY_AFTER, "1"),
+            HttpError::Unauthorized => {
+                builder = builder.header(header::WWW_AUTHENTICATE, "Basic realm=\"headwater\"");
+            }
             HttpError::RangeNotSatisfiable { len } => {
                 builder = builder.header(header::CONTENT_RANGE, format!("bytes */{len}"));
             }

@@ -2,13 +2,14 @@
 //! `/NAME/mpegts` body from the stream's chunk broadcast.
 
 use super::body::{Body, Counted, empty};
+use crate::stream::{StreamingClient, mono_ms, session_key};
 use super::range::{RangeRequest, parse_range};
-use super::{AppState, HttpError, Route, RouteError, route};
+use super::{AppState, HttpError, Route};
 use crate::media::Chunk;
 use crate::packaging::Snapshot;
 use crate::stream::StreamHandle;
 use bytes::Bytes;
-use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use std::convert::Infallible;
@@ -23,28 +24,36 @@ const PLAYLIST_CACHE: &str = "public, max-age=1";
 /// A segment URL names its start time and duration: its bytes never change.
 const SEGMENT_CACHE: &str = "public, max-age=31536000, immutable";
 
-/// Serves one playback request.
-pub(super) fn handle<B>(state: &AppState, req: &Request<B>) -> Response<Body> {
-    let head = match *req.method() {
-        Method::GET => false,
-        Method::HEAD => true,
-        Method::OPTIONS => return preflight(),
-        _ => return HttpError::MethodNotAllowed.into_response(),
+/// Who is asking, for client sessions.
+#[derive(Debug)]
+pub(super) struct Client<'a> {
+    pub ip: std::net::IpAddr,
+    pub user_agent: &'a str,
+    pub token: Option<&'a str>,
+}
+
+/// Serves a playback route and records the client's session on success.
+pub(super) fn serve(
+    state: &AppState,
+    route: Route,
+    range: Option<&str>,
+    client: &Client<'_>,
+) -> Result<Response<Body>, HttpError> {
+    let stream = match &route {
+        Route::Master { stream }
+        | Route::Media { stream, .. }
+        | Route::Segment { stream, .. }
+        | Route::MpegTs { stream } => stream.clone(),
+        Route::Api(_) => return Err(HttpError::NotFound("no such resource")),
     };
-    let range = req
-        .headers()
-        .get(header::RANGE)
-        .and_then(|v| v.to_str().ok());
-    let result = match route(req.uri().path()) {
-        Err(RouteError::Malformed(why)) => Err(HttpError::BadRequest(why)),
-        Err(RouteError::NotFound) => Err(HttpError::NotFound("no such resource")),
-        Ok(route) => serve_route(state, route, range),
-    };
-    let mut response = result.unwrap_or_else(HttpError::into_response);
-    if head {
-        *response.body_mut() = empty();
+    let response = serve_route(state, route, range)?;
+    if response.status().is_success()
+        && let Some(handle) = state.registry.get(&stream)
+    {
+        let key = session_key(client.ip, client.user_agent, client.token);
+        handle.sessions.touch(key, mono_ms());
     }
-    response
+    Ok(response)
 }
 
 fn serve_route(
@@ -134,6 +143,7 @@ fn serve_route(
             let handle = lookup(&stream)?;
             Ok(mpegts(handle, state.shutdown.clone()))
         }
+        Route::Api(_) => Err(HttpError::NotFound("no such resource")),
     }
 }
 
@@ -166,7 +176,7 @@ fn bytes_response(
         .expect("static headers are valid")
 }
 
-fn preflight() -> Response<Body> {
+pub(super) fn preflight() -> Response<Body> {
     Response::builder()
         .status(StatusCode::NO_CONTENT)
         .header(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")
@@ -184,6 +194,8 @@ struct Follower {
     synced: bool,
     shutdown: CancellationToken,
     stream: std::sync::Arc<str>,
+    /// Counts this connection as a client while the body lives.
+    _client: StreamingClient,
 }
 
 /// An endless chunked MPEG-TS body that starts at the next keyframe. A client too slow for
@@ -194,6 +206,7 @@ fn mpegts(handle: &StreamHandle, shutdown: CancellationToken) -> Response<Body> 
         synced: false,
         shutdown,
         stream: handle.name.clone(),
+        _client: handle.sessions.open_stream(),
     };
     let frames = futures_util::stream::unfold(follower, |mut f| async move {
         loop {

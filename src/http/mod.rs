@@ -1,19 +1,26 @@
 //! Stage 4: HTTP on hyper 1.x. Serves playback from the stream snapshots in memory:
 //! `/NAME/index.m3u8`, `/NAME/[tracks-…/]mono.m3u8`, segments, and `/NAME/mpegts`.
-//! Depends on `stream` and `packaging` only, never on `ingest` or GStreamer.
+//! API paths (`/flussonic/api/…`) need `view_auth`/`edit_auth`; playback stays open.
+//! Depends on `stream`, `packaging` and `stats` (names, exposition), never on `ingest` or GStreamer.
 
+mod api;
+mod auth;
 mod body;
 mod error;
 mod hls;
 mod range;
 mod router;
 mod server;
+mod service;
 
+pub use auth::{ApiAuth, AuthFailure, Role, parse_authorization};
 pub use error::HttpError;
-pub use router::{Route, RouteError, route};
+pub use router::{ApiRoute, Route, RouteError, route};
 pub use server::serve;
 
+use crate::stats::{Exposition, StatsHealth};
 use crate::stream::Registry;
+use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 /// What every request handler can see.
@@ -22,4 +29,7 @@ pub struct AppState {
     pub registry: Registry,
     /// Fires at shutdown; endless bodies (`/mpegts`) end on it.
     pub shutdown: CancellationToken,
+    pub auth: ApiAuth,
+    pub exposition: Arc<Exposition>,
+    pub health: Arc<StatsHealth>,
 }

@@ -22,6 +22,37 @@ pub enum Route {
     },
     /// `/NAME/mpegts`: endless HTTP MPEG-TS.
     MpegTs { stream: String },
+    /// Anything under `/flussonic/api/` or `/streamer/api/` (always authenticated).
+    Api(ApiRoute),
+}
+
+/// The management API resources served so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiRoute {
+    /// `/flussonic/api/metrics`: Prometheus exposition.
+    Metrics,
+    /// `…/api/v3/monitoring/liveness`
+    Liveness,
+    /// `…/api/v3/monitoring/readiness`
+    Readiness,
+    /// Any other API path: 404 once authenticated.
+    Unknown,
+}
+
+impl Route {
+    /// The low-cardinality `route` label: a template, never a raw path or stream name.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Route::Master { .. } => "/:name/index.m3u8",
+            Route::Media { tracks: None, .. } => "/:name/mono.m3u8",
+            Route::Media { .. } => "/:name/tracks/mono.m3u8",
+            Route::Segment { .. } => "segment",
+            Route::MpegTs { .. } => "/:name/mpegts",
+            Route::Api(ApiRoute::Metrics) => "/flussonic/api/metrics",
+            Route::Api(ApiRoute::Liveness | ApiRoute::Readiness) => "health",
+            Route::Api(ApiRoute::Unknown) => "api",
+        }
+    }
 }
 
 /// Why a path has no route.
@@ -45,6 +76,17 @@ pub fn route(path: &str) -> Result<Route, RouteError> {
         .ok_or(RouteError::Malformed("path must start with /"))?;
     if rest.is_empty() {
         return Err(RouteError::NotFound);
+    }
+    if let Some(api) = rest
+        .strip_prefix("flussonic/api/")
+        .or_else(|| rest.strip_prefix("streamer/api/"))
+    {
+        return Ok(Route::Api(match api {
+            "metrics" => ApiRoute::Metrics,
+            "v3/monitoring/liveness" => ApiRoute::Liveness,
+            "v3/monitoring/readiness" => ApiRoute::Readiness,
+            _ => ApiRoute::Unknown,
+        }));
     }
     if !rest
         .bytes()
@@ -241,6 +283,29 @@ mod tests {
             route(&format!("/{}", "a".repeat(2000))),
             Err(RouteError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn api_paths_and_labels() {
+        assert_eq!(route("/flussonic/api/metrics"), Ok(Route::Api(ApiRoute::Metrics)));
+        assert_eq!(
+            route("/streamer/api/v3/monitoring/readiness"),
+            Ok(Route::Api(ApiRoute::Readiness))
+        );
+        assert_eq!(route("/flussonic/api/v3/streams"), Ok(Route::Api(ApiRoute::Unknown)));
+        assert!(matches!(route("/flussonic/api/../x"), Err(RouteError::Malformed(_))));
+        // Labels never carry the stream name or the segment path.
+        let labels: Vec<&str> = [
+            "/secret-name/index.m3u8",
+            "/secret-name/tracks-v1a1/mono.m3u8",
+            "/secret-name/2026/11/22/01/37/18-02000.ts",
+            "/flussonic/api/v3/monitoring/liveness",
+        ]
+        .iter()
+        .map(|p| route(p).unwrap().label())
+        .collect();
+        assert_eq!(labels, ["/:name/index.m3u8", "/:name/tracks/mono.m3u8", "segment", "health"]);
+        assert!(labels.iter().all(|l| !l.contains("secret")));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! to finish, and whatever is still open after the drain period is aborted.
 
 use super::AppState;
-use super::hls::handle;
+use super::service::handle;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -27,7 +27,7 @@ pub async fn serve(listener: TcpListener, state: AppState, drain: Duration) {
                     let _ = tcp.set_nodelay(true);
                     let st = state.clone();
                     let svc = service_fn(move |req| {
-                        let resp = handle(&st, &req);
+                        let resp = handle(&st, &req, peer);
                         async move { Ok::<_, Infallible>(resp) }
                     });
                     let conn = builder.serve_connection(TokioIo::new(tcp), svc).into_owned();

@@ -16,7 +16,7 @@ pub use backoff::Backoff;
 use crate::config::{InputUrl, StreamConfig};
 use crate::gst_util::{GstError, PipelineEvent, PipelineGuard};
 use crate::media::Chunk;
-use crate::stream::{Feed, StreamCounters, mono_ms};
+use crate::stream::{DvbCards, Feed, StreamCounters, mono_ms};
 use bytes::BytesMut;
 use futures_util::StreamExt;
 use gstreamer as gst;
@@ -77,6 +77,7 @@ pub struct IngestSupervisor {
     config: StreamConfig,
     feed: mpsc::Sender<Feed>,
     counters: Arc<StreamCounters>,
+    dvb: Arc<DvbCards>,
 }
 
 impl IngestSupervisor {
@@ -84,11 +85,13 @@ impl IngestSupervisor {
         config: StreamConfig,
         feed: mpsc::Sender<Feed>,
         counters: Arc<StreamCounters>,
+        dvb: Arc<DvbCards>,
     ) -> Self {
         IngestSupervisor {
             config,
             feed,
             counters,
+            dvb,
         }
     }
 
@@ -153,7 +156,14 @@ impl IngestSupervisor {
             Ok(b) => b,
             Err(e) => return RunEnd::Failed(e.to_string()),
         };
-        attach_sink(&built.appsink, self.feed.clone(), self.counters.clone());
+        let count_at_sink = match &built.source {
+            Some(src) => {
+                count_input(src, self.counters.clone());
+                false
+            }
+            None => true,
+        };
+        attach_sink(&built.appsink, self.feed.clone(), self.counters.clone(), count_at_sink);
         let guard = PipelineGuard::new(built.pipeline);
         let mut events = guard.events();
         self.counters.running_since_ms.store(0, Ordering::Relaxed);
@@ -182,7 +192,9 @@ impl IngestSupervisor {
                     Some(PipelineEvent::Warning(w)) => {
                         warn!(element = %w.element, reason = %w.message, "pipeline warning");
                     }
-                    Some(PipelineEvent::Element(_)) => {}
+                    Some(PipelineEvent::Element { source, structure }) => {
+                        on_element_message(&source, &structure, &self.dvb);
+                    }
                     None => break RunEnd::Failed("bus closed".into()),
                 },
                 _ = watchdog.tick() => {
@@ -222,6 +234,7 @@ fn attach_sink(
     appsink: &gst_app::AppSink,
     feed: mpsc::Sender<Feed>,
     counters: Arc<StreamCounters>,
+    count_bytes_in: bool,
 ) {
     appsink.set_callbacks(
         gst_app::AppSinkCallbacks::builder()
@@ -231,9 +244,11 @@ fn attach_sink(
                     return Ok(gst::FlowSuccess::Ok);
                 };
                 let now = mono_ms();
-                counters
-                    .bytes_in
-                    .fetch_add(chunk.data.len() as u64, Ordering::Relaxed);
+                if count_bytes_in {
+                    counters
+                        .bytes_in
+                        .fetch_add(chunk.data.len() as u64, Ordering::Relaxed);
+                }
                 counters.last_input_ms.store(now, Ordering::Relaxed);
                 if counters.running_since_ms.load(Ordering::Relaxed) == 0 {
                     counters
@@ -254,6 +269,42 @@ fn attach_sink(
             })
             .build(),
     );
+}
+
+/// Counts the raw input bytes leaving the source element (a streaming-thread probe: one
+/// atomic add per buffer).
+fn count_input(source: &gst::Element, counters: Arc<StreamCounters>) {
+    use gstreamer::prelude::*;
+    let Some(pad) = source.static_pad("src") else {
+        return;
+    };
+    pad.add_probe(
+        gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST,
+        move |_, info| {
+            let bytes = match &info.data {
+                Some(gst::PadProbeData::Buffer(b)) => b.size(),
+                Some(gst::PadProbeData::BufferList(l)) => l.calculate_size(),
+                _ => 0,
+            };
+            counters.bytes_in.fetch_add(bytes as u64, Ordering::Relaxed);
+            gst::PadProbeReturn::Ok
+        },
+    );
+}
+
+/// Element messages from a pipeline's bus. `dvb-frontend-stats` (posted by `dvbsrc` every
+/// `stats-reporting-interval` reads) carries `signal` as 0..65535: stored as percent under
+/// the posting element's name.
+pub fn on_element_message(source: &str, structure: &gst::StructureRef, dvb: &DvbCards) {
+    if structure.name() == "dvb-frontend-stats" {
+        match structure.get::<i32>("signal") {
+            Ok(signal) => {
+                let percent = f64::from(signal.clamp(0, 65535)) * 100.0 / 65535.0;
+                dvb.set(source, percent);
+            }
+            Err(e) => warn!(card = source, error = %e, "dvb-frontend-stats without a signal field"),
+        }
+    }
 }
 
 /// Concatenates a sample's TS packets. A chunk is a keyframe when its first buffer is not a

@@ -27,6 +27,9 @@ const MUX_LATENCY_NS: u64 = 1_000_000_000;
 pub(super) struct Built {
     pub pipeline: gst::Pipeline,
     pub appsink: gstreamer_app::AppSink,
+    /// The element whose output is the raw input (UDP datagrams, file bytes); `None` for
+    /// generated sources, whose input is what the muxer produces.
+    pub source: Option<gst::Element>,
 }
 
 /// Builds the pipeline for `url`; `keyframe_ms` is the stream's segment duration.
@@ -50,8 +53,11 @@ pub(super) fn build(
         .map_err(IngestError::from)?;
     mux.link(&appsink).map_err(IngestError::from)?;
 
-    match url {
-        InputUrl::Fake => build_fake(&pipeline, &mux, keyframe_ms, tracker)?,
+    let source = match url {
+        InputUrl::Fake => {
+            build_fake(&pipeline, &mux, keyframe_ms, tracker)?;
+            None
+        }
         InputUrl::Udp { iface, addr, port } => {
             mux.set_property("latency", MUX_LATENCY_NS);
             let src = make("udpsrc", "src")?;
@@ -67,6 +73,7 @@ pub(super) fn build(
                 .build();
             src.set_property("caps", &caps);
             add_demuxed(&pipeline, &src, &mux, tracker)?;
+            Some(src)
         }
         InputUrl::File { path } => {
             if !path.is_file() {
@@ -78,9 +85,14 @@ pub(super) fn build(
             let src = make("filesrc", "src")?;
             src.set_property("location", path.to_string_lossy().as_ref());
             add_demuxed(&pipeline, &src, &mux, tracker)?;
+            Some(src)
         }
-    }
-    Ok(Built { pipeline, appsink })
+    };
+    Ok(Built {
+        pipeline,
+        appsink,
+        source,
+    })
 }
 
 fn make(factory: &str, name: &str) -> Result<gst::Element, IngestError> {

@@ -42,6 +42,8 @@ impl StreamActor {
             snapshot: snapshot_rx,
             live: live.clone(),
             counters: counters.clone(),
+            sessions: Arc::default(),
+            segment_ms: config.segment_duration.as_millis(),
         };
         let actor = StreamActor {
             name,
@@ -107,6 +109,9 @@ impl StreamActor {
         }
         debug!(stream = %self.name, seq = segment.sequence, ms = segment.duration_ms, bytes = segment.data.len(), "segment");
         StreamCounters::add(&self.counters.segments, 1);
+        self.counters
+            .last_segment_ms
+            .store(mono_ms(), std::sync::atomic::Ordering::Relaxed);
         self.window.push(segment, mono_ms());
         self.publish();
     }

@@ -28,6 +28,35 @@ pub struct StreamCounters {
     pub last_input_ms: AtomicU64,
     /// Wall-clock ms since the epoch when the current source run delivered its first data.
     pub running_since_ms: AtomicU64,
+    /// [`mono_ms`] when the newest segment was published (the live edge clients can reach).
+    pub last_segment_ms: AtomicU64,
+}
+
+/// Signal strength of DVB cards, from `dvb-frontend-stats` bus messages; read by the stats
+/// thread. Empty when no card has reported (no hardware means no series).
+#[derive(Debug, Default)]
+pub struct DvbCards {
+    /// Card name → strength in percent of the 16-bit maximum.
+    strength: std::sync::Mutex<std::collections::BTreeMap<String, f64>>,
+}
+
+impl DvbCards {
+    pub fn set(&self, card: &str, percent: f64) {
+        self.strength
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(card.to_owned(), percent);
+    }
+
+    /// A copy of the current readings.
+    pub fn readings(&self) -> Vec<(String, f64)> {
+        self.strength
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect()
+    }
 }
 
 impl StreamCounters {

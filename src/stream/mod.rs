@@ -9,9 +9,11 @@
 
 mod actor;
 mod counters;
+mod sessions;
 
 pub use actor::StreamActor;
-pub use counters::{StreamCounters, mono_ms};
+pub use counters::{DvbCards, StreamCounters, mono_ms};
+pub use sessions::{Sessions, StreamingClient, session_key};
 
 use crate::media::{Chunk, MediaInfo};
 use crate::packaging::Snapshot;
@@ -44,6 +46,9 @@ pub struct StreamHandle {
     pub snapshot: watch::Receiver<Arc<Snapshot>>,
     pub live: broadcast::Sender<Chunk>,
     pub counters: Arc<StreamCounters>,
+    pub sessions: Arc<Sessions>,
+    /// Target segment duration, ms (for client delay and session timeouts).
+    pub segment_ms: u32,
 }
 
 impl StreamHandle {
@@ -77,5 +82,13 @@ impl Registry {
 
     pub fn iter(&self) -> impl Iterator<Item = &StreamHandle> {
         self.streams.values()
+    }
+
+    pub fn len(&self) -> usize {
+        self.streams.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.streams.is_empty()
     }
 }

@@ -1,0 +1,115 @@
+//! `/flussonic/api/…` (and `/streamer/api/…`): always behind authentication. Serves the
+//! cached Prometheus exposition and Flussonic's liveness/readiness probes.
+
+use super::body::{Body, full};
+use super::{ApiRoute, AppState, HttpError};
+use crate::stats::names;
+use crate::stream::{StreamCounters, mono_ms};
+use http::{HeaderMap, Response, StatusCode, header};
+use serde_json::json;
+use tracing::debug;
+
+/// A source that delivered data this recently counts as up for readiness (as for `alive`).
+const STREAM_UP_MS: u64 = 12_000;
+/// Readiness fails when the DVR filesystem is fuller than this.
+const DVR_DISK_FULL_PERCENT: f64 = 98.0;
+
+pub(super) fn serve(state: &AppState, api: ApiRoute, headers: &HeaderMap) -> Result<Response<Body>, HttpError> {
+    let authorization = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
+    if let Err(failure) = state.auth.check(authorization) {
+        metrics::counter!(names::AUTH_FAILURES, "reason" => failure.label()).increment(1);
+        debug!(reason = failure.label(), "API request refused");
+        return Err(HttpError::Unauthorized);
+    }
+    match api {
+        ApiRoute::Metrics => {
+            let text = state.exposition.latest();
+            if text.is_empty() {
+                return Err(HttpError::NotReady);
+            }
+            Ok(Response::builder()
+                .header(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")
+                .header(header::CACHE_CONTROL, "no-store")
+                .header(header::CONTENT_LENGTH, text.len())
+                .body(full(text))
+                .expect("static headers are valid"))
+        }
+        ApiRoute::Liveness => Ok(health(&liveness(state))),
+        ApiRoute::Readiness => Ok(health(&readiness(state))),
+        ApiRoute::Unknown => Err(HttpError::NotFound("no such API resource")),
+    }
+}
+
+/// A component's verdict and details.
+type Component = (bool, serde_json::Value);
+
+/// The process answers and its stats thread is sampling.
+fn liveness(state: &AppState) -> Vec<(&'static str, Component)> {
+    vec![("stats_thread", stats_component(state))]
+}
+
+/// Ready to serve viewers: stats sampling, at least one stream with a live source (when any
+/// stream is configured), and a usable DVR filesystem.
+fn readiness(state: &AppState) -> Vec<(&'static str, Component)> {
+    let now = mono_ms();
+    let total = state.registry.len();
+    let up = state
+        .registry
+        .iter()
+        .filter(|s| {
+            let last = StreamCounters::get(&s.counters.last_input_ms);
+            last > 0 && now.saturating_sub(last) <= STREAM_UP_MS
+        })
+        .count();
+    let streams = (
+        total == 0 || up > 0,
+        json!({ "total": total, "with_live_source": up }),
+    );
+    vec![
+        ("streams", streams),
+        ("stats_thread", stats_component(state)),
+        ("dvr_disk", dvr_component(state)),
+    ]
+}
+
+fn stats_component(state: &AppState) -> Component {
+    let now = crate::media::utc::now_ms();
+    let last = state.health.last_success_ms.load(std::sync::atomic::Ordering::Relaxed);
+    let age = (last > 0).then(|| now.saturating_sub(last));
+    (state.health.is_fresh(now), json!({ "last_success_age_ms": age }))
+}
+
+fn dvr_component(state: &AppState) -> Component {
+    let mut ok = true;
+    let mut roots = Vec::new();
+    for (root, usage) in state.health.dvr_usage() {
+        // A root not created yet is fine if its parent is a writable directory.
+        let dir = if root.exists() { root.clone() } else { root.parent().map(|p| p.to_path_buf()).unwrap_or_default() };
+        let writable = std::fs::metadata(&dir).is_ok_and(|m| m.is_dir() && !m.permissions().readonly());
+        let full = usage.is_some_and(|u| u >= DVR_DISK_FULL_PERCENT);
+        ok &= writable && !full;
+        roots.push(json!({ "path": root.display().to_string(), "writable": writable, "usage_percent": usage }));
+    }
+    (ok, json!({ "roots": roots }))
+}
+
+fn health(components: &[(&'static str, Component)]) -> Response<Body> {
+    let ok = components.iter().all(|(_, (ok, _))| *ok);
+    let mut body = serde_json::Map::new();
+    body.insert("status".into(), json!(if ok { "ok" } else { "fail" }));
+    let mut parts = serde_json::Map::new();
+    for (name, (ok, detail)) in components {
+        let mut c = json!({ "status": if *ok { "ok" } else { "fail" } });
+        if let (Some(c), Some(d)) = (c.as_object_mut(), detail.as_object()) {
+            c.extend(d.clone());
+        }
+        parts.insert((*name).into(), c);
+    }
+    body.insert("components".into(), serde_json::Value::Object(parts));
+    Response::builder()
+        .status(if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE })
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CACHE_CONTROL, "no-store")
+        .body(full(serde_json::Value::Object(body).to_string()))
+        .expect("static headers are valid")
+}

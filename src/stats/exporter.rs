@@ -1,0 +1,67 @@
+//! The Prometheus recorder and the latest rendered exposition. The stats thread renders once
+//! per interval; the scrape handler only clones the cached bytes (no work per scrape).
+
+use super::names;
+use bytes::Bytes;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
+
+/// The process-wide recorder handle and the cached text.
+#[derive(Debug)]
+pub struct Exposition {
+    handle: PrometheusHandle,
+    /// Last rendering; replaced whole by the stats thread.
+    latest: RwLock<Bytes>,
+}
+
+impl Exposition {
+    /// Installs the global recorder on first use (later calls share it).
+    pub fn global() -> Arc<Exposition> {
+        static EXPOSITION: OnceLock<Arc<Exposition>> = OnceLock::new();
+        EXPOSITION
+            .get_or_init(|| {
+                let recorder = PrometheusBuilder::new()
+                    .set_buckets_for_metric(
+                        Matcher::Full(names::HTTP_DURATION.into()),
+                        names::DURATION_BUCKETS,
+                    )
+                    .and_then(|b| {
+                        b.set_buckets_for_metric(
+                            Matcher::Full(names::HTTP_RESPONSE_SIZE.into()),
+                            names::SIZE_BUCKETS,
+                        )
+                    })
+                    .expect("bucket lists are non-empty constants")
+                    .build_recorder();
+                let handle = recorder.handle();
+                // Fails only if another recorder was installed first, which we never do.
+                let _ = metrics::set_global_recorder(recorder);
+                names::describe();
+                Arc::new(Exposition {
+                    handle,
+                    latest: RwLock::new(Bytes::new()),
+                })
+            })
+            .clone()
+    }
+
+    /// Drains histogram buckets and renders a fresh exposition (stats thread only).
+    pub fn refresh(&self) {
+        self.handle.run_upkeep();
+        let text = Bytes::from(self.handle.render());
+        *self.latest.write().unwrap_or_else(PoisonError::into_inner) = text;
+    }
+
+    /// The latest rendering (a reference-counted copy).
+    pub fn latest(&self) -> Bytes {
+        self.latest
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Renders now, for benchmarks and tests.
+    pub fn render(&self) -> String {
+        self.handle.render()
+    }
+}

@@ -1,0 +1,100 @@
+//! Every metric Headwater exports, named exactly as Flussonic's monitoring guide (seed 001)
+//! lists them, with units as documented there; plus HTTP, auth and stats-thread health
+//! metrics under the same prefix. All names and help texts live here.
+
+use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+
+// Server (seed 001).
+pub const VERSION_INFO: &str = "flussonic_version_info";
+pub const BOOT_TIME: &str = "flussonic_boot_time_seconds";
+pub const MEMORY_USAGE: &str = "flussonic_memory_usage";
+pub const CLIENTS: &str = "flussonic_clients";
+pub const STREAMS: &str = "flussonic_streams";
+pub const OPENED_FILES: &str = "flussonic_opened_files";
+pub const SCHEDULER_LOAD: &str = "flussonic_scheduler_load";
+pub const CPU_USAGE: &str = "flussonic_cpu_usage";
+pub const DISK_SIZE: &str = "flussonic_disk_size";
+pub const DISK_USAGE: &str = "flussonic_disk_usage";
+pub const DISK_IO_USAGE: &str = "flussonic_disk_io_usage";
+pub const NET_INPUT: &str = "flussonic_net_input_bytes";
+pub const NET_OUTPUT: &str = "flussonic_net_output_bytes";
+pub const DVB_STRENGTH: &str = "flussonic_dvb_card_strength";
+pub const GPU_DEC: &str = "flussonic_gpu_dec";
+pub const GPU_ENC: &str = "flussonic_gpu_enc";
+pub const GPU_TEMP: &str = "flussonic_gpu_temp";
+pub const GPU_AVAILABLE: &str = "flussonic_gpu_available";
+
+// Per stream (seed 001), label `name`.
+pub const STREAM_CLIENT_DELAY: &str = "flussonic_stream_client_delay";
+pub const STREAM_BYTES_IN: &str = "flussonic_stream_bytes_in";
+pub const STREAM_BYTES_OUT: &str = "flussonic_stream_bytes_out";
+pub const STREAM_BITRATE: &str = "flussonic_stream_bitrate";
+pub const STREAM_START_RUNNING_AT: &str = "flussonic_stream_start_running_at";
+pub const STREAM_RETRY_COUNT: &str = "flussonic_stream_retry_count";
+pub const STREAM_CLIENT_COUNT: &str = "flussonic_stream_client_count";
+pub const STREAM_DVR_DISK_SIZE: &str = "flussonic_stream_dvr_info_disk_size";
+pub const STREAM_DVR_DEPTH: &str = "flussonic_stream_dvr_info_depth";
+pub const STREAM_DVR_DURATION: &str = "flussonic_stream_dvr_info_duration";
+pub const STREAM_ALIVE: &str = "flussonic_stream_alive";
+
+// HTTP and auth (seeds 002/003).
+pub const HTTP_REQUESTS: &str = "flussonic_http_requests_total";
+pub const HTTP_DURATION: &str = "flussonic_http_request_duration_seconds";
+pub const HTTP_IN_FLIGHT: &str = "flussonic_http_requests_in_flight";
+pub const HTTP_RESPONSE_SIZE: &str = "flussonic_http_response_size_bytes";
+pub const AUTH_FAILURES: &str = "flussonic_auth_failures_total";
+
+// Stats thread health (seed 003).
+pub const STATS_LAST_SUCCESS: &str = "flussonic_stats_last_success_timestamp_seconds";
+pub const STATS_ERRORS: &str = "flussonic_stats_errors_total";
+pub const STATS_DURATION: &str = "flussonic_stats_duration_seconds";
+
+/// Latency buckets of seed 002, seconds.
+pub const DURATION_BUCKETS: &[f64] = &[
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+/// Response size buckets, bytes: playlists (~1 KB) to segments (~MBs).
+pub const SIZE_BUCKETS: &[f64] = &[
+    256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262_144.0, 1_048_576.0, 4_194_304.0, 16_777_216.0,
+];
+
+/// Registers `# HELP` texts and units with the recorder.
+pub fn describe() {
+    describe_gauge!(VERSION_INFO, "Headwater version (value is always 1)");
+    describe_gauge!(BOOT_TIME, Unit::Seconds, "Server start time, Unix seconds");
+    describe_gauge!(MEMORY_USAGE, Unit::Percent, "Host memory in use, percent of total (MemTotal - MemAvailable)");
+    describe_gauge!(CLIENTS, "Clients connected to all streams");
+    describe_gauge!(STREAMS, "Configured streams");
+    describe_gauge!(OPENED_FILES, "File descriptors open in the server process");
+    describe_gauge!(SCHEDULER_LOAD, Unit::Percent, "Async runtime load: busy time of its worker threads, percent of their wall time over the last stats interval");
+    describe_gauge!(CPU_USAGE, Unit::Percent, "Host CPU usage over the last stats interval, percent of all cores");
+    describe_gauge!(DISK_SIZE, Unit::Bytes, "Size of the filesystem holding a DVR root");
+    describe_gauge!(DISK_USAGE, Unit::Percent, "Used space of the filesystem holding a DVR root, percent");
+    describe_gauge!(DISK_IO_USAGE, Unit::Percent, "Time the DVR root's block device was busy with I/O over the last stats interval, percent");
+    describe_counter!(NET_INPUT, Unit::Bytes, "Bytes received on the host's network interfaces (loopback excluded)");
+    describe_counter!(NET_OUTPUT, Unit::Bytes, "Bytes sent on the host's network interfaces (loopback excluded)");
+    describe_gauge!(DVB_STRENGTH, Unit::Percent, "DVB card signal strength, percent of the 16-bit maximum");
+    describe_gauge!(GPU_DEC, Unit::Percent, "GPU video decoder utilisation");
+    describe_gauge!(GPU_ENC, Unit::Percent, "GPU video encoder utilisation");
+    describe_gauge!(GPU_TEMP, "GPU temperature, degrees Celsius");
+    describe_gauge!(GPU_AVAILABLE, "1 when NVIDIA GPUs are monitored through NVML, 0 with the reason when not");
+    describe_gauge!(STREAM_CLIENT_DELAY, "Milliseconds between the newest frame received from the source and the newest segment clients can fetch");
+    describe_counter!(STREAM_BYTES_IN, Unit::Bytes, "Bytes received from the stream's source");
+    describe_counter!(STREAM_BYTES_OUT, Unit::Bytes, "Bytes of playback sent to the stream's clients");
+    describe_gauge!(STREAM_BITRATE, "Input bitrate in kB/s (1000 bytes per second) over a sliding window");
+    describe_gauge!(STREAM_START_RUNNING_AT, "When the current source run delivered its first data, ms since the Unix epoch (0 while none)");
+    describe_counter!(STREAM_RETRY_COUNT, "Automatic restarts of the stream's source");
+    describe_gauge!(STREAM_CLIENT_COUNT, "Clients of the stream: HLS sessions seen within the session timeout plus open /mpegts connections");
+    describe_gauge!(STREAM_DVR_DISK_SIZE, Unit::Bytes, "Bytes of the stream's archive on disk (0 while DVR is not recording)");
+    describe_gauge!(STREAM_DVR_DEPTH, Unit::Seconds, "Archive depth: first segment start to last segment end (0 while DVR is not recording)");
+    describe_gauge!(STREAM_DVR_DURATION, Unit::Seconds, "Recorded archive duration without gaps (0 while DVR is not recording)");
+    describe_gauge!(STREAM_ALIVE, "1 when the source delivered data within the last 12 s");
+    describe_counter!(HTTP_REQUESTS, "HTTP requests by method, route template and status");
+    describe_histogram!(HTTP_DURATION, Unit::Seconds, "Time to the response head (first byte for endless bodies)");
+    describe_gauge!(HTTP_IN_FLIGHT, "HTTP requests being handled");
+    describe_histogram!(HTTP_RESPONSE_SIZE, Unit::Bytes, "Response body size, for responses with a known length");
+    describe_counter!(AUTH_FAILURES, "API requests refused for authentication, by reason");
+    describe_gauge!(STATS_LAST_SUCCESS, Unit::Seconds, "When the stats thread last completed a sample, Unix seconds");
+    describe_counter!(STATS_ERRORS, "Stats samples that failed");
+    describe_gauge!(STATS_DURATION, Unit::Seconds, "Duration of the last stats sample");
+}

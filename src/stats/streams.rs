@@ -1,0 +1,89 @@
+//! Per-stream figures, sampled from the stream counters and sessions.
+
+use super::names;
+use crate::stream::{Registry, StreamCounters, mono_ms};
+use metrics::{counter, gauge};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::Ordering;
+
+/// The bitrate is measured over this much recent input.
+const BITRATE_WINDOW_MS: u64 = 10_000;
+/// A stream is alive while its source delivered data this recently (Flussonic's threshold).
+const ALIVE_MS: u64 = 12_000;
+
+/// Sliding windows kept between samples.
+#[derive(Debug, Default)]
+pub(super) struct StreamSampler {
+    /// Stream → (mono ms, bytes_in) samples covering at least the bitrate window.
+    input: HashMap<String, VecDeque<(u64, u64)>>,
+}
+
+impl StreamSampler {
+    /// Publishes every stream's figures; returns the total client count.
+    pub(super) fn sample(&mut self, registry: &Registry, session_timeout_ms: u64) -> u64 {
+        let now = mono_ms();
+        let mut clients = 0;
+        for stream in registry.iter() {
+            let name = stream.name.to_string();
+            let c = &stream.counters;
+            let bytes_in = StreamCounters::get(&c.bytes_in);
+            counter!(names::STREAM_BYTES_IN, "name" => name.clone()).absolute(bytes_in);
+            counter!(names::STREAM_BYTES_OUT, "name" => name.clone())
+                .absolute(StreamCounters::get(&c.bytes_out));
+            counter!(names::STREAM_RETRY_COUNT, "name" => name.clone())
+                .absolute(StreamCounters::get(&c.retries));
+
+            let window = self.input.entry(name.clone()).or_default();
+            window.push_back((now, bytes_in));
+            while window.len() > 2 && window[1].0 + BITRATE_WINDOW_MS <= now {
+                window.pop_front();
+            }
+            gauge!(names::STREAM_BITRATE, "name" => name.clone()).set(bitrate_kbytes(window));
+
+            let count = stream.sessions.active(now, session_timeout_ms);
+            clients += count;
+            gauge!(names::STREAM_CLIENT_COUNT, "name" => name.clone()).set(count as f64);
+
+            let last_input = c.last_input_ms.load(Ordering::Relaxed);
+            let last_segment = c.last_segment_ms.load(Ordering::Relaxed);
+            let delay = if last_segment == 0 {
+                0
+            } else {
+                last_input.saturating_sub(last_segment)
+            };
+            gauge!(names::STREAM_CLIENT_DELAY, "name" => name.clone()).set(delay as f64);
+            gauge!(names::STREAM_START_RUNNING_AT, "name" => name.clone())
+                .set(c.running_since_ms.load(Ordering::Relaxed) as f64);
+            let alive = last_input > 0 && now.saturating_sub(last_input) <= ALIVE_MS;
+            gauge!(names::STREAM_ALIVE, "name" => name.clone()).set(if alive { 1.0 } else { 0.0 });
+            // DVR recording is a later stage: these are true zeros until it lands.
+            gauge!(names::STREAM_DVR_DISK_SIZE, "name" => name.clone()).set(0.0);
+            gauge!(names::STREAM_DVR_DEPTH, "name" => name.clone()).set(0.0);
+            gauge!(names::STREAM_DVR_DURATION, "name" => name).set(0.0);
+        }
+        clients
+    }
+}
+
+/// kB/s (1000 B/s) between the oldest and newest sample of the window.
+fn bitrate_kbytes(window: &VecDeque<(u64, u64)>) -> f64 {
+    match (window.front(), window.back()) {
+        (Some(&(t0, b0)), Some(&(t1, b1))) if t1 > t0 => {
+            b1.saturating_sub(b0) as f64 / (t1 - t0) as f64
+        }
+        _ => 0.0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bitrate_over_the_window() {
+        // 250,000 bytes per second = 250 kB/s.
+        let w: VecDeque<(u64, u64)> = (0..=10).map(|s| (s * 1000, s * 250_000)).collect();
+        assert!((bitrate_kbytes(&w) - 250.0).abs() < 1e-9);
+        assert_eq!(bitrate_kbytes(&VecDeque::from([(5, 5)])), 0.0);
+    }
+}
