@@ -6,9 +6,9 @@
 //! the stats thread stops.
 
 use crate::config::Config;
+use crate::http::ApiAuth;
 use crate::http::{AppState, serve};
 use crate::ingest::IngestSupervisor;
-use crate::http::ApiAuth;
 use crate::stats::{Exposition, StatsConfig, StatsHealth, StatsSources, StatsThread};
 use crate::stream::{DvbCards, Registry, StreamActor, StreamCounters};
 use anyhow::Context;

@@ -208,10 +208,12 @@ impl Config {
             .streams_dir
             .clone()
             .unwrap_or_else(|| base.join(&file.server.streams));
-        let dvr_root = overrides
-            .dvr_root
-            .clone()
-            .unwrap_or_else(|| base.join(&file.dvr.root));
+        let dvr_root = clean_path(
+            &overrides
+                .dvr_root
+                .clone()
+                .unwrap_or_else(|| base.join(&file.dvr.root)),
+        );
         let env_auth = |value: &Option<String>, var: &str| -> Result<_, ConfigError> {
             value
                 .as_deref()
@@ -237,13 +239,19 @@ impl Config {
         if !(200..=60_000).contains(&server.stats_interval_ms) {
             return Err(ConfigError::File {
                 file: path.to_owned(),
-                message: format!("[stats] interval must be 200..=60000 ms, got {}", server.stats_interval_ms),
+                message: format!(
+                    "[stats] interval must be 200..=60000 ms, got {}",
+                    server.stats_interval_ms
+                ),
             });
         }
         if !(1..=3600).contains(&server.session_timeout_s) {
             return Err(ConfigError::File {
                 file: path.to_owned(),
-                message: format!("[stats] session_timeout must be 1..=3600 s, got {}", server.session_timeout_s),
+                message: format!(
+                    "[stats] session_timeout must be 1..=3600 s, got {}",
+                    server.session_timeout_s
+                ),
             });
         }
         let streams = load_streams(&streams_dir, file.defaults)?;
@@ -286,6 +294,24 @@ fn load_streams(dir: &Path, defaults: Defaults) -> Result<Vec<StreamConfig>, Con
         .collect()
 }
 
+/// Absolute and without `.`/`..` parts (lexically: the root may not exist yet), so logs and
+/// metric labels show one spelling of each path.
+fn clean_path(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    let mut out = PathBuf::new();
+    for c in absolute.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
 fn read(path: &Path) -> Result<String, ConfigError> {
     std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         file: path.to_owned(),
@@ -322,3 +348,18 @@ fn locate(path: &Path, text: &str, err: &toml::de::Error) -> ConfigError {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod path_tests {
+    use super::clean_path;
+    use std::path::Path;
+
+    #[test]
+    fn paths_are_made_absolute_and_clean() {
+        assert_eq!(
+            clean_path(Path::new("/srv/config/../dvr/./x")),
+            Path::new("/srv/dvr/x")
+        );
+        assert!(clean_path(Path::new("rel/../dvr")).is_absolute());
+    }
+}

@@ -14,7 +14,11 @@ const STREAM_UP_MS: u64 = 12_000;
 /// Readiness fails when the DVR filesystem is fuller than this.
 const DVR_DISK_FULL_PERCENT: f64 = 98.0;
 
-pub(super) fn serve(state: &AppState, api: ApiRoute, headers: &HeaderMap) -> Result<Response<Body>, HttpError> {
+pub(super) fn serve(
+    state: &AppState,
+    api: ApiRoute,
+    headers: &HeaderMap,
+) -> Result<Response<Body>, HttpError> {
     let authorization = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
     if let Err(failure) = state.auth.check(authorization) {
         metrics::counter!(names::AUTH_FAILURES, "reason" => failure.label()).increment(1);
@@ -28,7 +32,10 @@ pub(super) fn serve(state: &AppState, api: ApiRoute, headers: &HeaderMap) -> Res
                 return Err(HttpError::NotReady);
             }
             Ok(Response::builder()
-                .header(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")
+                .header(
+                    header::CONTENT_TYPE,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                )
                 .header(header::CACHE_CONTROL, "no-store")
                 .header(header::CONTENT_LENGTH, text.len())
                 .body(full(text))
@@ -74,9 +81,15 @@ fn readiness(state: &AppState) -> Vec<(&'static str, Component)> {
 
 fn stats_component(state: &AppState) -> Component {
     let now = crate::media::utc::now_ms();
-    let last = state.health.last_success_ms.load(std::sync::atomic::Ordering::Relaxed);
+    let last = state
+        .health
+        .last_success_ms
+        .load(std::sync::atomic::Ordering::Relaxed);
     let age = (last > 0).then(|| now.saturating_sub(last));
-    (state.health.is_fresh(now), json!({ "last_success_age_ms": age }))
+    (
+        state.health.is_fresh(now),
+        json!({ "last_success_age_ms": age }),
+    )
 }
 
 fn dvr_component(state: &AppState) -> Component {
@@ -84,8 +97,13 @@ fn dvr_component(state: &AppState) -> Component {
     let mut roots = Vec::new();
     for (root, usage) in state.health.dvr_usage() {
         // A root not created yet is fine if its parent is a writable directory.
-        let dir = if root.exists() { root.clone() } else { root.parent().map(|p| p.to_path_buf()).unwrap_or_default() };
-        let writable = std::fs::metadata(&dir).is_ok_and(|m| m.is_dir() && !m.permissions().readonly());
+        let dir = if root.exists() {
+            root.clone()
+        } else {
+            root.parent().map(|p| p.to_path_buf()).unwrap_or_default()
+        };
+        let writable =
+            std::fs::metadata(&dir).is_ok_and(|m| m.is_dir() && !m.permissions().readonly());
         let full = usage.is_some_and(|u| u >= DVR_DISK_FULL_PERCENT);
         ok &= writable && !full;
         roots.push(json!({ "path": root.display().to_string(), "writable": writable, "usage_percent": usage }));
@@ -107,7 +125,11 @@ fn health(components: &[(&'static str, Component)]) -> Response<Body> {
     }
     body.insert("components".into(), serde_json::Value::Object(parts));
     Response::builder()
-        .status(if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE })
+        .status(if ok {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        })
         .header(header::CONTENT_TYPE, "application/json")
         .header(header::CACHE_CONTROL, "no-store")
         .body(full(serde_json::Value::Object(body).to_string()))

@@ -139,13 +139,23 @@ mod tests {
             format!("Basic {}", b64("nocolon")),
             format!("Digest {}", b64("admin:s3cret")),
             "Basic".to_owned(),
-            format!("Basic {}", base64::engine::general_purpose::STANDARD.encode([0xff, 0xfe, b':', b'x'])),
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode([0xff, 0xfe, b':', b'x'])
+            ),
             format!("Basic {}", "A".repeat(10_000)),
         ] {
-            assert_eq!(a.check(Some(bad.as_bytes())), Err(AuthFailure::Malformed), "{bad:.40}");
+            assert_eq!(
+                a.check(Some(bad.as_bytes())),
+                Err(AuthFailure::Malformed),
+                "{bad:.40}"
+            );
         }
         assert_eq!(a.check(Some(&[0xff, 0x00])), Err(AuthFailure::Malformed));
-        assert_eq!(ApiAuth::default().check(None), Err(AuthFailure::NotConfigured));
+        assert_eq!(
+            ApiAuth::default().check(None),
+            Err(AuthFailure::NotConfigured)
+        );
     }
 
     #[test]

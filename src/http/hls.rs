@@ -2,12 +2,12 @@
 //! `/NAME/mpegts` body from the stream's chunk broadcast.
 
 use super::body::{Body, Counted, empty};
-use crate::stream::{StreamingClient, mono_ms, session_key};
 use super::range::{RangeRequest, parse_range};
 use super::{AppState, HttpError, Route};
 use crate::media::Chunk;
 use crate::packaging::Snapshot;
 use crate::stream::StreamHandle;
+use crate::stream::{StreamingClient, mono_ms, session_key};
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::{BodyExt, StreamBody};

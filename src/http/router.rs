@@ -287,13 +287,22 @@ mod tests {
 
     #[test]
     fn api_paths_and_labels() {
-        assert_eq!(route("/flussonic/api/metrics"), Ok(Route::Api(ApiRoute::Metrics)));
+        assert_eq!(
+            route("/flussonic/api/metrics"),
+            Ok(Route::Api(ApiRoute::Metrics))
+        );
         assert_eq!(
             route("/streamer/api/v3/monitoring/readiness"),
             Ok(Route::Api(ApiRoute::Readiness))
         );
-        assert_eq!(route("/flussonic/api/v3/streams"), Ok(Route::Api(ApiRoute::Unknown)));
-        assert!(matches!(route("/flussonic/api/../x"), Err(RouteError::Malformed(_))));
+        assert_eq!(
+            route("/flussonic/api/v3/streams"),
+            Ok(Route::Api(ApiRoute::Unknown))
+        );
+        assert!(matches!(
+            route("/flussonic/api/../x"),
+            Err(RouteError::Malformed(_))
+        ));
         // Labels never carry the stream name or the segment path.
         let labels: Vec<&str> = [
             "/secret-name/index.m3u8",
@@ -304,7 +313,15 @@ mod tests {
         .iter()
         .map(|p| route(p).unwrap().label())
         .collect();
-        assert_eq!(labels, ["/:name/index.m3u8", "/:name/tracks/mono.m3u8", "segment", "health"]);
+        assert_eq!(
+            labels,
+            [
+                "/:name/index.m3u8",
+                "/:name/tracks/mono.m3u8",
+                "segment",
+                "health"
+            ]
+        );
         assert!(labels.iter().all(|l| !l.contains("secret")));
     }
 

@@ -59,7 +59,13 @@ pub(super) fn handle<B>(state: &AppState, req: &Request<B>, peer: SocketAddr) ->
         histogram!(names::HTTP_RESPONSE_SIZE, "method" => method, "route" => label)
             .record(len as f64);
     }
-    response.map(|body| Guarded { body, _guard: in_flight }.boxed())
+    response.map(|body| {
+        Guarded {
+            body,
+            _guard: in_flight,
+        }
+        .boxed()
+    })
 }
 
 /// The `token` query parameter (Flussonic's playback session token), if any.

@@ -163,7 +163,12 @@ impl IngestSupervisor {
             }
             None => true,
         };
-        attach_sink(&built.appsink, self.feed.clone(), self.counters.clone(), count_at_sink);
+        attach_sink(
+            &built.appsink,
+            self.feed.clone(),
+            self.counters.clone(),
+            count_at_sink,
+        );
         let guard = PipelineGuard::new(built.pipeline);
         let mut events = guard.events();
         self.counters.running_since_ms.store(0, Ordering::Relaxed);

@@ -64,7 +64,7 @@ impl Host {
         let now = Instant::now();
         let mut usage = Vec::with_capacity(self.dvr_roots.len());
         for root in &self.dvr_roots {
-            let label = root.display().to_string();
+            let label = names::sanitize_label(&root.display().to_string());
             let Some(disk) = filesystem_of(&self.disks, root) else {
                 usage.push((root.clone(), None));
                 continue;

@@ -138,7 +138,10 @@ fn run(config: &StatsConfig, src: &StatsSources, stopped: &mpsc::Receiver<()>) {
     };
     let mut streams = streams::StreamSampler::default();
     let mut scheduler = SchedulerLoad::new(&src.runtime);
-    info!(interval_ms = config.interval.as_millis() as u64, "stats thread started");
+    info!(
+        interval_ms = config.interval.as_millis() as u64,
+        "stats thread started"
+    );
     loop {
         let started = Instant::now();
         let host_result = host.as_mut().map_or(Ok(Vec::new()), host::Host::sample);
@@ -147,7 +150,7 @@ fn run(config: &StatsConfig, src: &StatsSources, stopped: &mpsc::Receiver<()>) {
         }
         gpu.sample();
         for (card, strength) in src.dvb.readings() {
-            gauge!(names::DVB_STRENGTH, "card" => card).set(strength);
+            gauge!(names::DVB_STRENGTH, "card" => names::sanitize_label(&card)).set(strength);
         }
         let clients = streams.sample(&src.registry, config.session_timeout.as_millis() as u64);
         gauge!(names::CLIENTS).set(clients as f64);

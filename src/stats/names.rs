@@ -55,46 +55,185 @@ pub const DURATION_BUCKETS: &[f64] = &[
 ];
 /// Response size buckets, bytes: playlists (~1 KB) to segments (~MBs).
 pub const SIZE_BUCKETS: &[f64] = &[
-    256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262_144.0, 1_048_576.0, 4_194_304.0, 16_777_216.0,
+    256.0,
+    1024.0,
+    4096.0,
+    16384.0,
+    65536.0,
+    262_144.0,
+    1_048_576.0,
+    4_194_304.0,
+    16_777_216.0,
 ];
 
 /// Registers `# HELP` texts and units with the recorder.
 pub fn describe() {
     describe_gauge!(VERSION_INFO, "Headwater version (value is always 1)");
     describe_gauge!(BOOT_TIME, Unit::Seconds, "Server start time, Unix seconds");
-    describe_gauge!(MEMORY_USAGE, Unit::Percent, "Host memory in use, percent of total (MemTotal - MemAvailable)");
+    describe_gauge!(
+        MEMORY_USAGE,
+        Unit::Percent,
+        "Host memory in use, percent of total (MemTotal - MemAvailable)"
+    );
     describe_gauge!(CLIENTS, "Clients connected to all streams");
     describe_gauge!(STREAMS, "Configured streams");
     describe_gauge!(OPENED_FILES, "File descriptors open in the server process");
-    describe_gauge!(SCHEDULER_LOAD, Unit::Percent, "Async runtime load: busy time of its worker threads, percent of their wall time over the last stats interval");
-    describe_gauge!(CPU_USAGE, Unit::Percent, "Host CPU usage over the last stats interval, percent of all cores");
-    describe_gauge!(DISK_SIZE, Unit::Bytes, "Size of the filesystem holding a DVR root");
-    describe_gauge!(DISK_USAGE, Unit::Percent, "Used space of the filesystem holding a DVR root, percent");
-    describe_gauge!(DISK_IO_USAGE, Unit::Percent, "Time the DVR root's block device was busy with I/O over the last stats interval, percent");
-    describe_counter!(NET_INPUT, Unit::Bytes, "Bytes received on the host's network interfaces (loopback excluded)");
-    describe_counter!(NET_OUTPUT, Unit::Bytes, "Bytes sent on the host's network interfaces (loopback excluded)");
-    describe_gauge!(DVB_STRENGTH, Unit::Percent, "DVB card signal strength, percent of the 16-bit maximum");
+    describe_gauge!(
+        SCHEDULER_LOAD,
+        Unit::Percent,
+        "Async runtime load: busy time of its worker threads, percent of their wall time over the last stats interval"
+    );
+    describe_gauge!(
+        CPU_USAGE,
+        Unit::Percent,
+        "Host CPU usage over the last stats interval, percent of all cores"
+    );
+    describe_gauge!(
+        DISK_SIZE,
+        Unit::Bytes,
+        "Size of the filesystem holding a DVR root"
+    );
+    describe_gauge!(
+        DISK_USAGE,
+        Unit::Percent,
+        "Used space of the filesystem holding a DVR root, percent"
+    );
+    describe_gauge!(
+        DISK_IO_USAGE,
+        Unit::Percent,
+        "Time the DVR root's block device was busy with I/O over the last stats interval, percent"
+    );
+    describe_counter!(
+        NET_INPUT,
+        Unit::Bytes,
+        "Bytes received on the host's network interfaces (loopback excluded)"
+    );
+    describe_counter!(
+        NET_OUTPUT,
+        Unit::Bytes,
+        "Bytes sent on the host's network interfaces (loopback excluded)"
+    );
+    describe_gauge!(
+        DVB_STRENGTH,
+        Unit::Percent,
+        "DVB card signal strength, percent of the 16-bit maximum"
+    );
     describe_gauge!(GPU_DEC, Unit::Percent, "GPU video decoder utilisation");
     describe_gauge!(GPU_ENC, Unit::Percent, "GPU video encoder utilisation");
     describe_gauge!(GPU_TEMP, "GPU temperature, degrees Celsius");
-    describe_gauge!(GPU_AVAILABLE, "1 when NVIDIA GPUs are monitored through NVML, 0 with the reason when not");
-    describe_gauge!(STREAM_CLIENT_DELAY, "Milliseconds between the newest frame received from the source and the newest segment clients can fetch");
-    describe_counter!(STREAM_BYTES_IN, Unit::Bytes, "Bytes received from the stream's source");
-    describe_counter!(STREAM_BYTES_OUT, Unit::Bytes, "Bytes of playback sent to the stream's clients");
-    describe_gauge!(STREAM_BITRATE, "Input bitrate in kB/s (1000 bytes per second) over a sliding window");
-    describe_gauge!(STREAM_START_RUNNING_AT, "When the current source run delivered its first data, ms since the Unix epoch (0 while none)");
-    describe_counter!(STREAM_RETRY_COUNT, "Automatic restarts of the stream's source");
-    describe_gauge!(STREAM_CLIENT_COUNT, "Clients of the stream: HLS sessions seen within the session timeout plus open /mpegts connections");
-    describe_gauge!(STREAM_DVR_DISK_SIZE, Unit::Bytes, "Bytes of the stream's archive on disk (0 while DVR is not recording)");
-    describe_gauge!(STREAM_DVR_DEPTH, Unit::Seconds, "Archive depth: first segment start to last segment end (0 while DVR is not recording)");
-    describe_gauge!(STREAM_DVR_DURATION, Unit::Seconds, "Recorded archive duration without gaps (0 while DVR is not recording)");
-    describe_gauge!(STREAM_ALIVE, "1 when the source delivered data within the last 12 s");
-    describe_counter!(HTTP_REQUESTS, "HTTP requests by method, route template and status");
-    describe_histogram!(HTTP_DURATION, Unit::Seconds, "Time to the response head (first byte for endless bodies)");
+    describe_gauge!(
+        GPU_AVAILABLE,
+        "1 when NVIDIA GPUs are monitored through NVML, 0 with the reason when not"
+    );
+    describe_gauge!(
+        STREAM_CLIENT_DELAY,
+        "Milliseconds between the newest frame received from the source and the newest segment clients can fetch"
+    );
+    describe_counter!(
+        STREAM_BYTES_IN,
+        Unit::Bytes,
+        "Bytes received from the stream's source"
+    );
+    describe_counter!(
+        STREAM_BYTES_OUT,
+        Unit::Bytes,
+        "Bytes of playback sent to the stream's clients"
+    );
+    describe_gauge!(
+        STREAM_BITRATE,
+        "Input bitrate in kB/s (1000 bytes per second) over a sliding window"
+    );
+    describe_gauge!(
+        STREAM_START_RUNNING_AT,
+        "When the current source run delivered its first data, ms since the Unix epoch (0 while none)"
+    );
+    describe_counter!(
+        STREAM_RETRY_COUNT,
+        "Automatic restarts of the stream's source"
+    );
+    describe_gauge!(
+        STREAM_CLIENT_COUNT,
+        "Clients of the stream: HLS sessions seen within the session timeout plus open /mpegts connections"
+    );
+    describe_gauge!(
+        STREAM_DVR_DISK_SIZE,
+        Unit::Bytes,
+        "Bytes of the stream's archive on disk (0 while DVR is not recording)"
+    );
+    describe_gauge!(
+        STREAM_DVR_DEPTH,
+        Unit::Seconds,
+        "Archive depth: first segment start to last segment end (0 while DVR is not recording)"
+    );
+    describe_gauge!(
+        STREAM_DVR_DURATION,
+        Unit::Seconds,
+        "Recorded archive duration without gaps (0 while DVR is not recording)"
+    );
+    describe_gauge!(
+        STREAM_ALIVE,
+        "1 when the source delivered data within the last 12 s"
+    );
+    describe_counter!(
+        HTTP_REQUESTS,
+        "HTTP requests by method, route template and status"
+    );
+    describe_histogram!(
+        HTTP_DURATION,
+        Unit::Seconds,
+        "Time to the response head (first byte for endless bodies)"
+    );
     describe_gauge!(HTTP_IN_FLIGHT, "HTTP requests being handled");
-    describe_histogram!(HTTP_RESPONSE_SIZE, Unit::Bytes, "Response body size, for responses with a known length");
-    describe_counter!(AUTH_FAILURES, "API requests refused for authentication, by reason");
-    describe_gauge!(STATS_LAST_SUCCESS, Unit::Seconds, "When the stats thread last completed a sample, Unix seconds");
+    describe_histogram!(
+        HTTP_RESPONSE_SIZE,
+        Unit::Bytes,
+        "Response body size, for responses with a known length"
+    );
+    describe_counter!(
+        AUTH_FAILURES,
+        "API requests refused for authentication, by reason"
+    );
+    describe_gauge!(
+        STATS_LAST_SUCCESS,
+        Unit::Seconds,
+        "When the stats thread last completed a sample, Unix seconds"
+    );
     describe_counter!(STATS_ERRORS, "Stats samples that failed");
-    describe_gauge!(STATS_DURATION, Unit::Seconds, "Duration of the last stats sample");
+    describe_gauge!(
+        STATS_DURATION,
+        Unit::Seconds,
+        "Duration of the last stats sample"
+    );
+}
+
+/// Longest label value exported.
+const MAX_LABEL: usize = 128;
+
+/// A label value from outside the code (a path, a card name): control characters become `_`
+/// and it is cut to a bounded length, so one odd value cannot break a dashboard or bloat the
+/// exposition. Quoting and escaping are the exporter's job.
+pub fn sanitize_label(value: &str) -> String {
+    let mut out: String = value
+        .chars()
+        .map(|c| if c.is_control() { '_' } else { c })
+        .take(MAX_LABEL)
+        .collect();
+    if out.is_empty() {
+        out.push('_');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sanitize_label;
+
+    #[test]
+    fn label_values_are_bounded_and_printable() {
+        assert_eq!(sanitize_label("/srv/dvr"), "/srv/dvr");
+        assert_eq!(sanitize_label("a\nb\tc\u{0}"), "a_b_c_");
+        assert_eq!(sanitize_label(""), "_");
+        assert_eq!(sanitize_label(&"x".repeat(500)).len(), 128);
+        assert_eq!(sanitize_label("dvb \"card\" ä"), "dvb \"card\" ä");
+    }
 }

@@ -33,7 +33,10 @@ pub struct Sessions {
 impl Sessions {
     /// Records a playback request at monotonic time `now_ms`.
     pub fn touch(&self, key: u64, now_ms: u64) {
-        let mut map = self.last_seen.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut map = self
+            .last_seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if map.len() < MAX_SESSIONS || map.contains_key(&key) {
             map.insert(key, now_ms);
         }
@@ -42,7 +45,10 @@ impl Sessions {
     /// Drops sessions idle for longer than `timeout_ms` and returns how many clients are
     /// connected: live HLS sessions plus open `/mpegts` connections.
     pub fn active(&self, now_ms: u64, timeout_ms: u64) -> u64 {
-        let mut map = self.last_seen.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut map = self
+            .last_seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         map.retain(|_, seen| now_ms.saturating_sub(*seen) <= timeout_ms);
         map.len() as u64 + self.streaming.load(Ordering::Relaxed)
     }
@@ -84,7 +90,11 @@ mod tests {
         let guard = s.open_stream();
         assert_eq!(s.active(3000, 5000), 4);
         drop(guard);
-        assert_eq!(s.active(7100, 5000), 1, "only the token session (seen at 2500) is left");
+        assert_eq!(
+            s.active(7100, 5000),
+            1,
+            "only the token session (seen at 2500) is left"
+        );
         assert_eq!(s.active(20_000, 5000), 0);
     }
 }

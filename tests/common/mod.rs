@@ -56,7 +56,7 @@ impl Server {
         }
         std::fs::write(
             dir.path().join("headwater.toml"),
-            "[server]\nview_auth = \"viewer:pw\"\nedit_auth = \"admin:pw\"\nstreams = \"streams\"\nshutdown_drain = 2000\n[dvr]\nroot = \"dvr\"\n",
+            "[server]\nview_auth = \"viewer:pw\"\nedit_auth = \"admin:pw\"\nstreams = \"streams\"\nshutdown_drain = 2000\n[dvr]\nroot = \"dvr\"\n[stats]\ninterval = 1000\nsession_timeout = 3\n",
         )
         .unwrap();
         let log = dir.path().join("headwater.log");
@@ -91,6 +91,37 @@ impl Server {
             true
         });
         server
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.proc.as_ref().expect("running").0.id()
+    }
+
+    /// The metrics endpoint's text (view credentials of the harness config).
+    pub fn scrape(&self) -> String {
+        let auth = format!("Basic {}", b64("viewer:pw"));
+        let r = request(
+            "GET",
+            &self.url("/flussonic/api/metrics"),
+            &[("Authorization", &auth)],
+        );
+        assert_eq!(r.status, 200, "metrics: {}", r.text());
+        r.text()
+    }
+
+    /// Scrapes until the exposition was rendered after `since` (stats ticks are 1 s here).
+    pub fn scrape_after(&self, since: std::time::SystemTime) -> String {
+        let since = since
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        let mut text = String::new();
+        wait_until(Duration::from_secs(10), "a fresh stats sample", || {
+            text = self.scrape();
+            metric(&text, "flussonic_stats_last_success_timestamp_seconds", "")
+                .is_some_and(|t| t > since)
+        });
+        text
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -370,4 +401,39 @@ pub fn first_video_frame(path: &Path) -> String {
         .next()
         .unwrap_or_default()
         .to_owned()
+}
+
+pub fn b64(s: &str) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let b = s.as_bytes();
+    let mut out = String::new();
+    for c in b.chunks(3) {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// The value of one series in Prometheus text: `name` with exactly `labels` (`a="b",c="d"`,
+/// in exposition order; empty for none).
+pub fn metric(text: &str, name: &str, labels: &str) -> Option<f64> {
+    let series = if labels.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{name}{{{labels}}}")
+    };
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(&series)
+                .and_then(|rest| rest.strip_prefix(' '))
+        })
+        .and_then(|v| v.trim().parse().ok())
 }
