@@ -13,7 +13,7 @@ APT_RUN := pkg-config build-essential ca-certificates curl \
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
   gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-x fonts-dejavu-core
 # Tests: real clients and feeders.
-APT_TEST := ffmpeg chromium procps
+APT_TEST := ffmpeg chromium procps prometheus
 
 .PHONY: run test build deps test-deps lint unit clean
 

@@ -83,13 +83,13 @@ impl Host {
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            if let Some(ticks) = io_ticks(&diskstats, &device) {
-                if let Some((prev, at)) = self.io_prev.insert(device, (ticks, now)) {
-                    let wall_ms = now.duration_since(at).as_secs_f64() * 1000.0;
-                    if wall_ms > 0.0 {
-                        let busy = ticks.saturating_sub(prev) as f64 * 100.0 / wall_ms;
-                        gauge!(names::DISK_IO_USAGE, "path" => label).set(busy.min(100.0));
-                    }
+            if let Some(ticks) = io_ticks(&diskstats, &device)
+                && let Some((prev, at)) = self.io_prev.insert(device, (ticks, now))
+            {
+                let wall_ms = now.duration_since(at).as_secs_f64() * 1000.0;
+                if wall_ms > 0.0 {
+                    let busy = ticks.saturating_sub(prev) as f64 * 100.0 / wall_ms;
+                    gauge!(names::DISK_IO_USAGE, "path" => label).set(busy.min(100.0));
                 }
             }
         }
