@@ -64,61 +64,9 @@ fn real_prometheus_scrapes_every_metric_with_basic_auth() {
     // Some playback traffic so that HTTP series exist.
     get(&server.url("/demo/index.m3u8"));
 
-    let dir = tempfile::tempdir().unwrap();
-    let target = server.base.trim_start_matches("http://");
-    let config = format!(
-        "global: {{ scrape_interval: 1s, scrape_timeout: 1s, evaluation_interval: 1s }}\n\
-         scrape_configs:\n\
-         \x20 - job_name: headwater\n\
-         \x20   metrics_path: /flussonic/api/metrics\n\
-         \x20   basic_auth: {{ username: viewer, password: pw }}\n\
-         \x20   static_configs: [ {{ targets: [\"{target}\"] }} ]\n\
-         \x20 - job_name: headwater_badpass\n\
-         \x20   metrics_path: /flussonic/api/metrics\n\
-         \x20   basic_auth: {{ username: viewer, password: wrong }}\n\
-         \x20   static_configs: [ {{ targets: [\"{target}\"] }} ]\n"
-    );
-    let config_path = dir.path().join("prometheus.yml");
-    std::fs::write(&config_path, config).unwrap();
-    let check = run_with_timeout(
-        20,
-        "promtool",
-        &["check", "config", config_path.to_str().unwrap()],
-    );
-    assert!(
-        check.status.success(),
-        "{}",
-        String::from_utf8_lossy(&check.stdout)
-    );
-    let prom_port = free_port(false);
-    let prom_base = format!("http://127.0.0.1:{prom_port}");
-    let _prometheus = Proc(
-        Command::new("prometheus")
-            .arg(format!("--config.file={}", config_path.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("prometheus (installed by make test-deps)"),
-    );
-    let query = |q: &str| -> String {
-        let url = format!("{prom_base}/api/v1/query?query={}", urlencode(q));
-        get(&url).text()
-    };
-    // Prometheus applies targets on a 5 s tick: poll rather than sleep.
-    wait_until(
-        Duration::from_secs(40),
-        "up{job=\"headwater\"} == 1",
-        || {
-            std::net::TcpStream::connect(("127.0.0.1", prom_port)).is_ok()
-                && query("up{job=\"headwater\"}").contains("\"value\":[")
-                && query("up{job=\"headwater\"}").contains("\"1\"]")
-        },
-    );
+    let prom = Prometheus::start(&server.base);
+    let query = |q: &str| prom.query(q);
+    let prom_base = prom.base.clone();
     // Two more scrapes so that every series has been seen.
     std::thread::sleep(Duration::from_secs(3));
     let mut missing = Vec::new();
@@ -211,13 +159,4 @@ fn real_prometheus_scrapes_every_metric_with_basic_auth() {
             .any(|(name, lint)| line.starts_with(&format!("{name} ")) && line.contains(lint));
         assert!(ok, "unexpected promtool finding: {line}\n{report}");
     }
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }

@@ -77,17 +77,6 @@ pub fn route(path: &str) -> Result<Route, RouteError> {
     if rest.is_empty() {
         return Err(RouteError::NotFound);
     }
-    if let Some(api) = rest
-        .strip_prefix("flussonic/api/")
-        .or_else(|| rest.strip_prefix("streamer/api/"))
-    {
-        return Ok(Route::Api(match api {
-            "metrics" => ApiRoute::Metrics,
-            "v3/monitoring/liveness" => ApiRoute::Liveness,
-            "v3/monitoring/readiness" => ApiRoute::Readiness,
-            _ => ApiRoute::Unknown,
-        }));
-    }
     if !rest
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b"/_-.".contains(&b))
@@ -100,6 +89,17 @@ pub fn route(path: &str) -> Result<Route, RouteError> {
         .any(|p| p.is_empty() || *p == "." || *p == "..")
     {
         return Err(RouteError::Malformed("empty or dot path segment"));
+    }
+    if let Some(api) = rest
+        .strip_prefix("flussonic/api/")
+        .or_else(|| rest.strip_prefix("streamer/api/"))
+    {
+        return Ok(Route::Api(match api {
+            "metrics" => ApiRoute::Metrics,
+            "v3/monitoring/liveness" => ApiRoute::Liveness,
+            "v3/monitoring/readiness" => ApiRoute::Readiness,
+            _ => ApiRoute::Unknown,
+        }));
     }
     let (last, before) = parts.split_last().ok_or(RouteError::NotFound)?;
     match *last {

@@ -437,3 +437,97 @@ pub fn metric(text: &str, name: &str, labels: &str) -> Option<f64> {
         })
         .and_then(|v| v.trim().parse().ok())
 }
+
+/// A real Prometheus (Debian's) scraping a Headwater every second with `basic_auth`, as
+/// Flussonic's guide configures it; plus a second job with a wrong password.
+#[derive(Debug)]
+pub struct Prometheus {
+    pub base: String,
+    _proc: Proc,
+    _dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    pub fn start(headwater_base: &str) -> Prometheus {
+        let dir = tempfile::tempdir().unwrap();
+        let target = headwater_base.trim_start_matches("http://");
+        let config = format!(
+            "global: {{ scrape_interval: 1s, scrape_timeout: 1s, evaluation_interval: 1s }}\n\
+             scrape_configs:\n\
+             \x20 - job_name: headwater\n\
+             \x20   metrics_path: /flussonic/api/metrics\n\
+             \x20   basic_auth: {{ username: viewer, password: pw }}\n\
+             \x20   static_configs: [ {{ targets: [\"{target}\"] }} ]\n\
+             \x20 - job_name: headwater_badpass\n\
+             \x20   metrics_path: /flussonic/api/metrics\n\
+             \x20   basic_auth: {{ username: viewer, password: wrong }}\n\
+             \x20   static_configs: [ {{ targets: [\"{target}\"] }} ]\n"
+        );
+        let config_path = dir.path().join("prometheus.yml");
+        std::fs::write(&config_path, config).unwrap();
+        let check = run_with_timeout(
+            20,
+            "promtool",
+            &["check", "config", config_path.to_str().unwrap()],
+        );
+        assert!(
+            check.status.success(),
+            "{}",
+            String::from_utf8_lossy(&check.stdout)
+        );
+        let port = free_port(false);
+        let proc = Proc(
+            Command::new("prometheus")
+                .arg(format!("--config.file={}", config_path.display()))
+                .arg(format!(
+                    "--storage.tsdb.path={}",
+                    dir.path().join("data").display()
+                ))
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("prometheus (installed by make test-deps)"),
+        );
+        let prom = Prometheus {
+            base: format!("http://127.0.0.1:{port}"),
+            _proc: proc,
+            _dir: dir,
+        };
+        // Prometheus applies targets on a 5 s tick: poll rather than sleep.
+        wait_until(
+            Duration::from_secs(40),
+            "up{job=\"headwater\"} == 1",
+            || {
+                std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+                    && prom.query("up{job=\"headwater\"}").contains("\"1\"]")
+            },
+        );
+        prom
+    }
+
+    /// An instant query; returns the raw JSON answer.
+    pub fn query(&self, q: &str) -> String {
+        get(&format!(
+            "{}/api/v1/query?query={}",
+            self.base,
+            urlencode(q)
+        ))
+        .text()
+    }
+
+    /// True when the query succeeded with at least one series.
+    pub fn has_data(&self, q: &str) -> bool {
+        let r = self.query(q);
+        r.contains("\"status\":\"success\"") && r.contains("\"metric\":{")
+    }
+}
+
+pub fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
