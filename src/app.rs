@@ -2,10 +2,12 @@
 //! from a [`Config`], owns every task in one `JoinSet`, and shuts down in order.
 //!
 //! Shutdown order: the token fires → HTTP stops accepting and endless bodies end → ingest
-//! pipelines go to `Null` → stream actors stop → HTTP drains open connections (bounded) →
-//! the stats thread stops.
+//! pipelines go to `Null` → stream actors stop (DVR writers finish their queue and stop) →
+//! HTTP drains open connections (bounded) → the stats thread stops.
 
 use crate::config::Config;
+use crate::dvr::retention::Limits;
+use crate::dvr::{Archive, RecorderSettings, recorder};
 use crate::http::ApiAuth;
 use crate::http::{AppState, serve};
 use crate::ingest::IngestSupervisor;
@@ -23,6 +25,8 @@ use tracing::{Instrument, info, info_span};
 #[derive(Debug)]
 pub struct App {
     tasks: JoinSet<()>,
+    /// DVR writer threads; they end when their stream actors drop the queue.
+    recorders: Vec<std::thread::JoinHandle<()>>,
     /// Stopped after the tasks, so the last figures cover the shutdown.
     stats: Option<StatsThread>,
     shutdown: CancellationToken,
@@ -38,9 +42,44 @@ impl App {
         let mut tasks = JoinSet::new();
         let mut handles = Vec::new();
         let dvb = Arc::new(DvbCards::default());
+        let mut recorders = Vec::new();
+        let mut dvr_roots = vec![config.dvr.root.clone()];
         for stream in &config.streams {
             let counters = Arc::new(StreamCounters::default());
-            let (actor, handle, feed) = StreamActor::new(stream, counters.clone());
+            let dvr = match &stream.dvr {
+                Some(settings) => {
+                    let root = settings
+                        .root
+                        .clone()
+                        .unwrap_or_else(|| config.dvr.root.clone());
+                    if !dvr_roots.contains(&root) {
+                        dvr_roots.push(root.clone());
+                    }
+                    let archive = Arc::new(
+                        Archive::open(&root, &stream.name)
+                            .with_context(|| format!("opening the archive of {}", stream.name))?,
+                    );
+                    let limits = Limits {
+                        expiration_ms: Some(
+                            settings.expiration.map_or(config.dvr.expiration_s, |s| s.0) * 1000,
+                        ),
+                        storage_limit: settings.storage_limit.map(|b| b.0),
+                    };
+                    let (input, join) = recorder::start(
+                        &stream.name,
+                        archive.clone(),
+                        RecorderSettings {
+                            limits,
+                            disk_usage_limit: config.dvr.disk_usage_limit,
+                        },
+                    )
+                    .context("starting a DVR writer thread")?;
+                    recorders.push(join);
+                    Some((archive, input))
+                }
+                None => None,
+            };
+            let (actor, handle, feed) = StreamActor::new(stream, counters.clone(), dvr);
             handles.push(handle);
             let span = info_span!("stream", stream = %stream.name);
             tasks.spawn(actor.run(shutdown.clone()).instrument(span));
@@ -53,7 +92,6 @@ impl App {
         let local_addr = listener.local_addr()?;
         let registry = Registry::new(handles);
         let exposition = Exposition::global();
-        let dvr_roots = vec![config.dvr.root.clone()];
         let health = Arc::new(StatsHealth::new(&dvr_roots));
         let stats = StatsThread::spawn(
             StatsConfig {
@@ -85,6 +123,7 @@ impl App {
         info!(%local_addr, streams = config.streams.len(), "headwater started");
         Ok(App {
             tasks,
+            recorders,
             stats: Some(stats),
             shutdown,
             local_addr,
@@ -106,6 +145,14 @@ impl App {
                 tracing::error!(error = %e, "a task panicked");
             }
         }
+        let recorders = std::mem::take(&mut self.recorders);
+        tokio::task::spawn_blocking(move || {
+            for r in recorders {
+                let _ = r.join();
+            }
+        })
+        .await
+        .ok();
         if let Some(stats) = self.stats.take() {
             tokio::task::spawn_blocking(move || stats.stop()).await.ok();
         }

@@ -8,7 +8,10 @@ mod stream;
 
 pub use auth::Credentials;
 pub use input::InputUrl;
-pub use stream::{Input, SegmentCount, SegmentDuration, StreamConfig, valid_stream_name};
+pub use stream::{
+    ByteSize, Input, SegmentCount, SegmentDuration, Span, StreamConfig, StreamDvr,
+    valid_stream_name,
+};
 
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -125,9 +128,11 @@ pub struct Defaults {
 struct DvrSection {
     #[serde(default = "default_dvr_root")]
     root: PathBuf,
-    /// Archive depth in seconds (Flussonic's `expiration`).
+    /// Default archive depth of streams that set none (Flussonic's `expiration`).
     #[serde(default = "default_expiration")]
-    expiration: u64,
+    expiration: Span,
+    /// Filesystem usage (%) above which every stream deletes its oldest segments.
+    disk_usage_limit: Option<f64>,
 }
 
 impl Default for DvrSection {
@@ -135,6 +140,7 @@ impl Default for DvrSection {
         DvrSection {
             root: default_dvr_root(),
             expiration: default_expiration(),
+            disk_usage_limit: None,
         }
     }
 }
@@ -154,11 +160,15 @@ pub struct ServerConfig {
     pub session_timeout_s: u64,
 }
 
-/// Archive settings (recording itself is a later stage).
+/// Server-wide archive settings.
 #[derive(Debug, Clone)]
 pub struct DvrConfig {
+    /// Default root (absolute, clean); streams record under `ROOT/NAME`.
     pub root: PathBuf,
+    /// Default archive depth, seconds.
     pub expiration_s: u64,
+    /// Used-space percentage of a DVR filesystem that starts cleaning.
+    pub disk_usage_limit: Option<f64>,
 }
 
 fn default_listen() -> SocketAddr {
@@ -173,8 +183,8 @@ fn default_dvr_root() -> PathBuf {
 fn default_drain_ms() -> u64 {
     5000
 }
-fn default_expiration() -> u64 {
-    86_400
+fn default_expiration() -> Span {
+    Span(86_400)
 }
 
 /// Command-line and environment overrides, applied after the files are read.
@@ -254,12 +264,31 @@ impl Config {
                 ),
             });
         }
-        let streams = load_streams(&streams_dir, file.defaults)?;
+        if let Some(limit) = file.dvr.disk_usage_limit
+            && !(1.0..=100.0).contains(&limit)
+        {
+            return Err(ConfigError::File {
+                file: path.to_owned(),
+                message: format!(
+                    "[dvr] disk_usage_limit must be a percentage 1..=100, got {limit}"
+                ),
+            });
+        }
+        let mut streams = load_streams(&streams_dir, file.defaults)?;
+        // A stream's relative DVR root is relative to the config file, like the global one.
+        for s in &mut streams {
+            if let Some(d) = &mut s.dvr
+                && let Some(r) = &d.root
+            {
+                d.root = Some(clean_path(&base.join(r)));
+            }
+        }
         Ok(Config {
             server,
             dvr: DvrConfig {
                 root: dvr_root,
-                expiration_s: file.dvr.expiration,
+                expiration_s: file.dvr.expiration.0,
+                disk_usage_limit: file.dvr.disk_usage_limit,
             },
             streams,
         })

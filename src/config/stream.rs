@@ -15,6 +15,87 @@ pub struct StreamConfig {
     pub inputs: Vec<Input>,
     pub segment_duration: SegmentDuration,
     pub segment_count: SegmentCount,
+    /// Recording settings; `None` when the stream has no `[dvr]` table.
+    pub dvr: Option<StreamDvr>,
+}
+
+/// A stream's `[dvr]` table (Flussonic's keys).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamDvr {
+    /// Archive root; the server's `[dvr] root` when absent.
+    pub root: Option<std::path::PathBuf>,
+    /// Archive depth: `"3d"`, `"12h"`, `"30m"` or seconds.
+    pub expiration: Option<Span>,
+    /// Most bytes the stream's archive may take: `"500G"`, `"20M"` or bytes.
+    pub storage_limit: Option<ByteSize>,
+}
+
+/// A duration written as seconds or with a `s`/`m`/`h`/`d` suffix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "toml::Value")]
+pub struct Span(pub u64);
+
+impl TryFrom<toml::Value> for Span {
+    type Error = String;
+    fn try_from(v: toml::Value) -> Result<Self, String> {
+        let secs = match &v {
+            toml::Value::Integer(i) if *i > 0 => Some(*i as u64),
+            toml::Value::String(s) => {
+                with_suffix(s, &[('s', 1), ('m', 60), ('h', 3600), ('d', 86_400)])
+            }
+            _ => None,
+        };
+        match secs {
+            Some(s) if s > 0 && s <= 3650 * 86_400 => Ok(Span(s)),
+            _ => Err(format!(
+                "`expiration` must be seconds or like \"12h\"/\"3d\" (up to 10 years), got {v}"
+            )),
+        }
+    }
+}
+
+/// A size written as bytes or with a `K`/`M`/`G`/`T` suffix (powers of 1024).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "toml::Value")]
+pub struct ByteSize(pub u64);
+
+impl TryFrom<toml::Value> for ByteSize {
+    type Error = String;
+    fn try_from(v: toml::Value) -> Result<Self, String> {
+        let bytes = match &v {
+            toml::Value::Integer(i) if *i > 0 => Some(*i as u64),
+            toml::Value::String(s) => with_suffix(
+                s,
+                &[
+                    ('K', 1 << 10),
+                    ('M', 1 << 20),
+                    ('G', 1 << 30),
+                    ('T', 1 << 40),
+                ],
+            ),
+            _ => None,
+        };
+        match bytes {
+            Some(b) if b > 0 => Ok(ByteSize(b)),
+            _ => Err(format!(
+                "`storage_limit` must be bytes or like \"500G\"/\"20M\", got {v}"
+            )),
+        }
+    }
+}
+
+/// `"12h"` → 12 × the unit of `h`; a bare number is taken as is.
+fn with_suffix(s: &str, units: &[(char, u64)]) -> Option<u64> {
+    let s = s.trim();
+    let (num, unit) = match s.chars().last()? {
+        c if c.is_ascii_digit() => (s, 1),
+        c => {
+            let unit = units.iter().find(|(u, _)| u.eq_ignore_ascii_case(&c))?.1;
+            (&s[..s.len() - 1], unit)
+        }
+    };
+    num.parse::<u64>().ok()?.checked_mul(unit)
 }
 
 /// One source of a stream.
@@ -144,6 +225,7 @@ struct StreamFile {
     inputs: Inputs,
     segment_duration: Option<SegmentDuration>,
     segment_count: Option<SegmentCount>,
+    dvr: Option<StreamDvr>,
 }
 
 /// The `inputs` list, refused when empty.
@@ -183,6 +265,7 @@ impl StreamConfig {
             inputs,
             segment_duration: file.segment_duration.unwrap_or(defaults.segment_duration),
             segment_count: file.segment_count.unwrap_or(defaults.segment_count),
+            dvr: file.dvr,
         })
     }
 }

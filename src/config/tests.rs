@@ -157,3 +157,31 @@ fn env_overrides_credentials_and_bad_env_is_refused() {
     let e = Config::load(&root.join("config/headwater.toml"), &ov).unwrap_err();
     assert!(e.to_string().contains("HEADWATER_EDIT_AUTH"), "{e}");
 }
+
+#[test]
+fn dvr_table_with_flussonic_units() {
+    let s = stream("inputs = [{ url = \"fake://fake\" }]\n[dvr]\nexpiration = \"3d\"\nstorage_limit = \"500G\"\n").unwrap();
+    let d = s.dvr.unwrap();
+    assert_eq!(d.expiration, Some(Span(3 * 86_400)));
+    assert_eq!(d.storage_limit, Some(ByteSize(500 << 30)));
+    let s = stream("inputs = [{ url = \"fake://fake\" }]\n[dvr]\nexpiration = 7200\n").unwrap();
+    assert_eq!(s.dvr.unwrap().expiration, Some(Span(7200)));
+    assert!(
+        stream("inputs = [{ url = \"fake://fake\" }]\n")
+            .unwrap()
+            .dvr
+            .is_none()
+    );
+    for bad in [
+        "expiration = \"3x\"",
+        "expiration = -1",
+        "storage_limit = \"lots\"",
+        "storage_limit = 0",
+        "depth = 5",
+    ] {
+        let e = err(&format!(
+            "inputs = [{{ url = \"fake://fake\" }}]\n[dvr]\n{bad}\n"
+        ));
+        assert!(e.starts_with("streams/s.toml:3:"), "{bad}: {e}");
+    }
+}

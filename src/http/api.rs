@@ -43,6 +43,27 @@ pub(super) fn serve(
         }
         ApiRoute::Liveness => Ok(health(&liveness(state))),
         ApiRoute::Readiness => Ok(health(&readiness(state))),
+        ApiRoute::DvrRanges(name) => {
+            let handle = state
+                .registry
+                .get(&name)
+                .ok_or(HttpError::NotFound("unknown stream"))?;
+            let archive = handle
+                .archive
+                .as_ref()
+                .ok_or(HttpError::NotFound("DVR is not enabled for this stream"))?;
+            let ranges: Vec<serde_json::Value> = archive
+                .read()
+                .ranges()
+                .iter()
+                .map(|r| json!({ "from": r.from_ms / 1000, "duration": r.duration_ms.div_ceil(1000) }))
+                .collect();
+            Ok(Response::builder()
+                .header(header::CONTENT_TYPE, "application/json")
+                .header(header::CACHE_CONTROL, "no-store")
+                .body(full(json!({ "ranges": ranges }).to_string()))
+                .expect("static headers are valid"))
+        }
         ApiRoute::Unknown => Err(HttpError::NotFound("no such API resource")),
     }
 }
@@ -108,7 +129,19 @@ fn dvr_component(state: &AppState) -> Component {
         ok &= writable && !full;
         roots.push(json!({ "path": root.display().to_string(), "writable": writable, "usage_percent": usage }));
     }
-    (ok, json!({ "roots": roots }))
+    // Streams whose last archive write failed (disk full, read-only): degraded until it works.
+    let failing: Vec<String> = state
+        .registry
+        .iter()
+        .filter(|s| {
+            s.archive
+                .as_ref()
+                .is_some_and(|a| a.failing.load(std::sync::atomic::Ordering::Relaxed))
+        })
+        .map(|s| s.name.to_string())
+        .collect();
+    ok &= failing.is_empty();
+    (ok, json!({ "roots": roots, "failing_streams": failing }))
 }
 
 fn health(components: &[(&'static str, Component)]) -> Response<Body> {

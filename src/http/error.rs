@@ -19,6 +19,9 @@ pub enum HttpError {
     RangeNotSatisfiable { len: u64 },
     #[error("authentication required")]
     Unauthorized,
+    /// Something failed inside the server; the cause is logged where it happened.
+    #[error("internal error")]
+    Internal,
 }
 
 impl HttpError {
@@ -30,6 +33,7 @@ impl HttpError {
             HttpError::NotReady => StatusCode::SERVICE_UNAVAILABLE,
             HttpError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
             HttpError::Unauthorized => StatusCode::UNAUTHORIZED,
+            HttpError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 

@@ -17,8 +17,8 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
-const TS_TYPE: &str = "video/mp2t";
+pub(super) const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
+pub(super) const TS_TYPE: &str = "video/mp2t";
 /// Playlists change every segment; a caching proxy may hold one for about a second.
 const PLAYLIST_CACHE: &str = "public, max-age=1";
 /// A segment URL names its start time and duration: its bytes never change.
@@ -33,20 +33,22 @@ pub(super) struct Client<'a> {
 }
 
 /// Serves a playback route and records the client's session on success.
-pub(super) fn serve(
+pub(super) async fn serve(
     state: &AppState,
     route: Route,
     range: Option<&str>,
+    query: Option<&str>,
     client: &Client<'_>,
 ) -> Result<Response<Body>, HttpError> {
     let stream = match &route {
         Route::Master { stream }
         | Route::Media { stream, .. }
         | Route::Segment { stream, .. }
-        | Route::MpegTs { stream } => stream.clone(),
+        | Route::MpegTs { stream }
+        | Route::Dvr { stream, .. } => stream.clone(),
         Route::Api(_) => return Err(HttpError::NotFound("no such resource")),
     };
-    let response = serve_route(state, route, range)?;
+    let response = serve_route(state, route, range, query).await?;
     if response.status().is_success()
         && let Some(handle) = state.registry.get(&stream)
     {
@@ -56,10 +58,11 @@ pub(super) fn serve(
     Ok(response)
 }
 
-fn serve_route(
+async fn serve_route(
     state: &AppState,
     route: Route,
     range: Option<&str>,
+    query: Option<&str>,
 ) -> Result<Response<Body>, HttpError> {
     let lookup = |name: &str| -> Result<&StreamHandle, HttpError> {
         state
@@ -101,50 +104,52 @@ fn serve_route(
             let handle = lookup(&stream)?;
             let snap = handle.current();
             check_tracks(&snap, tracks.as_deref())?;
-            let segment = snap
-                .segment(&path)
-                .ok_or(HttpError::NotFound("segment expired or never existed"))?;
-            let len = segment.data.len() as u64;
-            match parse_range(range, len) {
-                RangeRequest::Full => {
-                    let mut r = bytes_response(
-                        handle,
-                        StatusCode::OK,
-                        TS_TYPE,
-                        SEGMENT_CACHE,
-                        segment.data.clone(),
-                    );
-                    r.headers_mut()
-                        .insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-                    Ok(r)
-                }
-                RangeRequest::Partial(r) => {
-                    let content_range = format!("bytes {}-{}/{len}", r.start, r.end - 1);
-                    let part = segment.data.slice(r.start as usize..r.end as usize);
-                    let mut r = bytes_response(
-                        handle,
-                        StatusCode::PARTIAL_CONTENT,
-                        TS_TYPE,
-                        SEGMENT_CACHE,
-                        part,
-                    );
-                    let h = r.headers_mut();
-                    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-                    h.insert(
-                        header::CONTENT_RANGE,
-                        HeaderValue::from_str(&content_range).expect("digits are a valid header"),
-                    );
-                    Ok(r)
-                }
-                RangeRequest::Unsatisfiable => Err(HttpError::RangeNotSatisfiable { len }),
-            }
+            let data = match snap.segment(&path) {
+                Some(segment) => segment.data.clone(),
+                None => super::dvr::archived_segment(handle, &path)
+                    .await?
+                    .ok_or(HttpError::NotFound("segment expired or never existed"))?,
+            };
+            segment_response(handle, data, range)
         }
         Route::MpegTs { stream } => {
             let handle = lookup(&stream)?;
             Ok(mpegts(handle, state.shutdown.clone()))
         }
+        Route::Dvr { stream, request } => {
+            let handle = lookup(&stream)?;
+            super::dvr::serve(handle, request, range, query).await
+        }
         Route::Api(_) => Err(HttpError::NotFound("no such resource")),
     }
+}
+
+/// A whole TS segment, or the part a `Range` asks for.
+fn segment_response(
+    handle: &StreamHandle,
+    data: Bytes,
+    range: Option<&str>,
+) -> Result<Response<Body>, HttpError> {
+    let len = data.len() as u64;
+    let (status, body, content_range) = match parse_range(range, len) {
+        RangeRequest::Full => (StatusCode::OK, data, None),
+        RangeRequest::Partial(r) => (
+            StatusCode::PARTIAL_CONTENT,
+            data.slice(r.start as usize..r.end as usize),
+            Some(format!("bytes {}-{}/{len}", r.start, r.end - 1)),
+        ),
+        RangeRequest::Unsatisfiable => return Err(HttpError::RangeNotSatisfiable { len }),
+    };
+    let mut r = bytes_response(handle, status, TS_TYPE, SEGMENT_CACHE, body);
+    let h = r.headers_mut();
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if let Some(cr) = content_range {
+        h.insert(
+            header::CONTENT_RANGE,
+            HeaderValue::from_str(&cr).expect("digits are a valid header"),
+        );
+    }
+    Ok(r)
 }
 
 /// `tracks-…` must select exactly the tracks the stream has (no per-track remux yet).
@@ -157,7 +162,7 @@ fn check_tracks(snap: &Snapshot, tracks: Option<&str>) -> Result<(), HttpError> 
     }
 }
 
-fn bytes_response(
+pub(super) fn bytes_response(
     handle: &StreamHandle,
     status: StatusCode,
     content_type: &'static str,

@@ -6,6 +6,7 @@
 mod api;
 mod auth;
 mod body;
+mod dvr;
 mod error;
 mod hls;
 mod range;
@@ -15,7 +16,7 @@ mod service;
 
 pub use auth::{ApiAuth, AuthFailure, Role, parse_authorization};
 pub use error::HttpError;
-pub use router::{ApiRoute, Route, RouteError, route};
+pub use router::{ApiRoute, DvrRequest, Route, RouteError, route};
 pub use server::serve;
 
 use crate::stats::{Exposition, StatsHealth};

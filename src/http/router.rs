@@ -22,12 +22,40 @@ pub enum Route {
     },
     /// `/NAME/mpegts`: endless HTTP MPEG-TS.
     MpegTs { stream: String },
+    /// Archive playback and export under `/NAME/…`.
+    Dvr { stream: String, request: DvrRequest },
     /// Anything under `/flussonic/api/` or `/streamer/api/` (always authenticated).
     Api(ApiRoute),
 }
 
-/// The management API resources served so far.
+/// Earliest and latest archive times a URL may name (2000-01-01 .. 2100-01-01, UNIX s).
+const MIN_TIME: u64 = 946_684_800;
+const MAX_TIME: u64 = 4_102_444_800;
+/// Longest range an archive playlist may cover (7 days) and an export (6 hours).
+const MAX_PLAYLIST_S: u64 = 7 * 86_400;
+const MAX_EXPORT_S: u64 = 6 * 3600;
+/// Longest look-back of rewind/timeshift_rel (30 days).
+const MAX_AGO_S: u64 = 30 * 86_400;
+
+/// Flussonic's archive URLs; all times are UNIX seconds (UTC).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DvrRequest {
+    /// `archive-FROM-DURATION.m3u8` (alias `index-…`): VOD; `duration: None` is `-now` (EVENT).
+    Playlist { from: u64, duration: Option<u64> },
+    /// `timeshift_abs-FROM.m3u8`: play from an absolute time onwards (EVENT).
+    TimeshiftAbs { from: u64 },
+    /// `timeshift_rel-AGO.m3u8`: live delayed by AGO seconds (sliding window).
+    TimeshiftRel { ago: u64 },
+    /// `rewind-AGO.m3u8`: live with AGO seconds to rewind into (sliding window).
+    Rewind { ago: u64 },
+    /// `archive-FROM-DURATION.ts` / `.mp4`: a download.
+    Export { from: u64, duration: u64, mp4: bool },
+    /// `recording_status.json`.
+    Status,
+}
+
+/// The management API resources served so far.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ApiRoute {
     /// `/flussonic/api/metrics`: Prometheus exposition.
     Metrics,
@@ -35,6 +63,8 @@ pub enum ApiRoute {
     Liveness,
     /// `…/api/v3/monitoring/readiness`
     Readiness,
+    /// `…/api/v3/streams/NAME/dvr/ranges`
+    DvrRanges(String),
     /// Any other API path: 404 once authenticated.
     Unknown,
 }
@@ -48,6 +78,17 @@ impl Route {
             Route::Media { .. } => "/:name/tracks/mono.m3u8",
             Route::Segment { .. } => "segment",
             Route::MpegTs { .. } => "/:name/mpegts",
+            Route::Dvr { request, .. } => match request {
+                DvrRequest::Playlist { .. } => "/:name/archive.m3u8",
+                DvrRequest::TimeshiftAbs { .. } | DvrRequest::TimeshiftRel { .. } => {
+                    "/:name/timeshift.m3u8"
+                }
+                DvrRequest::Rewind { .. } => "/:name/rewind.m3u8",
+                DvrRequest::Export { mp4: false, .. } => "/:name/archive.ts",
+                DvrRequest::Export { mp4: true, .. } => "/:name/archive.mp4",
+                DvrRequest::Status => "/:name/recording_status.json",
+            },
+            Route::Api(ApiRoute::DvrRanges(_)) => "/flussonic/api/v3/streams/:name/dvr/ranges",
             Route::Api(ApiRoute::Metrics) => "/flussonic/api/metrics",
             Route::Api(ApiRoute::Liveness | ApiRoute::Readiness) => "health",
             Route::Api(ApiRoute::Unknown) => "api",
@@ -94,14 +135,28 @@ pub fn route(path: &str) -> Result<Route, RouteError> {
         .strip_prefix("flussonic/api/")
         .or_else(|| rest.strip_prefix("streamer/api/"))
     {
+        let dvr_ranges = api
+            .strip_prefix("v3/streams/")
+            .and_then(|r| r.strip_suffix("/dvr/ranges"));
         return Ok(Route::Api(match api {
             "metrics" => ApiRoute::Metrics,
             "v3/monitoring/liveness" => ApiRoute::Liveness,
             "v3/monitoring/readiness" => ApiRoute::Readiness,
-            _ => ApiRoute::Unknown,
+            _ => match dvr_ranges {
+                Some(name) => {
+                    ApiRoute::DvrRanges(stream_name(&name.split('/').collect::<Vec<_>>())?)
+                }
+                None => ApiRoute::Unknown,
+            },
         }));
     }
     let (last, before) = parts.split_last().ok_or(RouteError::NotFound)?;
+    if let Some(request) = dvr_request(last)? {
+        return Ok(Route::Dvr {
+            stream: stream_name(before)?,
+            request,
+        });
+    }
     match *last {
         "index.m3u8" | "playlist.m3u8" => Ok(Route::Master {
             stream: stream_name(before)?,
@@ -131,6 +186,84 @@ pub fn route(path: &str) -> Result<Route, RouteError> {
         }
         _ => Err(RouteError::NotFound),
     }
+}
+
+/// Recognises the archive file names; `Ok(None)` when `file` is not one of them.
+fn dvr_request(file: &str) -> Result<Option<DvrRequest>, RouteError> {
+    if file == "recording_status.json" {
+        return Ok(Some(DvrRequest::Status));
+    }
+    let (stem, ext) = match file.rsplit_once('.') {
+        Some((stem, ext @ ("m3u8" | "ts" | "mp4"))) => (stem, ext),
+        _ => return Ok(None),
+    };
+    let Some((kind, args)) = stem.split_once('-') else {
+        return Ok(None);
+    };
+    let request = match (kind, ext) {
+        ("archive" | "index", _) => {
+            let (from, duration) = args
+                .split_once('-')
+                .ok_or(RouteError::Malformed("archive range must be FROM-DURATION"))?;
+            let from = time(from)?;
+            let duration = match duration {
+                "now" if ext == "m3u8" => None,
+                "now" => return Err(RouteError::Malformed("an export needs a fixed duration")),
+                d => Some(seconds(
+                    d,
+                    if ext == "m3u8" {
+                        MAX_PLAYLIST_S
+                    } else {
+                        MAX_EXPORT_S
+                    },
+                )?),
+            };
+            match (ext, duration) {
+                ("m3u8", duration) => DvrRequest::Playlist { from, duration },
+                (_, Some(duration)) if kind == "archive" => DvrRequest::Export {
+                    from,
+                    duration,
+                    mp4: ext == "mp4",
+                },
+                _ => return Ok(None),
+            }
+        }
+        ("timeshift_abs", "m3u8") => DvrRequest::TimeshiftAbs { from: time(args)? },
+        ("timeshift_rel", "m3u8") => DvrRequest::TimeshiftRel {
+            ago: seconds(args, MAX_AGO_S)?,
+        },
+        ("rewind", "m3u8") => DvrRequest::Rewind {
+            ago: seconds(args, MAX_AGO_S)?,
+        },
+        _ => return Ok(None),
+    };
+    Ok(Some(request))
+}
+
+/// A UNIX time in seconds within the archive's plausible span.
+fn time(s: &str) -> Result<u64, RouteError> {
+    let t = digits(s).ok_or(RouteError::Malformed("time must be UNIX seconds"))?;
+    if (MIN_TIME..MAX_TIME).contains(&t) {
+        Ok(t)
+    } else {
+        Err(RouteError::Malformed("time out of range"))
+    }
+}
+
+/// A positive number of seconds up to `max`.
+fn seconds(s: &str, max: u64) -> Result<u64, RouteError> {
+    match digits(s) {
+        None => Err(RouteError::Malformed("duration must be whole seconds")),
+        Some(0) => Err(RouteError::Malformed("duration must be positive")),
+        Some(d) if d > max => Err(RouteError::Malformed("duration too long")),
+        Some(d) => Ok(d),
+    }
+}
+
+fn digits(s: &str) -> Option<u64> {
+    (!s.is_empty() && s.len() <= 12 && s.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| s.parse().ok())
+        .flatten()
 }
 
 /// `tracks-v1a1` as the last part of `parts` is split off and checked.
@@ -323,6 +456,98 @@ mod tests {
             ]
         );
         assert!(labels.iter().all(|l| !l.contains("secret")));
+    }
+
+    #[test]
+    fn archive_urls() {
+        let dvr = |p: &str| match route(p) {
+            Ok(Route::Dvr { stream, request }) => (stream, request),
+            other => panic!("{p}: {other:?}"),
+        };
+        assert_eq!(
+            dvr("/cam/archive-1795305600-3600.m3u8"),
+            (
+                s("cam"),
+                DvrRequest::Playlist {
+                    from: 1_795_305_600,
+                    duration: Some(3600)
+                }
+            )
+        );
+        assert_eq!(
+            dvr("/cam/index-1795305600-now.m3u8").1,
+            DvrRequest::Playlist {
+                from: 1_795_305_600,
+                duration: None
+            }
+        );
+        assert_eq!(
+            dvr("/cam/timeshift_abs-1795305600.m3u8").1,
+            DvrRequest::TimeshiftAbs {
+                from: 1_795_305_600
+            }
+        );
+        assert_eq!(
+            dvr("/cam/timeshift_rel-600.m3u8").1,
+            DvrRequest::TimeshiftRel { ago: 600 }
+        );
+        assert_eq!(
+            dvr("/cam/rewind-7200.m3u8").1,
+            DvrRequest::Rewind { ago: 7200 }
+        );
+        assert_eq!(
+            dvr("/cam/archive-1795305600-20.ts").1,
+            DvrRequest::Export {
+                from: 1_795_305_600,
+                duration: 20,
+                mp4: false
+            }
+        );
+        assert_eq!(
+            dvr("/cam/archive-1795305600-20.mp4").1,
+            DvrRequest::Export {
+                from: 1_795_305_600,
+                duration: 20,
+                mp4: true
+            }
+        );
+        assert_eq!(dvr("/cam/recording_status.json").1, DvrRequest::Status);
+        assert_eq!(
+            route("/flussonic/api/v3/streams/cam/dvr/ranges"),
+            Ok(Route::Api(ApiRoute::DvrRanges(s("cam"))))
+        );
+    }
+
+    #[test]
+    fn bad_archive_ranges_are_400_by_class() {
+        for (bad, why) in [
+            ("/cam/archive-x-20.m3u8", "time must be UNIX seconds"),
+            ("/cam/archive--5-20.m3u8", "time must be UNIX seconds"),
+            (
+                "/cam/archive-1795305600--5.m3u8",
+                "duration must be whole seconds",
+            ),
+            (
+                "/cam/archive-1795305600-0.m3u8",
+                "duration must be positive",
+            ),
+            ("/cam/archive-1795305600-99999999.m3u8", "duration too long"),
+            ("/cam/archive-1795305600-30000.ts", "duration too long"),
+            (
+                "/cam/archive-1795305600-now.mp4",
+                "an export needs a fixed duration",
+            ),
+            ("/cam/archive-12-20.m3u8", "time out of range"),
+            ("/cam/archive-99999999999-20.m3u8", "time out of range"),
+            (
+                "/cam/archive-1795305600.m3u8",
+                "archive range must be FROM-DURATION",
+            ),
+            ("/cam/rewind-abc.m3u8", "duration must be whole seconds"),
+            ("/cam/timeshift_rel-99999999.m3u8", "duration too long"),
+        ] {
+            assert_eq!(route(bad), Err(RouteError::Malformed(why)), "{bad}");
+        }
     }
 
     #[test]

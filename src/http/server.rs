@@ -27,8 +27,8 @@ pub async fn serve(listener: TcpListener, state: AppState, drain: Duration) {
                     let _ = tcp.set_nodelay(true);
                     let st = state.clone();
                     let svc = service_fn(move |req| {
-                        let resp = handle(&st, &req, peer);
-                        async move { Ok::<_, Infallible>(resp) }
+                        let st = st.clone();
+                        async move { Ok::<_, Infallible>(handle(&st, &req, peer).await) }
                     });
                     let conn = builder.serve_connection(TokioIo::new(tcp), svc).into_owned();
                     let conn = graceful.watch(conn);

@@ -15,7 +15,11 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-pub(super) fn handle<B>(state: &AppState, req: &Request<B>, peer: SocketAddr) -> Response<Body> {
+pub(super) async fn handle<B>(
+    state: &AppState,
+    req: &Request<B>,
+    peer: SocketAddr,
+) -> Response<Body> {
     let started = Instant::now();
     let in_flight = InFlight::start();
     let routed = route(req.uri().path());
@@ -42,7 +46,7 @@ pub(super) fn handle<B>(state: &AppState, req: &Request<B>, peer: SocketAddr) ->
                 token: token(req.uri().query()),
             };
             let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
-            hls::serve(state, route, range, &client)
+            hls::serve(state, route, range, req.uri().query(), &client).await
         }
     };
     let mut response = result.unwrap_or_else(HttpError::into_response);

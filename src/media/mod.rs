@@ -74,6 +74,38 @@ impl MediaInfo {
     }
 }
 
+/// Flussonic's segment path for a start time (UTC ms) and duration: `YYYY/MM/DD/HH/MM/SS-DDDDD.ts`.
+/// The same relative path names a live segment in URLs and an archived one on disk.
+pub fn segment_path(start_ms: u64, duration_ms: u32) -> String {
+    let t = utc::Civil::from_unix_ms(start_ms);
+    format!(
+        "{:04}/{:02}/{:02}/{:02}/{:02}/{:02}-{:05}.ts",
+        t.year, t.month, t.day, t.hour, t.minute, t.second, duration_ms
+    )
+}
+
+/// The (start second in UTC ms, duration ms) a segment path names; `None` if malformed.
+pub fn parse_segment_path(path: &str) -> Option<(u64, u32)> {
+    let parts: Vec<&str> = path.split('/').collect();
+    let [y, mo, d, h, mi, file] = parts.as_slice() else {
+        return None;
+    };
+    let (sec, dur) = file.strip_suffix(".ts")?.split_once('-')?;
+    let num = |s: &str, len: usize| -> Option<u32> {
+        (s.len() == len && s.bytes().all(|b| b.is_ascii_digit())).then(|| s.parse().ok())?
+    };
+    let civil = utc::Civil {
+        year: i64::from(num(y, 4)?),
+        month: num(mo, 2)?,
+        day: num(d, 2)?,
+        hour: num(h, 2)?,
+        minute: num(mi, 2)?,
+        second: num(sec, 2)?,
+        millis: 0,
+    };
+    Some((civil.to_unix_ms()?, num(dur, 5)?))
+}
+
 /// A finished, keyframe-aligned MPEG-TS segment held in memory.
 #[derive(Debug, Clone)]
 pub struct Segment {
@@ -92,11 +124,7 @@ pub struct Segment {
 impl Segment {
     /// Flussonic's segment path, relative to the playlist: `YYYY/MM/DD/HH/MM/SS-DDDDD.ts`.
     pub fn path(&self) -> String {
-        let t = utc::Civil::from_unix_ms(self.start_ms);
-        format!(
-            "{:04}/{:02}/{:02}/{:02}/{:02}/{:02}-{:05}.ts",
-            t.year, t.month, t.day, t.hour, t.minute, t.second, self.duration_ms
-        )
+        segment_path(self.start_ms, self.duration_ms)
     }
 
     /// Bits per second over this segment.
@@ -122,6 +150,22 @@ mod tests {
             data: Bytes::new(),
         };
         assert_eq!(seg.path(), "2022/03/22/08/06/37-05000.ts");
+    }
+
+    #[test]
+    fn segment_paths_parse_back() {
+        assert_eq!(
+            parse_segment_path("2022/03/22/08/06/37-05000.ts"),
+            Some((1_647_936_397_000, 5000))
+        );
+        for bad in [
+            "2022/03/22/08/06/37-5000.ts",
+            "2022/13/22/08/06/37-05000.ts",
+            "x/03/22/08/06/37-05000.ts",
+            "03/22/08/06/37-05000.ts",
+        ] {
+            assert_eq!(parse_segment_path(bad), None, "{bad}");
+        }
     }
 
     #[test]

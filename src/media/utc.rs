@@ -39,6 +39,33 @@ impl Civil {
         }
     }
 
+    /// Milliseconds since the Unix epoch; `None` for fields out of range.
+    pub fn to_unix_ms(&self) -> Option<u64> {
+        if !(1..=12).contains(&self.month)
+            || !(1..=31).contains(&self.day)
+            || self.hour > 23
+            || self.minute > 59
+            || self.second > 60
+            || self.millis > 999
+        {
+            return None;
+        }
+        let y = self.year - i64::from(self.month <= 2);
+        let era = y.div_euclid(400);
+        let yoe = y.rem_euclid(400);
+        let m = i64::from(self.month);
+        let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(self.day) - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        let days = era * 146_097 + doe - 719_468;
+        let secs = days * 86_400
+            + i64::from(self.hour) * 3600
+            + i64::from(self.minute) * 60
+            + i64::from(self.second);
+        u64::try_from(secs)
+            .ok()
+            .map(|s| s * 1000 + u64::from(self.millis))
+    }
+
     /// ISO 8601 with milliseconds and `Z`, as HLS `EXT-X-PROGRAM-DATE-TIME` wants.
     pub fn iso8601(&self) -> String {
         format!(
@@ -70,5 +97,15 @@ mod tests {
             Civil::from_unix_ms(1_795_305_599_999).iso8601(),
             "2026-11-21T23:59:59.999Z"
         );
+    }
+
+    #[test]
+    fn round_trips_through_unix_ms() {
+        for ms in [0, 951_782_400_123, 1_795_305_599_999, 4_102_444_800_000] {
+            assert_eq!(Civil::from_unix_ms(ms).to_unix_ms(), Some(ms));
+        }
+        let mut bad = Civil::from_unix_ms(0);
+        bad.month = 13;
+        assert_eq!(bad.to_unix_ms(), None);
     }
 }

@@ -42,8 +42,8 @@ impl Window {
     ///
     /// A segment leaving the playlist stays fetchable for its own duration plus the duration of
     /// the playlist that last listed it (RFC 8216 §6.2.2), then it is freed.
-    pub fn push(&mut self, segment: Segment, now_ms: u64) {
-        self.live.push_back(Arc::new(segment));
+    pub fn push(&mut self, segment: Arc<Segment>, now_ms: u64) {
+        self.live.push_back(segment);
         while self.live.len() > self.capacity {
             let Some(old) = self.live.pop_front() else {
                 break;
@@ -117,7 +117,7 @@ mod tests {
     fn slides_and_keeps_dropped_segments_for_the_grace_period() {
         let mut w = Window::new(3, 2000);
         for seq in 0..5 {
-            w.push(segment(seq, false), seq * 2000);
+            w.push(Arc::new(segment(seq, false)), seq * 2000);
         }
         let live: Vec<u64> = w.live().map(|s| s.sequence).collect();
         assert_eq!(live, [2, 3, 4]);
@@ -142,11 +142,11 @@ mod tests {
     #[test]
     fn discontinuity_sequence_counts_tags_that_slid_out() {
         let mut w = Window::new(2, 2000);
-        w.push(segment(0, false), 0);
-        w.push(segment(1, true), 0);
-        w.push(segment(2, false), 0);
+        w.push(Arc::new(segment(0, false)), 0);
+        w.push(Arc::new(segment(1, true)), 0);
+        w.push(Arc::new(segment(2, false)), 0);
         assert_eq!(w.discontinuity_sequence(), 0);
-        w.push(segment(3, false), 0);
+        w.push(Arc::new(segment(3, false)), 0);
         assert_eq!(w.discontinuity_sequence(), 1);
     }
 

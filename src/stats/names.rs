@@ -37,6 +37,12 @@ pub const STREAM_DVR_DEPTH: &str = "flussonic_stream_dvr_info_depth";
 pub const STREAM_DVR_DURATION: &str = "flussonic_stream_dvr_info_duration";
 pub const STREAM_ALIVE: &str = "flussonic_stream_alive";
 
+// DVR recorder, label `name`.
+pub const DVR_WRITTEN: &str = "flussonic_dvr_segments_written_total";
+pub const DVR_DROPPED: &str = "flussonic_dvr_segments_dropped_total";
+pub const DVR_FAILED: &str = "flussonic_dvr_segments_failed_total";
+pub const DVR_DELETED_BYTES: &str = "flussonic_dvr_deleted_bytes_total";
+
 // HTTP and auth (seeds 002/003).
 pub const HTTP_REQUESTS: &str = "flussonic_http_requests_total";
 pub const HTTP_DURATION: &str = "flussonic_http_request_duration_seconds";
@@ -158,17 +164,17 @@ pub fn describe() {
     describe_gauge!(
         STREAM_DVR_DISK_SIZE,
         Unit::Bytes,
-        "Bytes of the stream's archive on disk (0 while DVR is not recording)"
+        "Bytes of the stream's archive on disk (0 without DVR)"
     );
     describe_gauge!(
         STREAM_DVR_DEPTH,
         Unit::Seconds,
-        "Archive depth: first segment start to last segment end (0 while DVR is not recording)"
+        "Archive depth: first segment start to last segment end (0 without DVR)"
     );
     describe_gauge!(
         STREAM_DVR_DURATION,
         Unit::Seconds,
-        "Recorded archive duration without gaps (0 while DVR is not recording)"
+        "Recorded archive duration without gaps (0 without DVR)"
     );
     describe_gauge!(
         STREAM_ALIVE,

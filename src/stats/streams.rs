@@ -56,10 +56,26 @@ impl StreamSampler {
                 .set(c.running_since_ms.load(Ordering::Relaxed) as f64);
             let alive = last_input > 0 && now.saturating_sub(last_input) <= ALIVE_MS;
             gauge!(names::STREAM_ALIVE, "name" => name.clone()).set(if alive { 1.0 } else { 0.0 });
-            // DVR recording is a later stage: these are true zeros until it lands.
-            gauge!(names::STREAM_DVR_DISK_SIZE, "name" => name.clone()).set(0.0);
-            gauge!(names::STREAM_DVR_DEPTH, "name" => name.clone()).set(0.0);
-            gauge!(names::STREAM_DVR_DURATION, "name" => name).set(0.0);
+            // Without DVR the archive is truly empty: zeros, as Flussonic reports.
+            let (bytes, depth_ms, duration_ms) = stream.archive.as_ref().map_or((0, 0, 0), |a| {
+                let index = a.read();
+                (index.bytes(), index.depth_ms(), index.duration_ms())
+            });
+            gauge!(names::STREAM_DVR_DISK_SIZE, "name" => name.clone()).set(bytes as f64);
+            gauge!(names::STREAM_DVR_DEPTH, "name" => name.clone()).set(depth_ms as f64 / 1000.0);
+            gauge!(names::STREAM_DVR_DURATION, "name" => name.clone())
+                .set(duration_ms as f64 / 1000.0);
+            if let Some(a) = &stream.archive {
+                let c = &a.counters;
+                counter!(names::DVR_WRITTEN, "name" => name.clone())
+                    .absolute(c.written.load(Ordering::Relaxed));
+                counter!(names::DVR_DROPPED, "name" => name.clone())
+                    .absolute(c.dropped.load(Ordering::Relaxed));
+                counter!(names::DVR_FAILED, "name" => name.clone())
+                    .absolute(c.failed.load(Ordering::Relaxed));
+                counter!(names::DVR_DELETED_BYTES, "name" => name)
+                    .absolute(c.deleted_bytes.load(Ordering::Relaxed));
+            }
         }
         clients
     }

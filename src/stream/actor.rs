@@ -1,6 +1,7 @@
 //! The per-stream actor: the only owner of a stream's segmenter and window.
 
 use super::{Feed, StreamCounters, StreamHandle, mono_ms};
+use crate::dvr::{Archive, RecorderInput};
 use crate::media::{Chunk, MediaInfo};
 use crate::packaging::{Segmenter, Snapshot, Window};
 use std::sync::Arc;
@@ -24,6 +25,8 @@ pub struct StreamActor {
     snapshot: watch::Sender<Arc<Snapshot>>,
     live: broadcast::Sender<Chunk>,
     counters: Arc<StreamCounters>,
+    /// The DVR writer of this stream, when recording.
+    recorder: Option<RecorderInput>,
 }
 
 impl StreamActor {
@@ -31,7 +34,9 @@ impl StreamActor {
     pub fn new(
         config: &crate::config::StreamConfig,
         counters: Arc<StreamCounters>,
+        dvr: Option<(Arc<Archive>, RecorderInput)>,
     ) -> (Self, StreamHandle, mpsc::Sender<Feed>) {
+        let (archive, recorder) = dvr.unzip();
         let (feed_tx, feed) = mpsc::channel(super::FEED_CAPACITY);
         let (snapshot, snapshot_rx) = watch::channel(Arc::new(Snapshot::default()));
         let (live, _) = broadcast::channel(super::LIVE_CAPACITY);
@@ -44,6 +49,8 @@ impl StreamActor {
             counters: counters.clone(),
             sessions: Arc::default(),
             segment_ms: config.segment_duration.as_millis(),
+            segment_count: config.segment_count.get(),
+            archive,
         };
         let actor = StreamActor {
             name,
@@ -57,6 +64,7 @@ impl StreamActor {
             snapshot,
             live,
             counters,
+            recorder,
         };
         (actor, handle, feed_tx)
     }
@@ -112,6 +120,10 @@ impl StreamActor {
         self.counters
             .last_segment_ms
             .store(mono_ms(), std::sync::atomic::Ordering::Relaxed);
+        let segment = Arc::new(segment);
+        if let Some(recorder) = &self.recorder {
+            recorder.offer(&segment);
+        }
         self.window.push(segment, mono_ms());
         self.publish();
     }

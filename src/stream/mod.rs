@@ -49,6 +49,10 @@ pub struct StreamHandle {
     pub sessions: Arc<Sessions>,
     /// Target segment duration, ms (for client delay and session timeouts).
     pub segment_ms: u32,
+    /// Live window length, segments (timeshift windows have the same length).
+    pub segment_count: usize,
+    /// The stream's archive, when it records.
+    pub archive: Option<Arc<crate::dvr::Archive>>,
 }
 
 impl StreamHandle {

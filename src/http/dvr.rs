@@ -1,0 +1,312 @@
+//! Archive playback: Flussonic's `archive-…`, `timeshift_…`, `rewind-…` playlists, archived
+//! segments, `.ts`/`.mp4` exports with `Range`, and `recording_status.json`. Reads only the
+//! archive index and files under the stream's own folder (paths come from the index, never
+//! from the URL).
+
+use super::body::{Body, Counted};
+use super::hls::{PLAYLIST_TYPE, TS_TYPE, bytes_response};
+use super::range::{RangeRequest, parse_range};
+use super::{DvrRequest, HttpError};
+use crate::dvr::playlist::{self, Kind};
+use crate::dvr::{Archive, Entry};
+use crate::media::parse_segment_path;
+use crate::stream::StreamHandle;
+use bytes::Bytes;
+use http::{Response, StatusCode, header};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use serde_json::json;
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tracing::{error, warn};
+
+/// Export bodies are read from disk in pieces of this size.
+const CHUNK: u64 = 256 * 1024;
+/// A VOD playlist whose range ended this long ago no longer changes.
+const SETTLED_MS: u64 = 60_000;
+
+fn archive(handle: &StreamHandle) -> Result<&Arc<Archive>, HttpError> {
+    handle
+        .archive
+        .as_ref()
+        .ok_or(HttpError::NotFound("DVR is not enabled for this stream"))
+}
+
+/// The bytes of an archived segment named by `path`, if the archive has it.
+pub(super) async fn archived_segment(
+    handle: &StreamHandle,
+    path: &str,
+) -> Result<Option<Bytes>, HttpError> {
+    let Some(archive) = &handle.archive else {
+        return Ok(None);
+    };
+    let Some((second_ms, duration_ms)) = parse_segment_path(path) else {
+        return Ok(None);
+    };
+    let Some(entry) = archive.read().find(second_ms, duration_ms).copied() else {
+        return Ok(None);
+    };
+    let file = archive.dir.join(entry.path());
+    match tokio::fs::read(&file).await {
+        Ok(data) => Ok(Some(Bytes::from(data))),
+        // Retention deleted it between the lookup and the read.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => {
+            error!(file = %file.display(), error = %e, "cannot read archived segment");
+            Err(HttpError::Internal)
+        }
+    }
+}
+
+pub(super) async fn serve(
+    handle: &StreamHandle,
+    request: DvrRequest,
+    range: Option<&str>,
+    query: Option<&str>,
+) -> Result<Response<Body>, HttpError> {
+    let archive = archive(handle)?;
+    let now = crate::media::utc::now_ms();
+    let target = handle.segment_ms;
+    let no_recording = HttpError::NotFound("no recording in this range");
+    match request {
+        DvrRequest::Playlist {
+            from,
+            duration: Some(duration),
+        } => {
+            let (from_ms, to_ms) = (from * 1000, (from + duration) * 1000);
+            let entries = archive.read().select(from_ms, to_ms);
+            if entries.is_empty() {
+                return Err(no_recording);
+            }
+            let text = playlist::render(&entries, Kind::Vod, target, 0);
+            let cache = if to_ms + SETTLED_MS < now {
+                "public, max-age=3600"
+            } else {
+                "public, max-age=1"
+            };
+            Ok(bytes_response(
+                handle,
+                StatusCode::OK,
+                PLAYLIST_TYPE,
+                cache,
+                text.into(),
+            ))
+        }
+        DvrRequest::Playlist {
+            from,
+            duration: None,
+        }
+        | DvrRequest::TimeshiftAbs { from } => {
+            let entries = archive.read().select(from * 1000, u64::MAX);
+            if entries.is_empty() {
+                return Err(no_recording);
+            }
+            let text = playlist::render(&entries, Kind::Event, target, 0);
+            Ok(bytes_response(
+                handle,
+                StatusCode::OK,
+                PLAYLIST_TYPE,
+                "public, max-age=1",
+                text.into(),
+            ))
+        }
+        DvrRequest::TimeshiftRel { ago } => {
+            let cutoff = now.saturating_sub(ago * 1000);
+            let index = archive.read();
+            let mut entries = index.select(0, cutoff);
+            let keep = handle.segment_count.max(3);
+            entries.drain(..entries.len().saturating_sub(keep));
+            live_window(handle, &index, &entries)
+        }
+        DvrRequest::Rewind { ago } => {
+            let index = archive.read();
+            let entries = index.select(now.saturating_sub(ago * 1000), u64::MAX);
+            live_window(handle, &index, &entries)
+        }
+        DvrRequest::Export {
+            from,
+            duration,
+            mp4,
+        } => {
+            let entries = archive.read().select(from * 1000, (from + duration) * 1000);
+            if entries.is_empty() {
+                return Err(no_recording);
+            }
+            let name = format!("{}-{from}-{duration}", handle.name);
+            if mp4 {
+                Err(HttpError::NotFound("MP4 export is not available yet"))
+            } else {
+                let files: Vec<(PathBuf, u64)> = entries
+                    .iter()
+                    .map(|e| (archive.dir.join(e.path()), e.size))
+                    .collect();
+                files_response(handle, files, range, TS_TYPE, &format!("{name}.ts"))
+            }
+        }
+        DvrRequest::Status => Ok(status(handle, archive, query)),
+    }
+}
+
+/// A sliding archive window (rewind, timeshift_rel) with its discontinuity sequence.
+fn live_window(
+    handle: &StreamHandle,
+    index: &crate::dvr::ArchiveIndex,
+    entries: &[Entry],
+) -> Result<Response<Body>, HttpError> {
+    let first = entries
+        .first()
+        .ok_or(HttpError::NotFound("no recording in this range"))?;
+    let mut discontinuities = 0;
+    let mut prev: Option<&Entry> = None;
+    for e in index.iter().take_while(|e| e.start_ms <= first.start_ms) {
+        if prev.is_some_and(|p| playlist::breaks(p, e)) {
+            discontinuities += 1;
+        }
+        prev = Some(e);
+    }
+    let text = playlist::render(entries, Kind::Live, handle.segment_ms, discontinuities);
+    Ok(bytes_response(
+        handle,
+        StatusCode::OK,
+        PLAYLIST_TYPE,
+        "public, max-age=1",
+        text.into(),
+    ))
+}
+
+/// `recording_status.json`: the `dvr_info` object, or with `request=ranges` the legacy array
+/// `[{"stream": NAME, "ranges": [...]}]` limited to `from`..`to` (UNIX s, `to` may be `now`).
+fn status(handle: &StreamHandle, archive: &Archive, query: Option<&str>) -> Response<Body> {
+    let param = |k: &str| {
+        query?
+            .split('&')
+            .find_map(|kv| kv.strip_prefix(k).and_then(|v| v.strip_prefix('=')))
+    };
+    let index = archive.read();
+    let ranges: Vec<serde_json::Value> = index
+        .ranges()
+        .iter()
+        .filter(|r| {
+            let from_ok = param("from")
+                .and_then(|f| f.parse::<u64>().ok())
+                .is_none_or(|f| r.from_ms + r.duration_ms > f * 1000);
+            let to_ok = param("to")
+                .and_then(|t| t.parse::<u64>().ok())
+                .is_none_or(|t| r.from_ms < t * 1000);
+            from_ok && to_ok
+        })
+        .map(|r| json!({ "from": r.from_ms / 1000, "duration": r.duration_ms.div_ceil(1000) }))
+        .collect();
+    let body = if param("request").is_some() {
+        json!([{ "stream": handle.name.as_ref(), "ranges": ranges }])
+    } else {
+        json!({
+            "from": index.first().map_or(0, |e| e.start_ms / 1000),
+            "depth": index.depth_ms() / 1000,
+            "duration": index.duration_ms() / 1000,
+            "bytes": index.bytes(),
+            "disk_size": index.bytes(),
+            "ranges": ranges,
+        })
+    };
+    bytes_response(
+        handle,
+        StatusCode::OK,
+        "application/json",
+        "no-cache",
+        body.to_string().into(),
+    )
+}
+
+/// The concatenation of `files` as one download, honouring a single `Range`.
+pub(super) fn files_response(
+    handle: &StreamHandle,
+    files: Vec<(PathBuf, u64)>,
+    range: Option<&str>,
+    content_type: &'static str,
+    filename: &str,
+) -> Result<Response<Body>, HttpError> {
+    let total: u64 = files.iter().map(|f| f.1).sum();
+    let (status, wanted, content_range) = match parse_range(range, total) {
+        RangeRequest::Full => (StatusCode::OK, 0..total, None),
+        RangeRequest::Partial(r) => {
+            let cr = format!("bytes {}-{}/{total}", r.start, r.end - 1);
+            (StatusCode::PARTIAL_CONTENT, r, Some(cr))
+        }
+        RangeRequest::Unsatisfiable => return Err(HttpError::RangeNotSatisfiable { len: total }),
+    };
+    // The part of each file that falls into the wanted range.
+    let mut slices = VecDeque::new();
+    let mut offset = 0;
+    for (path, size) in files {
+        let (start, end) = (offset.max(wanted.start), (offset + size).min(wanted.end));
+        if start < end {
+            slices.push_back((path, start - offset, end - start));
+        }
+        offset += size;
+    }
+    let len = wanted.end - wanted.start;
+    let body = Counted::new(
+        StreamBody::new(Box::pin(read_slices(slices))),
+        handle.counters.clone(),
+    )
+    .boxed();
+    let mut builder = Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, content_type)
+        .header(header::CONTENT_LENGTH, len)
+        .header(header::ACCEPT_RANGES, "bytes")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .header(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")
+        .header(
+            header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"{filename}\""),
+        );
+    if let Some(cr) = content_range {
+        builder = builder.header(header::CONTENT_RANGE, cr);
+    }
+    Ok(builder.body(body).expect("headers are valid"))
+}
+
+/// Reads `(file, offset, length)` slices in order, a chunk at a time. A file deleted by
+/// retention meanwhile ends the body early (the client sees a short download).
+fn read_slices(
+    slices: VecDeque<(PathBuf, u64, u64)>,
+) -> impl futures_util::Stream<Item = Result<Frame<Bytes>, Infallible>> + Send {
+    struct State {
+        slices: VecDeque<(PathBuf, u64, u64)>,
+        file: Option<(tokio::fs::File, u64)>,
+    }
+    futures_util::stream::unfold(State { slices, file: None }, |mut st| async move {
+        loop {
+            if let Some((file, remaining)) = &mut st.file
+                && *remaining > 0
+            {
+                let n = (*remaining).min(CHUNK);
+                let mut buf = vec![0; n as usize];
+                if let Err(e) = file.read_exact(&mut buf).await {
+                    warn!(error = %e, "archive export cut short");
+                    return None;
+                }
+                *remaining -= n;
+                return Some((Ok(Frame::data(Bytes::from(buf))), st));
+            }
+            let (path, offset, len) = st.slices.pop_front()?;
+            let opened = async {
+                let mut f = tokio::fs::File::open(&path).await?;
+                f.seek(std::io::SeekFrom::Start(offset)).await?;
+                Ok::<_, std::io::Error>(f)
+            };
+            match opened.await {
+                Ok(f) => st.file = Some((f, len)),
+                Err(e) => {
+                    warn!(file = %path.display(), error = %e, "archive export cut short");
+                    return None;
+                }
+            }
+        }
+    })
+}
