@@ -117,6 +117,7 @@ impl App {
             },
             exposition,
             health,
+            mp4: Arc::new(crate::gst_util::GstMp4Export),
         };
         let drain = Duration::from_millis(config.server.shutdown_drain_ms);
         tasks.spawn(serve(listener, state, drain));

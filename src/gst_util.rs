@@ -129,3 +129,113 @@ pub fn to_event(msg: &gst::Message) -> Option<PipelineEvent> {
         _ => None,
     }
 }
+
+/// Remuxes MPEG-TS (already H.264/AAC) into MP4 with GStreamer: `filesrc ! parsebin`, then
+/// `h264parse`/`aacparse` into `mp4mux faststart=true ! filesink`. Blocking; run it off the
+/// async runtime.
+#[derive(Debug, Default)]
+pub struct GstMp4Export;
+
+impl crate::dvr::Mp4Export for GstMp4Export {
+    fn ts_to_mp4(
+        &self,
+        input: &std::path::Path,
+        output: &std::path::Path,
+        created: i64,
+    ) -> Result<(), String> {
+        remux_ts_to_mp4(input, output, created).map_err(|e| e.to_string())
+    }
+}
+
+fn remux_ts_to_mp4(
+    input: &std::path::Path,
+    output: &std::path::Path,
+    created: i64,
+) -> Result<(), GstError> {
+    let make = |factory: &str| {
+        gst::ElementFactory::make(factory)
+            .build()
+            .map_err(|_| GstError::new(factory, "element missing"))
+    };
+    let pipeline = gst::Pipeline::builder().name("mp4-export").build();
+    let src = make("filesrc")?;
+    src.set_property("location", input.to_string_lossy().as_ref());
+    let parsebin = make("parsebin")?;
+    let mux = make("mp4mux")?;
+    mux.set_property("faststart", true);
+    // The creation time comes from the range, not the clock, so that the same range always
+    // gives the same bytes (a player's Range requests stay consistent).
+    if let (Some(setter), Ok(when)) = (
+        mux.dynamic_cast_ref::<gst::TagSetter>(),
+        gst::DateTime::from_unix_epoch_utc(created),
+    ) {
+        setter.add_tag::<gst::tags::DateTime>(&when, gst::TagMergeMode::Replace);
+    }
+    let sink = make("filesink")?;
+    sink.set_property("location", output.to_string_lossy().as_ref());
+    let add = |e: &gst::Element| {
+        pipeline
+            .add(e)
+            .map_err(|e| GstError::new("mp4-export", e.to_string()))
+    };
+    for e in [&src, &parsebin, &mux, &sink] {
+        add(e)?;
+    }
+    let link = |a: &gst::Element, b: &gst::Element| {
+        a.link(b)
+            .map_err(|e| GstError::new("mp4-export", e.to_string()))
+    };
+    link(&src, &parsebin)?;
+    link(&mux, &sink)?;
+    let weak_pipeline = pipeline.downgrade();
+    let weak_mux = mux.downgrade();
+    parsebin.connect_pad_added(move |_, pad| {
+        let (Some(pipeline), Some(mux)) = (weak_pipeline.upgrade(), weak_mux.upgrade()) else {
+            return;
+        };
+        let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
+        let name = caps
+            .structure(0)
+            .map(|s| s.name().to_string())
+            .unwrap_or_default();
+        let (parser, template) = match name.as_str() {
+            "video/x-h264" => ("h264parse", "video_%u"),
+            "audio/mpeg" => ("aacparse", "audio_%u"),
+            _ => ("fakesink", ""),
+        };
+        // One streaming thread feeds both tracks: a queue per track keeps mp4mux, which waits
+        // for data on every pad, from starving one while the other blocks.
+        let (Ok(queue), Ok(element)) = (
+            gst::ElementFactory::make("queue").build(),
+            gst::ElementFactory::make(parser).build(),
+        ) else {
+            return;
+        };
+        if pipeline.add_many([&queue, &element]).is_err() || queue.link(&element).is_err() {
+            return;
+        }
+        if !template.is_empty()
+            && let Some(mpad) = mux.request_pad_simple(template)
+            && let Some(src) = element.static_pad("src")
+        {
+            let _ = src.link(&mpad);
+        }
+        let _ = element.sync_state_with_parent();
+        let _ = queue.sync_state_with_parent();
+        if let Some(sinkpad) = queue.static_pad("sink") {
+            let _ = pad.link(&sinkpad);
+        }
+    });
+    let guard = PipelineGuard::new(pipeline);
+    guard.play()?;
+    let bus = guard.pipeline().bus().expect("a pipeline always has a bus");
+    let msg = bus.timed_pop_filtered(
+        gst::ClockTime::from_seconds(120),
+        &[gst::MessageType::Eos, gst::MessageType::Error],
+    );
+    match msg.as_ref().map(|m| to_event(m)) {
+        Some(Some(PipelineEvent::Eos)) => Ok(()),
+        Some(Some(PipelineEvent::Error(e))) => Err(e),
+        _ => Err(GstError::new("mp4-export", "timed out")),
+    }
+}

@@ -34,6 +34,14 @@ impl DvrError {
     }
 }
 
+/// Turns an MPEG-TS file into an MP4 file. Implemented with GStreamer outside this module
+/// (`gst_util::GstMp4Export`), so HTTP and DVR need no GStreamer themselves.
+pub trait Mp4Export: Send + Sync + std::fmt::Debug {
+    /// Blocking; call it off the async runtime. `created` (UNIX s) is written as the file's
+    /// creation time, so equal inputs give equal files.
+    fn ts_to_mp4(&self, input: &Path, output: &Path, created: i64) -> Result<(), String>;
+}
+
 /// Recorder counters, read by the stats thread.
 #[derive(Debug, Default)]
 pub struct DvrCounters {

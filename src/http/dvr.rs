@@ -62,6 +62,7 @@ pub(super) async fn archived_segment(
 }
 
 pub(super) async fn serve(
+    state: &super::AppState,
     handle: &StreamHandle,
     request: DvrRequest,
     range: Option<&str>,
@@ -136,14 +137,23 @@ pub(super) async fn serve(
                 return Err(no_recording);
             }
             let name = format!("{}-{from}-{duration}", handle.name);
+            let files: Vec<(PathBuf, u64)> = entries
+                .iter()
+                .map(|e| (archive.dir.join(e.path()), e.size))
+                .collect();
             if mp4 {
-                Err(HttpError::NotFound("MP4 export is not available yet"))
+                let (path, size, temp) = export_mp4(state, &name, &files, from).await?;
+                let mp4 = vec![(path, size)];
+                files_response(
+                    handle,
+                    mp4,
+                    range,
+                    "video/mp4",
+                    &format!("{name}.mp4"),
+                    Some(temp),
+                )
             } else {
-                let files: Vec<(PathBuf, u64)> = entries
-                    .iter()
-                    .map(|e| (archive.dir.join(e.path()), e.size))
-                    .collect();
-                files_response(handle, files, range, TS_TYPE, &format!("{name}.ts"))
+                files_response(handle, files, range, TS_TYPE, &format!("{name}.ts"), None)
             }
         }
         DvrRequest::Status => Ok(status(handle, archive, query)),
@@ -221,13 +231,77 @@ fn status(handle: &StreamHandle, archive: &Archive, query: Option<&str>) -> Resp
     )
 }
 
-/// The concatenation of `files` as one download, honouring a single `Range`.
+/// A folder deleted when the response body that reads from it is dropped.
+#[derive(Debug)]
+pub(super) struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Concatenates the range's TS files and remuxes them to MP4 in a private temporary folder
+/// (GStreamer, on a blocking thread). Each request remuxes: a 20 s clip takes well under 1 s.
+async fn export_mp4(
+    state: &super::AppState,
+    name: &str,
+    files: &[(PathBuf, u64)],
+    created: u64,
+) -> Result<(PathBuf, u64, TempDir), HttpError> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("headwater-export-{}-{n}", std::process::id()));
+    let temp = TempDir(dir.clone());
+    let mp4 = state.mp4.clone();
+    let files: Vec<PathBuf> = files.iter().map(|f| f.0.clone()).collect();
+    let out = dir.join(format!("{name}.mp4"));
+    let result = tokio::task::spawn_blocking({
+        let out = out.clone();
+        move || -> Result<u64, String> {
+            std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+            let ts = dir.join("input.ts");
+            let mut joined = std::fs::File::create(&ts).map_err(|e| e.to_string())?;
+            for f in &files {
+                let mut part =
+                    std::fs::File::open(f).map_err(|e| format!("{}: {e}", f.display()))?;
+                std::io::copy(&mut part, &mut joined).map_err(|e| e.to_string())?;
+            }
+            drop(joined);
+            mp4.ts_to_mp4(&ts, &out, created as i64)?;
+            let _ = std::fs::remove_file(&ts);
+            std::fs::metadata(&out)
+                .map(|m| m.len())
+                .map_err(|e| e.to_string())
+        }
+    })
+    .await;
+    match result {
+        Ok(Ok(size)) if size > 0 => Ok((out, size, temp)),
+        Ok(Ok(_)) => {
+            error!(export = name, "MP4 export produced an empty file");
+            Err(HttpError::Internal)
+        }
+        Ok(Err(e)) => {
+            error!(export = name, error = %e, "MP4 export failed");
+            Err(HttpError::Internal)
+        }
+        Err(e) => {
+            error!(export = name, error = %e, "MP4 export task failed");
+            Err(HttpError::Internal)
+        }
+    }
+}
+
+/// The concatenation of `files` as one download, honouring a single `Range`. `temp` is kept
+/// alive until the body is done.
 pub(super) fn files_response(
     handle: &StreamHandle,
     files: Vec<(PathBuf, u64)>,
     range: Option<&str>,
     content_type: &'static str,
     filename: &str,
+    temp: Option<TempDir>,
 ) -> Result<Response<Body>, HttpError> {
     let total: u64 = files.iter().map(|f| f.1).sum();
     let (status, wanted, content_range) = match parse_range(range, total) {
@@ -250,7 +324,7 @@ pub(super) fn files_response(
     }
     let len = wanted.end - wanted.start;
     let body = Counted::new(
-        StreamBody::new(Box::pin(read_slices(slices))),
+        StreamBody::new(Box::pin(read_slices(slices, temp))),
         handle.counters.clone(),
     )
     .boxed();
@@ -275,12 +349,19 @@ pub(super) fn files_response(
 /// retention meanwhile ends the body early (the client sees a short download).
 fn read_slices(
     slices: VecDeque<(PathBuf, u64, u64)>,
+    temp: Option<TempDir>,
 ) -> impl futures_util::Stream<Item = Result<Frame<Bytes>, Infallible>> + Send {
     struct State {
         slices: VecDeque<(PathBuf, u64, u64)>,
         file: Option<(tokio::fs::File, u64)>,
+        _temp: Option<TempDir>,
     }
-    futures_util::stream::unfold(State { slices, file: None }, |mut st| async move {
+    let state = State {
+        slices,
+        file: None,
+        _temp: temp,
+    };
+    futures_util::stream::unfold(state, |mut st| async move {
         loop {
             if let Some((file, remaining)) = &mut st.file
                 && *remaining > 0

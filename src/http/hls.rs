@@ -118,7 +118,7 @@ async fn serve_route(
         }
         Route::Dvr { stream, request } => {
             let handle = lookup(&stream)?;
-            super::dvr::serve(handle, request, range, query).await
+            super::dvr::serve(state, handle, request, range, query).await
         }
         Route::Api(_) => Err(HttpError::NotFound("no such resource")),
     }

@@ -33,4 +33,6 @@ pub struct AppState {
     pub auth: ApiAuth,
     pub exposition: Arc<Exposition>,
     pub health: Arc<StatsHealth>,
+    /// MP4 export of archive ranges.
+    pub mp4: Arc<dyn crate::dvr::Mp4Export>,
 }
