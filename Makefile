@@ -6,6 +6,7 @@ SHELL := /bin/bash
 CARGO ?= $(shell command -v cargo || echo $(HOME)/.cargo/bin/cargo)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 LISTEN ?= 0.0.0.0:8080
+PORT := $(lastword $(subst :, ,$(LISTEN)))
 
 # Build and run: GStreamer 1.22 with the plugins the ingest pipelines use.
 APT_RUN := pkg-config build-essential ca-certificates curl \
@@ -18,9 +19,10 @@ APT_TEST := ffmpeg chromium procps prometheus
 .PHONY: run test build deps test-deps lint unit clean
 
 run: deps build
-	@echo "Headwater demo: http://127.0.0.1:$${LISTEN##*:}/demo/index.m3u8 (HLS)"
-	@echo "                http://127.0.0.1:$${LISTEN##*:}/demo/mpegts (HTTP MPEG-TS)"
-	@echo "                http://127.0.0.1:$${LISTEN##*:}/flussonic/api/metrics (metrics, view_auth from config/headwater.toml)"
+	@echo "Headwater demo: http://127.0.0.1:$(PORT)/demo/index.m3u8 (HLS)"
+	@echo "                http://127.0.0.1:$(PORT)/demo/mpegts (HTTP MPEG-TS)"
+	@echo "                http://127.0.0.1:$(PORT)/demo/rewind-3600.m3u8 (archive, DVR on)"
+	@echo "                http://127.0.0.1:$(PORT)/flussonic/api/metrics (metrics, user viewer / viewer-demo)"
 	./target/release/headwater --config config/headwater.toml --listen $(LISTEN)
 
 build: deps

@@ -155,6 +155,13 @@ def streams():
             desc="Recorded time without gaps")
     b.panel("DVR disk size", "timeseries", [q(f"flussonic_stream_dvr_info_disk_size{{{SSEL}}}", "{{name}}")], unit="bytes",
             desc="Archive bytes on disk")
+    b.panel("DVR writes", "timeseries", [
+        q(f"rate(flussonic_dvr_segments_written_total{{{SSEL}}}[{RI}])", "written {{name}}"),
+        q(f"rate(flussonic_dvr_segments_failed_total{{{SSEL}}}[{RI}])", "failed {{name}}"),
+        q(f"rate(flussonic_dvr_segments_dropped_total{{{SSEL}}}[{RI}])", "dropped {{name}}"),
+    ], w=12, unit="ops", desc="Archive segments written, failed (disk full, read-only) and dropped (slow disk) per second")
+    b.panel("Retention deletes", "timeseries", [q(f"rate(flussonic_dvr_deleted_bytes_total{{{SSEL}}}[{RI}]) * 8", "{{name}}")],
+            w=12, unit="bps", desc="Archive bytes removed by expiration, storage_limit and disk_usage_limit")
     return b
 
 
@@ -196,3 +203,22 @@ for name, board in [("headwater-server", server()), ("headwater-streams", stream
     with open(os.path.join(here, "dashboards", name + ".json"), "w") as f:
         json.dump(board.json(), f, indent=2, ensure_ascii=False)
         f.write("\n")
+
+
+# The "Panels and their queries" section of README.md is generated from the same boards.
+readme_path = os.path.join(here, "README.md")
+readme = open(readme_path).read()
+head, rest = readme.split("## Panels and their queries", 1)
+tail = rest[rest.index("## Alerts and thresholds"):]
+lines = ["## Panels and their queries", ""]
+for name, board in [("headwater-server", server()), ("headwater-streams", streams()), ("headwater-http", http())]:
+    d = board.json()
+    lines += [f"### {d['title']}", "", "| panel | meaning | query |", "| --- | --- | --- |"]
+    for p in d["panels"]:
+        if p["type"] == "row":
+            continue
+        qs = "<br>".join("`" + t["expr"].replace("|", "\\|") + "`" for t in p["targets"])
+        lines.append(f"| {p['title']} | {p.get('description', '')} | {qs} |")
+    lines.append("")
+with open(readme_path, "w") as f:
+    f.write(head + "\n".join(lines) + "\n" + tail)

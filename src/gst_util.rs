@@ -233,7 +233,7 @@ fn remux_ts_to_mp4(
         gst::ClockTime::from_seconds(120),
         &[gst::MessageType::Eos, gst::MessageType::Error],
     );
-    match msg.as_ref().map(|m| to_event(m)) {
+    match msg.as_ref().map(to_event) {
         Some(Some(PipelineEvent::Eos)) => Ok(()),
         Some(Some(PipelineEvent::Error(e))) => Err(e),
         _ => Err(GstError::new("mp4-export", "timed out")),

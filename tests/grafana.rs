@@ -133,7 +133,7 @@ fn every_panel_query_returns_data_from_a_live_headwater() {
         ("demo", "inputs = [{ url = \"fake://fake\" }]\n"),
         (
             "cam",
-            &format!("inputs = [{{ url = \"udp://127.0.0.1:{port}\" }}]\n"),
+            &format!("inputs = [{{ url = \"udp://127.0.0.1:{port}\" }}]\n[dvr]\n"),
         ),
     ]);
     let playlist = server.wait_segments("demo", 2, Duration::from_secs(30));
@@ -153,6 +153,10 @@ fn every_panel_query_returns_data_from_a_live_headwater() {
     }
     std::thread::sleep(Duration::from_secs(2));
     let exposition = server.scrape();
+    assert!(
+        exposition.contains("flussonic_dvr_segments_written_total{name=\"cam\"}"),
+        "the DVR stream records"
+    );
     let mut empty = Vec::new();
     let mut checked = 0;
     let mut skipped = Vec::new();

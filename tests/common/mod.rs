@@ -49,6 +49,11 @@ pub struct Server {
 impl Server {
     /// Starts the binary with one stream file per `(name, toml)`.
     pub fn start(streams: &[(&str, &str)]) -> Server {
+        Server::start_with(streams, &[])
+    }
+
+    /// Like [`Server::start`], with the command run through `wrapper` (e.g. `unshare …`).
+    pub fn start_with(streams: &[(&str, &str)], wrapper: &[&str]) -> Server {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("streams")).unwrap();
         for (name, text) in streams {
@@ -59,9 +64,22 @@ impl Server {
             "[server]\nview_auth = \"viewer:pw\"\nedit_auth = \"admin:pw\"\nstreams = \"streams\"\nshutdown_drain = 2000\n[dvr]\nroot = \"dvr\"\n[stats]\ninterval = 1000\nsession_timeout = 3\n",
         )
         .unwrap();
+        Server::launch(dir, wrapper)
+    }
+
+    /// Starts the binary on an existing config folder (a restart keeps the archive).
+    fn launch(dir: tempfile::TempDir, wrapper: &[&str]) -> Server {
         let log = dir.path().join("headwater.log");
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(env!("CARGO_BIN_EXE_headwater"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_headwater")),
+        };
         // Port 0: the server binds a free port and logs it; no race with parallel tests.
-        let child = Command::new(env!("CARGO_BIN_EXE_headwater"))
+        let child = command
             .arg("--config")
             .arg(dir.path().join("headwater.toml"))
             .arg("--listen")
@@ -77,7 +95,7 @@ impl Server {
             log,
             proc: Some(Proc(child)),
         };
-        wait_until(Duration::from_secs(10), "HTTP listener", || {
+        wait_until(Duration::from_secs(15), "HTTP listener", || {
             let text = server.log_text();
             let Some(addr) = text
                 .lines()
@@ -91,6 +109,18 @@ impl Server {
             true
         });
         server
+    }
+
+    /// `kill -9`, then starts again on the same folder (config, streams, archive).
+    pub fn crash_and_restart(mut self) -> Server {
+        if let Some(mut p) = self.proc.take() {
+            let _ = p.0.kill();
+            let _ = p.0.wait();
+        }
+        let previous = self.log_text();
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        std::fs::write(dir.path().join("headwater.before-crash.log"), previous).unwrap();
+        Server::launch(dir, &[])
     }
 
     pub fn pid(&self) -> u32 {
