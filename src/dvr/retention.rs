@@ -83,7 +83,8 @@ mod tests {
             starts(&plan(&i, limits, None, 20_000)),
             [0, 2000, 4000, 6000, 8000]
         );
-        assert!(plan(&i, limits, None, 11_999).len() == 1);
+        assert!(plan(&i, limits, None, 11_999).is_empty());
+        assert_eq!(plan(&i, limits, None, 12_000).len(), 1);
     }
 
     #[test]
