@@ -7,7 +7,7 @@ mod input;
 mod stream;
 
 pub use auth::Credentials;
-pub use input::InputUrl;
+pub use input::{InputUrl, mask_credentials};
 pub use stream::{
     ByteSize, Input, SegmentCount, SegmentDuration, Span, StreamConfig, StreamDvr,
     valid_stream_name,

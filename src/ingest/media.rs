@@ -17,13 +17,16 @@ pub(super) struct MediaTracker {
     feed: mpsc::Sender<Feed>,
     /// Latest known tracks; the lock is held only to compare and clone a few strings.
     info: Mutex<MediaInfo>,
+    /// Nothing is announced while the instance does not feed the stream (a probe).
+    gate: Arc<super::Gate>,
 }
 
 impl MediaTracker {
-    pub(super) fn new(feed: mpsc::Sender<Feed>) -> Arc<Self> {
+    pub(super) fn new(feed: mpsc::Sender<Feed>, gate: Arc<super::Gate>) -> Arc<Self> {
         Arc::new(MediaTracker {
             feed,
             info: Mutex::new(MediaInfo::default()),
+            gate,
         })
     }
 
@@ -31,9 +34,25 @@ impl MediaTracker {
         let mut info = self.info.lock().unwrap_or_else(PoisonError::into_inner);
         let before = info.clone();
         change(&mut info);
-        if *info != before && info.video.is_some() {
+        if *info != before {
+            drop(info);
+            self.announce();
+        }
+    }
+
+    /// Sends the current tracks to the stream (once it has video and the instance feeds it).
+    pub(super) fn announce(&self) {
+        if !self.gate.forward.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
+        let info = self
+            .info
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if info.video.is_some() {
             // A full queue here only delays the master playlist until the next change.
-            let _ = self.feed.try_send(Feed::Media(info.clone()));
+            let _ = self.feed.try_send(Feed::Media(info));
         }
     }
 }

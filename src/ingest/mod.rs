@@ -22,7 +22,7 @@ use futures_util::StreamExt;
 use gstreamer as gst;
 use gstreamer_app as gst_app;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
@@ -62,14 +62,65 @@ impl From<gst::StateChangeError> for IngestError {
     }
 }
 
-/// How one pipeline run ended.
+/// How the supervisor's wait ended.
 #[derive(Debug)]
-enum RunEnd {
+enum Outcome {
     Cancelled,
     /// End of a file input: loop without counting a failure.
     Looped,
     Failed(String),
+    /// The higher-priority input is healthy again: hand over to its instance.
+    Promote,
 }
+
+/// Shared between one pipeline instance's streaming threads and the supervisor.
+#[derive(Debug, Default)]
+struct Gate {
+    /// Chunks reach the stream only while true; a probe of a recovering input keeps it false.
+    forward: AtomicBool,
+    /// [`mono_ms`] of the last chunk this instance produced, forwarded or not; 0 before any.
+    last_chunk_ms: AtomicU64,
+    /// The instance has produced a keyframe (a clean point to switch to).
+    keyframe_seen: AtomicBool,
+}
+
+/// Counts raw input bytes of an instance while it feeds the stream.
+#[derive(Debug)]
+pub(crate) struct InputMeter {
+    counters: Arc<StreamCounters>,
+    gate: Arc<Gate>,
+}
+
+impl InputMeter {
+    fn add(&self, bytes: u64) {
+        if self.gate.forward.load(Ordering::Relaxed) {
+            self.counters.bytes_in.fetch_add(bytes, Ordering::Relaxed);
+        }
+    }
+}
+
+/// One running pipeline for one input.
+struct Instance {
+    /// Index of its input in the priority-sorted list.
+    index: usize,
+    guard: PipelineGuard,
+    events: std::pin::Pin<Box<dyn futures_util::Stream<Item = PipelineEvent> + Send>>,
+    gate: Arc<Gate>,
+    tracker: Arc<media::MediaTracker>,
+    /// [`mono_ms`] when it started playing.
+    started_ms: u64,
+}
+
+impl std::fmt::Debug for Instance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Instance")
+            .field("index", &self.index)
+            .finish()
+    }
+}
+
+/// While a backup input feeds the stream, the top-priority input is tried this often.
+const PROBE_EVERY_MS: u64 = 5000;
 
 /// Supervises the ingest pipeline of one stream.
 #[derive(Debug)]
@@ -95,8 +146,14 @@ impl IngestSupervisor {
         }
     }
 
-    /// Runs pipelines until cancelled. Inputs are tried in priority order: a failed input
-    /// hands over to the next one, and a full round without success waits the backoff.
+    /// Runs pipelines until cancelled.
+    ///
+    /// Inputs are tried in priority order: an input that fails (error, unexpected end, no data
+    /// for its `source_timeout`) hands over to the next, and a full round without success
+    /// waits the backoff. While a backup feeds the stream, the top-priority input is probed
+    /// every few seconds with a second pipeline that forwards nothing; once it delivers a
+    /// keyframe the backup is stopped and the probe takes over. The output timeline goes on:
+    /// each switch is a discontinuity, never a reset.
     pub async fn run(self, cancel: CancellationToken) {
         let span = info_span!("ingest", stream = %self.config.name);
         self.supervise(cancel).instrument(span).await;
@@ -105,132 +162,210 @@ impl IngestSupervisor {
     async fn supervise(self, cancel: CancellationToken) {
         let mut backoff = Backoff::new(BACKOFF_INITIAL, BACKOFF_CAP);
         let mut index = 0;
+        let mut current: Option<Instance> = None;
+        let mut probe: Option<Instance> = None;
+        let mut next_probe_ms = 0;
+        let mut watchdog = tokio::time::interval(WATCHDOG_EVERY);
         loop {
-            let input = &self.config.inputs[index % self.config.inputs.len()];
-            let started = tokio::time::Instant::now();
-            let end = self
-                .run_once(&input.url, input.source_timeout.duration(), &cancel)
-                .await;
+            let cur = match current.as_mut() {
+                Some(c) => c,
+                None => match self.start(index, true) {
+                    Ok(instance) => {
+                        self.counters.running_since_ms.store(0, Ordering::Relaxed);
+                        current.insert(instance)
+                    }
+                    Err(reason) => {
+                        let wait = self.failed(&mut index, &mut backoff, 0, &reason);
+                        tokio::select! {
+                            () = cancel.cancelled() => return,
+                            () = tokio::time::sleep(wait) => continue,
+                        }
+                    }
+                },
+            };
+            let input = &self.config.inputs[cur.index];
+            let outcome = tokio::select! {
+                () = cancel.cancelled() => Outcome::Cancelled,
+                event = cur.events.next() => match event {
+                    Some(PipelineEvent::Error(e)) => {
+                        error!(input = %input.url, element = %e.element, reason = %e.message, debug = ?e.debug, "pipeline error");
+                        Outcome::Failed(e.to_string())
+                    }
+                    Some(PipelineEvent::Eos) if matches!(input.url, InputUrl::File { .. }) => {
+                        debug!("end of file, looping");
+                        Outcome::Looped
+                    }
+                    Some(PipelineEvent::Eos) => Outcome::Failed("source ended".into()),
+                    Some(PipelineEvent::Warning(w)) => {
+                        warn!(input = %input.url, element = %w.element, reason = %w.message, "pipeline warning");
+                        continue;
+                    }
+                    Some(PipelineEvent::Element { source, structure }) => {
+                        on_element_message(&source, &structure, &self.dvb);
+                        continue;
+                    }
+                    None => Outcome::Failed("bus closed".into()),
+                },
+                event = next_event(&mut probe) => {
+                    // Any error or end of the probe: the top input is still not usable.
+                    if matches!(event, Some(PipelineEvent::Error(_) | PipelineEvent::Eos) | None)
+                        && let Some(p) = probe.take()
+                    {
+                        p.guard.shutdown().await;
+                        next_probe_ms = mono_ms() + PROBE_EVERY_MS;
+                    }
+                    continue;
+                },
+                _ = watchdog.tick() => {
+                    let now = mono_ms();
+                    let last = cur.gate.last_chunk_ms.load(Ordering::Relaxed).max(cur.started_ms);
+                    let timeout = input.source_timeout.duration();
+                    if now.saturating_sub(last) > timeout.as_millis() as u64 {
+                        Outcome::Failed(format!("no data for {} s (source_timeout)", timeout.as_secs()))
+                    } else if let Some(p) = &probe {
+                        let fresh = now.saturating_sub(p.gate.last_chunk_ms.load(Ordering::Relaxed)) < 1000;
+                        if p.gate.keyframe_seen.load(Ordering::Relaxed) && fresh {
+                            Outcome::Promote
+                        } else {
+                            let window = self.config.inputs[0].source_timeout.duration().as_millis() as u64;
+                            if now.saturating_sub(p.started_ms) > window.max(3000) {
+                                if let Some(p) = probe.take() {
+                                    p.guard.shutdown().await;
+                                }
+                                next_probe_ms = now + PROBE_EVERY_MS;
+                            }
+                            continue;
+                        }
+                    } else {
+                        if cur.index > 0 && now >= next_probe_ms {
+                            match self.start(0, false) {
+                                Ok(p) => probe = Some(p),
+                                Err(reason) => {
+                                    debug!(%reason, "top-priority input still unavailable");
+                                    next_probe_ms = now + PROBE_EVERY_MS;
+                                }
+                            }
+                        }
+                        continue;
+                    }
+                }
+            };
+            let Some(ended) = current.take() else {
+                continue;
+            };
+            let ran_ms = mono_ms().saturating_sub(ended.started_ms);
+            ended.guard.shutdown().await;
+            if matches!(outcome, Outcome::Cancelled) {
+                if let Some(p) = probe.take() {
+                    p.guard.shutdown().await;
+                }
+                return;
+            }
             // Whatever comes next does not continue this run.
             if self.feed.send(Feed::Break).await.is_err() {
                 return;
             }
-            let wait = match end {
-                RunEnd::Cancelled => return,
-                RunEnd::Looped => Duration::ZERO,
-                RunEnd::Failed(reason) => {
-                    self.counters.retries.fetch_add(1, Ordering::Relaxed);
-                    if started.elapsed() >= HEALTHY_RUN {
-                        backoff.reset();
-                    }
-                    index += 1;
-                    let wait = if index % self.config.inputs.len() == 0 {
-                        backoff.fail()
-                    } else {
-                        Duration::ZERO
-                    };
-                    warn!(input = %input.url, %reason, retry_in_ms = wait.as_millis() as u64, "input failed, restarting");
-                    wait
+            match outcome {
+                Outcome::Cancelled => return,
+                Outcome::Looped => {}
+                Outcome::Promote => {
+                    let p = probe.take().expect("promotion needs a probe");
+                    info!(from = %self.config.inputs[ended.index].url, to = %self.config.inputs[p.index].url, "returning to the higher-priority input");
+                    p.gate.forward.store(true, Ordering::Relaxed);
+                    p.tracker.announce();
+                    self.counters.running_since_ms.store(0, Ordering::Relaxed);
+                    index = p.index;
+                    backoff.reset();
+                    current = Some(p);
                 }
-            };
-            tokio::select! {
-                () = cancel.cancelled() => return,
-                () = tokio::time::sleep(wait) => {}
+                Outcome::Failed(reason) => {
+                    if let Some(p) = probe.take() {
+                        p.guard.shutdown().await;
+                    }
+                    let wait = self.failed(&mut index, &mut backoff, ran_ms, &reason);
+                    tokio::select! {
+                        () = cancel.cancelled() => return,
+                        () = tokio::time::sleep(wait) => {}
+                    }
+                }
             }
         }
     }
 
-    async fn run_once(
+    /// Counts a failure, moves to the next input and returns how long to wait.
+    fn failed(
         &self,
-        url: &InputUrl,
-        source_timeout: Duration,
-        cancel: &CancellationToken,
-    ) -> RunEnd {
-        let tracker = media::MediaTracker::new(self.feed.clone());
-        let built = match pipeline::build(
+        index: &mut usize,
+        backoff: &mut Backoff,
+        ran_ms: u64,
+        reason: &str,
+    ) -> Duration {
+        let inputs = self.config.inputs.len();
+        let input = &self.config.inputs[*index % inputs];
+        self.counters.retries.fetch_add(1, Ordering::Relaxed);
+        if ran_ms >= HEALTHY_RUN.as_millis() as u64 {
+            backoff.reset();
+        }
+        *index = (*index + 1) % inputs;
+        let wait = if *index == 0 {
+            backoff.fail()
+        } else {
+            Duration::ZERO
+        };
+        warn!(input = %input.url, %reason, next = %self.config.inputs[*index].url, retry_in_ms = wait.as_millis() as u64, "input failed");
+        wait
+    }
+
+    /// Builds and starts a pipeline for input `index`; `forward` false makes it a probe.
+    fn start(&self, index: usize, forward: bool) -> Result<Instance, String> {
+        let url = &self.config.inputs[index].url;
+        let gate = Arc::new(Gate {
+            forward: AtomicBool::new(forward),
+            ..Gate::default()
+        });
+        let tracker = media::MediaTracker::new(self.feed.clone(), gate.clone());
+        let meter = Arc::new(InputMeter {
+            counters: self.counters.clone(),
+            gate: gate.clone(),
+        });
+        let built = pipeline::build(
             &self.config.name,
             url,
             self.config.segment_duration.as_millis(),
             &tracker,
-        ) {
-            Ok(b) => b,
-            Err(e) => return RunEnd::Failed(e.to_string()),
-        };
-        let count_at_sink = match &built.source {
-            Some(src) => {
-                count_input(src, self.counters.clone());
-                false
-            }
-            None => true,
-        };
+            &meter,
+        )
+        .map_err(|e| e.to_string())?;
         attach_sink(
             &built.appsink,
             self.feed.clone(),
             self.counters.clone(),
-            count_at_sink,
+            gate.clone(),
+            !built.metered,
         );
         let guard = PipelineGuard::new(built.pipeline);
-        let mut events = guard.events();
-        self.counters.running_since_ms.store(0, Ordering::Relaxed);
-        let run_start = mono_ms();
+        let events = Box::pin(guard.events());
         if let Err(e) = guard.play() {
-            // The bus usually holds the real reason (e.g. "could not bind port").
-            let detail = first_error(&mut events).await.unwrap_or(e);
-            guard.shutdown().await;
-            return RunEnd::Failed(detail.to_string());
+            return Err(e.to_string());
         }
-        info!(input = %url, "pipeline playing");
-        let mut watchdog = tokio::time::interval(WATCHDOG_EVERY);
-        let end = loop {
-            tokio::select! {
-                () = cancel.cancelled() => break RunEnd::Cancelled,
-                event = events.next() => match event {
-                    Some(PipelineEvent::Error(e)) => {
-                        error!(element = %e.element, reason = %e.message, debug = ?e.debug, "pipeline error");
-                        break RunEnd::Failed(e.to_string());
-                    }
-                    Some(PipelineEvent::Eos) if matches!(url, InputUrl::File { .. }) => {
-                        debug!("end of file, looping");
-                        break RunEnd::Looped;
-                    }
-                    Some(PipelineEvent::Eos) => break RunEnd::Failed("source ended".into()),
-                    Some(PipelineEvent::Warning(w)) => {
-                        warn!(element = %w.element, reason = %w.message, "pipeline warning");
-                    }
-                    Some(PipelineEvent::Element { source, structure }) => {
-                        on_element_message(&source, &structure, &self.dvb);
-                    }
-                    None => break RunEnd::Failed("bus closed".into()),
-                },
-                _ = watchdog.tick() => {
-                    let last = self.counters.last_input_ms.load(Ordering::Relaxed).max(run_start);
-                    if mono_ms().saturating_sub(last) > source_timeout.as_millis() as u64 {
-                        break RunEnd::Failed(format!("no data for {} s (source_timeout)", source_timeout.as_secs()));
-                    }
-                }
-            }
-        };
-        guard.shutdown().await;
-        end
+        info!(input = %url, probe = !forward, "pipeline playing");
+        Ok(Instance {
+            index,
+            guard,
+            events,
+            gate,
+            tracker,
+            started_ms: mono_ms(),
+        })
     }
 }
 
-/// Waits briefly for the error that explains a failed state change.
-async fn first_error(
-    events: &mut (impl futures_util::Stream<Item = PipelineEvent> + Unpin),
-) -> Option<GstError> {
-    let wait = async {
-        while let Some(ev) = events.next().await {
-            if let PipelineEvent::Error(e) = ev {
-                return Some(e);
-            }
-        }
-        None
-    };
-    tokio::time::timeout(Duration::from_millis(500), wait)
-        .await
-        .ok()
-        .flatten()
+/// The next bus event of an optional instance (pending forever without one).
+async fn next_event(instance: &mut Option<Instance>) -> Option<PipelineEvent> {
+    match instance {
+        Some(i) => i.events.next().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Installs the appsink callback: one sample (a buffer list, one access unit) becomes one
@@ -239,6 +374,7 @@ fn attach_sink(
     appsink: &gst_app::AppSink,
     feed: mpsc::Sender<Feed>,
     counters: Arc<StreamCounters>,
+    gate: Arc<Gate>,
     count_bytes_in: bool,
 ) {
     appsink.set_callbacks(
@@ -249,6 +385,13 @@ fn attach_sink(
                     return Ok(gst::FlowSuccess::Ok);
                 };
                 let now = mono_ms();
+                gate.last_chunk_ms.store(now, Ordering::Relaxed);
+                if chunk.keyframe {
+                    gate.keyframe_seen.store(true, Ordering::Relaxed);
+                }
+                if !gate.forward.load(Ordering::Relaxed) {
+                    return Ok(gst::FlowSuccess::Ok);
+                }
                 if count_bytes_in {
                     counters
                         .bytes_in
@@ -273,27 +416,6 @@ fn attach_sink(
                 }
             })
             .build(),
-    );
-}
-
-/// Counts the raw input bytes leaving the source element (a streaming-thread probe: one
-/// atomic add per buffer).
-fn count_input(source: &gst::Element, counters: Arc<StreamCounters>) {
-    use gstreamer::prelude::*;
-    let Some(pad) = source.static_pad("src") else {
-        return;
-    };
-    pad.add_probe(
-        gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST,
-        move |_, info| {
-            let bytes = match &info.data {
-                Some(gst::PadProbeData::Buffer(b)) => b.size(),
-                Some(gst::PadProbeData::BufferList(l)) => l.calculate_size(),
-                _ => 0,
-            };
-            counters.bytes_in.fetch_add(bytes as u64, Ordering::Relaxed);
-            gst::PadProbeReturn::Ok
-        },
     );
 }
 

@@ -2,8 +2,8 @@
 //! `… ! h264parse ! mpegtsmux ! appsink` (plus `aacparse ! mux.` for audio), so the stream
 //! actor always receives whole-access-unit TS chunks.
 
-use super::IngestError;
 use super::media::{MediaTracker, probe_audio, probe_video};
+use super::{IngestError, InputMeter};
 use crate::config::InputUrl;
 use gstreamer as gst;
 use gstreamer::prelude::*;
@@ -27,17 +27,19 @@ const MUX_LATENCY_NS: u64 = 1_000_000_000;
 pub(super) struct Built {
     pub pipeline: gst::Pipeline,
     pub appsink: gstreamer_app::AppSink,
-    /// The element whose output is the raw input (UDP datagrams, file bytes); `None` for
-    /// generated sources, whose input is what the muxer produces.
-    pub source: Option<gst::Element>,
+    /// True when input bytes are metered before the demuxer; false for generated sources,
+    /// whose input is what the muxer produces (metered at the appsink).
+    pub metered: bool,
 }
 
-/// Builds the pipeline for `url`; `keyframe_ms` is the stream's segment duration.
+/// Builds the pipeline for `url`; `keyframe_ms` is the stream's segment duration; `meter`
+/// counts the raw input bytes (what the network or file delivered).
 pub(super) fn build(
     name: &str,
     url: &InputUrl,
     keyframe_ms: u32,
     tracker: &Arc<MediaTracker>,
+    meter: &Arc<InputMeter>,
 ) -> Result<Built, IngestError> {
     let pipeline = gst::Pipeline::builder().name(name).build();
     let mux = make("mpegtsmux", "mux")?;
@@ -52,14 +54,31 @@ pub(super) fn build(
         .add_many([&mux, appsink.upcast_ref()])
         .map_err(IngestError::from)?;
     mux.link(&appsink).map_err(IngestError::from)?;
-
-    let source = match url {
+    if !matches!(url, InputUrl::Fake | InputUrl::File { .. }) {
+        // Network sources are live: the muxer must not wait forever for a silent track.
+        mux.set_property("latency", MUX_LATENCY_NS);
+    }
+    let ctx = Demux {
+        pipeline: &pipeline,
+        mux: &mux,
+        tracker,
+        meter,
+    };
+    match url {
         InputUrl::Fake => {
             build_fake(&pipeline, &mux, keyframe_ms, tracker)?;
-            None
+            return Ok(Built {
+                pipeline,
+                appsink,
+                metered: false,
+            });
         }
-        InputUrl::Udp { iface, addr, port } => {
-            mux.set_property("latency", MUX_LATENCY_NS);
+        InputUrl::Udp {
+            iface,
+            addr,
+            port,
+            program,
+        } => {
             let src = make("udpsrc", "src")?;
             src.set_property("address", addr.to_string());
             src.set_property("port", i32::from(*port));
@@ -72,8 +91,10 @@ pub(super) fn build(
                 .field("packetsize", 188i32)
                 .build();
             src.set_property("caps", &caps);
-            add_demuxed(&pipeline, &src, &mux, tracker)?;
-            Some(src)
+            if let Some(program) = *program {
+                select_program(&pipeline, program);
+            }
+            ctx.add_static(&src)?;
         }
         InputUrl::File { path } => {
             if !path.is_file() {
@@ -84,15 +105,58 @@ pub(super) fn build(
             }
             let src = make("filesrc", "src")?;
             src.set_property("location", path.to_string_lossy().as_ref());
-            add_demuxed(&pipeline, &src, &mux, tracker)?;
-            Some(src)
+            ctx.add_static(&src)?;
         }
-    };
+        InputUrl::Srt { url, listener } => {
+            let src = make("srtsrc", "src")?;
+            src.set_property("uri", url.as_str());
+            if *listener {
+                // A publisher that reconnects finds the listener still there.
+                src.set_property("keep-listening", true);
+            }
+            ctx.add_static(&src)?;
+        }
+        InputUrl::Rtmp { url } => {
+            let src = make("rtmp2src", "src")?;
+            src.set_property("location", url.as_str());
+            ctx.add_static(&src)?;
+        }
+        InputUrl::TsHttp { url } => {
+            let src = make("souphttpsrc", "src")?;
+            src.set_property("location", url.as_str());
+            src.set_property("is-live", true);
+            src.set_property("timeout", 10u32);
+            ctx.add_static(&src)?;
+        }
+        InputUrl::Rtsp { url, tcp } => {
+            let src = make("rtspsrc", "src")?;
+            src.set_property("location", url.as_str());
+            src.set_property("latency", 200u32);
+            src.set_property_from_str("protocols", if *tcp { "tcp" } else { "udp" });
+            ctx.add_dynamic(&src)?;
+        }
+        InputUrl::Hls { url } => {
+            // urisourcebin handles adaptive streams itself (it needs the streams-aware
+            // context hlsdemux2 asks for); its output pads are demuxed like any other.
+            let src = make("urisourcebin", "src")?;
+            src.set_property("uri", url.as_str());
+            ctx.add_dynamic(&src)?;
+        }
+    }
     Ok(Built {
         pipeline,
         appsink,
-        source,
+        metered: true,
     })
+}
+
+/// Makes the MPEG-TS demuxer that `parsebin` plugs output only program `program`.
+fn select_program(pipeline: &gst::Pipeline, program: u16) {
+    pipeline.connect_deep_element_added(move |_, _, element| {
+        if element.factory().is_some_and(|f| f.name() == "tsdemux") {
+            element.set_property("program-number", i32::from(program));
+        }
+    });
 }
 
 fn make(factory: &str, name: &str) -> Result<gst::Element, IngestError> {
@@ -150,33 +214,100 @@ fn build_fake(
     Ok(())
 }
 
-/// A container source (`udpsrc`, `filesrc`) into `parsebin`, whose elementary pads are linked
-/// in code as they appear: the first H.264 and the first AAC track go to the muxer, anything
-/// else into a `fakesink` with a warning.
-fn add_demuxed(
-    pipeline: &gst::Pipeline,
-    src: &gst::Element,
-    mux: &gst::Element,
-    tracker: &Arc<MediaTracker>,
-) -> Result<(), IngestError> {
-    let parsebin = make("parsebin", "demux")?;
-    pipeline
-        .add_many([src, &parsebin])
-        .map_err(IngestError::from)?;
-    src.link(&parsebin).map_err(IngestError::from)?;
-    let pipeline_weak = pipeline.downgrade();
-    let mux_weak = mux.downgrade();
-    let tracker = tracker.clone();
-    let linked = Arc::new(Linked::default());
-    parsebin.connect_pad_added(move |_, pad| {
-        let (Some(pipeline), Some(mux)) = (pipeline_weak.upgrade(), mux_weak.upgrade()) else {
-            return;
-        };
-        if let Err(e) = link_track(&pipeline, &mux, pad, &tracker, &linked) {
-            warn!(pad = %pad.name(), error = %e, "cannot link track");
+/// What demuxing needs: a source's bytes go into `parsebin`, whose elementary pads are
+/// linked in code as they appear: the first H.264 and the first AAC track go to the muxer,
+/// anything else into a `fakesink` with a log line.
+struct Demux<'a> {
+    pipeline: &'a gst::Pipeline,
+    mux: &'a gst::Element,
+    tracker: &'a Arc<MediaTracker>,
+    meter: &'a Arc<InputMeter>,
+}
+
+impl Demux<'_> {
+    /// A source with a static src pad (`udpsrc`, `filesrc`, `srtsrc`…).
+    fn add_static(&self, src: &gst::Element) -> Result<(), IngestError> {
+        self.pipeline.add(src).map_err(IngestError::from)?;
+        let parsebin = self.parsebin(Arc::new(Linked::default()))?;
+        src.link(&parsebin).map_err(IngestError::from)?;
+        Ok(())
+    }
+
+    /// A source whose pads appear at run time (`rtspsrc`, `urisourcebin`): one `parsebin` per
+    /// pad, sharing which tracks are taken.
+    fn add_dynamic(&self, src: &gst::Element) -> Result<(), IngestError> {
+        self.pipeline.add(src).map_err(IngestError::from)?;
+        let pipeline_weak = self.pipeline.downgrade();
+        let mux_weak = self.mux.downgrade();
+        let tracker = self.tracker.clone();
+        let meter = self.meter.clone();
+        let linked = Arc::new(Linked::default());
+        src.connect_pad_added(move |_, pad| {
+            let (Some(pipeline), Some(mux)) = (pipeline_weak.upgrade(), mux_weak.upgrade()) else {
+                return;
+            };
+            let demux = Demux {
+                pipeline: &pipeline,
+                mux: &mux,
+                tracker: &tracker,
+                meter: &meter,
+            };
+            let result = demux.parsebin(linked.clone()).and_then(|parsebin| {
+                parsebin
+                    .sync_state_with_parent()
+                    .map_err(IngestError::from)?;
+                let sink = parsebin
+                    .static_pad("sink")
+                    .expect("parsebin has a sink pad");
+                pad.link(&sink)
+                    .map_err(|e| IngestError::Link(e.to_string()))?;
+                Ok(())
+            });
+            if let Err(e) = result {
+                warn!(pad = %pad.name(), error = %e, "cannot demux source pad");
+            }
+        });
+        Ok(())
+    }
+
+    /// A `parsebin` in the pipeline whose input bytes are metered and whose outputs are linked.
+    fn parsebin(&self, linked: Arc<Linked>) -> Result<gst::Element, IngestError> {
+        let parsebin = gst::ElementFactory::make("parsebin")
+            .build()
+            .map_err(|_| IngestError::MissingElement("parsebin".into()))?;
+        self.pipeline.add(&parsebin).map_err(IngestError::from)?;
+        if let Some(sink) = parsebin.static_pad("sink") {
+            meter_pad(&sink, self.meter.clone());
         }
-    });
-    Ok(())
+        let pipeline_weak = self.pipeline.downgrade();
+        let mux_weak = self.mux.downgrade();
+        let tracker = self.tracker.clone();
+        parsebin.connect_pad_added(move |_, pad| {
+            let (Some(pipeline), Some(mux)) = (pipeline_weak.upgrade(), mux_weak.upgrade()) else {
+                return;
+            };
+            if let Err(e) = link_track(&pipeline, &mux, pad, &tracker, &linked) {
+                warn!(pad = %pad.name(), error = %e, "cannot link track");
+            }
+        });
+        Ok(parsebin)
+    }
+}
+
+/// Counts the bytes entering a demuxer (a streaming-thread probe: one atomic add per buffer).
+fn meter_pad(pad: &gst::Pad, meter: Arc<InputMeter>) {
+    pad.add_probe(
+        gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST,
+        move |_, info| {
+            let bytes = match &info.data {
+                Some(gst::PadProbeData::Buffer(b)) => b.size(),
+                Some(gst::PadProbeData::BufferList(l)) => l.calculate_size(),
+                _ => 0,
+            };
+            meter.add(bytes as u64);
+            gst::PadProbeReturn::Ok
+        },
+    );
 }
 
 /// Which tracks of one pipeline already go to the muxer.
