@@ -1,0 +1,420 @@
+//! Every input an operator has, with real peers: SRT pushed by ffmpeg and pulled from an ffmpeg
+//! listener, RTMP pulled from nginx-rtmp, RTSP from gst-rtsp-server, HLS and HTTP MPEG-TS
+//! pulled from another Headwater (origin → edge), one program of a multi-program TS, failover
+//! to a backup and back, and garbage on an input that must not hurt anything else.
+
+mod common;
+
+use common::*;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn spawn(program: &str, args: &[&str]) -> Proc {
+    Proc(
+        Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{program}: {e}")),
+    )
+}
+
+/// ffmpeg encoding a small H.264 + AAC test signal to `out` (an SRT/RTMP/UDP URL).
+fn ffmpeg_sender(format: &str, out: &str) -> Proc {
+    spawn(
+        "ffmpeg",
+        &[
+            "-nostdin",
+            "-v",
+            "error",
+            "-re",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x240:rate=25",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-tune",
+            "zerolatency",
+            "-g",
+            "25",
+            "-pix_fmt",
+            "yuv420p",
+            "-b:v",
+            "300k",
+            "-c:a",
+            "aac",
+            "-b:a",
+            "64k",
+            "-f",
+            format,
+            out,
+        ],
+    )
+}
+
+fn decodes(server: &Server, stream: &str) {
+    let url = server.url(&format!("/{stream}/index.m3u8"));
+    let out = run_with_timeout(
+        60,
+        "ffmpeg",
+        &[
+            "-nostdin", "-v", "error", "-i", &url, "-t", "4", "-f", "null", "-",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{stream}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn master(server: &Server, stream: &str) -> String {
+    get(&server.url(&format!("/{stream}/index.m3u8"))).text()
+}
+
+#[test]
+fn srt_push_and_pull() {
+    let push_port = free_port(true);
+    let pull_port = free_port(true);
+    let server = Server::start(&[
+        (
+            "pushed",
+            &format!("inputs = [{{ url = \"srt://:{push_port}?mode=listener\" }}]\n"),
+        ),
+        (
+            "pulled",
+            &format!(
+                "inputs = [{{ url = \"srt://127.0.0.1:{pull_port}?mode=caller\", source_timeout = 3 }}]\n"
+            ),
+        ),
+    ]);
+    // An encoder pushes to our listener; another waits for us to call it.
+    let _push = ffmpeg_sender(
+        "mpegts",
+        &format!("srt://127.0.0.1:{push_port}?mode=caller&pkt_size=1316"),
+    );
+    let _pull = ffmpeg_sender(
+        "mpegts",
+        &format!("srt://127.0.0.1:{pull_port}?mode=listener&pkt_size=1316"),
+    );
+    server.wait_segments("pushed", 2, Duration::from_secs(40));
+    server.wait_segments("pulled", 2, Duration::from_secs(40));
+    decodes(&server, "pushed");
+    decodes(&server, "pulled");
+    assert!(master(&server, "pushed").contains("RESOLUTION=320x240"));
+}
+
+#[test]
+fn rtmp_pull_from_nginx_rtmp() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port(false);
+    let conf = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/nginx-rtmp.conf"
+    ))
+    .unwrap()
+    .replace("RTMP_PORT", &port.to_string())
+    .replace("PREFIX", dir.path().to_str().unwrap());
+    std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
+    let _nginx = spawn(
+        "nginx",
+        &[
+            "-p",
+            dir.path().to_str().unwrap(),
+            "-c",
+            dir.path().join("nginx.conf").to_str().unwrap(),
+        ],
+    );
+    wait_until(Duration::from_secs(10), "nginx-rtmp listening", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let _publisher = ffmpeg_sender("flv", &format!("rtmp://127.0.0.1:{port}/live/test"));
+    let server = Server::start(&[(
+        "rtmp",
+        &format!(
+            "inputs = [{{ url = \"rtmp://127.0.0.1:{port}/live/test\", source_timeout = 5 }}]\n"
+        ),
+    )]);
+    server.wait_segments("rtmp", 2, Duration::from_secs(60));
+    decodes(&server, "rtmp");
+}
+
+#[test]
+fn rtsp_pull_from_a_camera_with_credentials_masked() {
+    let port = free_port(false);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/rtsp_server.py");
+    let _camera = spawn("/usr/bin/python3", &[script, &port.to_string()]);
+    wait_until(Duration::from_secs(15), "RTSP server", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let server = Server::start(&[
+        (
+            "cam",
+            &format!(
+                "inputs = [{{ url = \"rtsp://admin:S3cretPw@127.0.0.1:{port}/cam\", source_timeout = 5 }}]\n"
+            ),
+        ),
+        (
+            "camudp",
+            &format!(
+                "inputs = [{{ url = \"rtsp://127.0.0.1:{port}/cam?transport=udp\", source_timeout = 5 }}]\n"
+            ),
+        ),
+    ]);
+    server.wait_segments("cam", 2, Duration::from_secs(60));
+    server.wait_segments("camudp", 2, Duration::from_secs(60));
+    decodes(&server, "cam");
+    assert!(
+        master(&server, "cam").contains("mp4a.40.2"),
+        "audio came through RTP too"
+    );
+    let log = server.log_text();
+    assert!(
+        log.contains("rtsp://admin:***@127.0.0.1"),
+        "the input is named in the log"
+    );
+    assert!(!log.contains("S3cretPw"), "the password never is");
+}
+
+#[test]
+fn edge_pulls_hls_and_http_mpegts_from_an_origin() {
+    let origin = Server::start(&[("demo", "inputs = [{ url = \"fake://fake\" }]\n")]);
+    origin.wait_segments("demo", 3, Duration::from_secs(30));
+    let host = origin.base.trim_start_matches("http://").to_owned();
+    let edge = Server::start(&[
+        (
+            "viahls",
+            &format!(
+                "inputs = [{{ url = \"hls://{host}/demo/index.m3u8\", source_timeout = 15 }}]\n"
+            ),
+        ),
+        (
+            "viats",
+            &format!(
+                "inputs = [{{ url = \"tshttp://{host}/demo/mpegts\", source_timeout = 5 }}]\n"
+            ),
+        ),
+    ]);
+    edge.wait_segments("viahls", 2, Duration::from_secs(60));
+    edge.wait_segments("viats", 2, Duration::from_secs(60));
+    decodes(&edge, "viahls");
+    decodes(&edge, "viats");
+    for stream in ["viahls", "viats"] {
+        assert!(
+            master(&edge, stream).contains("RESOLUTION=640x360"),
+            "{stream}"
+        );
+    }
+}
+
+#[test]
+fn one_program_of_a_multi_program_ts() {
+    let port = free_port(true);
+    let _mux = spawn(
+        "ffmpeg",
+        &[
+            "-nostdin",
+            "-v",
+            "error",
+            "-re",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x240:rate=25",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=160x120:rate=25",
+            "-map",
+            "0:v",
+            "-map",
+            "1:v",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-tune",
+            "zerolatency",
+            "-g",
+            "25",
+            "-pix_fmt",
+            "yuv420p",
+            "-program",
+            "title=one:program_num=1:st=0",
+            "-program",
+            "title=two:program_num=2:st=1",
+            "-f",
+            "mpegts",
+            &format!("udp://127.0.0.1:{port}?pkt_size=1316"),
+        ],
+    );
+    let server = Server::start(&[(
+        "two",
+        &format!("inputs = [{{ url = \"udp://127.0.0.1:{port}?program=2\" }}]\n"),
+    )]);
+    server.wait_segments("two", 2, Duration::from_secs(40));
+    let m = master(&server, "two");
+    assert!(m.contains("RESOLUTION=160x120"), "program 2 only: {m}");
+    decodes(&server, "two");
+}
+
+#[test]
+fn failover_to_the_backup_and_back_while_hls_js_plays() {
+    let port = free_port(true);
+    let mut feeder = Some(udp_feeder(port, ""));
+    let server = Server::start(&[(
+        "tv",
+        &format!(
+            "inputs = [{{ url = \"udp://127.0.0.1:{port}\", priority = 1, source_timeout = 2 }},\n\
+                       {{ url = \"fake://fake\", priority = 2 }}]\n"
+        ),
+    )]);
+    server.wait_segments("tv", 2, Duration::from_secs(30));
+    assert!(
+        master(&server, "tv").contains("RESOLUTION=320x240"),
+        "starts on the primary"
+    );
+    // A real player watches through both switches.
+    let base = server.base.clone();
+    let player = std::thread::spawn(move || {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/play.mjs");
+        Command::new("timeout")
+            .args([
+                "-k",
+                "5",
+                "90",
+                "node",
+                script,
+                &base,
+                "/tv/index.m3u8",
+                "24",
+                "80",
+            ])
+            .output()
+            .unwrap()
+    });
+    std::thread::sleep(Duration::from_secs(4));
+    drop(feeder.take());
+    let killed = Instant::now();
+    wait_until(
+        Duration::from_secs(20),
+        "the backup feeds the stream",
+        || master(&server, "tv").contains("RESOLUTION=640x360"),
+    );
+    // source_timeout (2 s) + start of the backup + one segment.
+    assert!(
+        killed.elapsed() < Duration::from_secs(2 + 1 + 5),
+        "switched after {:?}",
+        killed.elapsed()
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    feeder = Some(udp_feeder(port, ""));
+    wait_until(Duration::from_secs(30), "back on the primary", || {
+        master(&server, "tv").contains("RESOLUTION=320x240")
+    });
+    let p = Playlist::parse(&get(&server.url("/tv/mono.m3u8")).text());
+    assert!(
+        p.segments.iter().any(|s| s.2) || p.discontinuity_sequence > 0,
+        "switches are discontinuities"
+    );
+    assert!(
+        server
+            .log_text()
+            .contains("returning to the higher-priority input")
+    );
+    let out = player.join().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("PLAYED"),
+        "hls.js stopped during failover:\n{stdout}"
+    );
+    drop(feeder);
+}
+
+#[test]
+fn garbage_and_corrupt_input_hurt_nothing_else() {
+    let port = free_port(true);
+    let dir = tempfile::tempdir().unwrap();
+    // A real TS file with bytes flipped all over it.
+    let clip = dir.path().join("corrupt.ts");
+    let out = run_with_timeout(
+        60,
+        "ffmpeg",
+        &[
+            "-nostdin",
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x240:rate=25",
+            "-t",
+            "6",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "25",
+            "-pix_fmt",
+            "yuv420p",
+            "-f",
+            "mpegts",
+            clip.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success());
+    let mut bytes = std::fs::read(&clip).unwrap();
+    for i in (5000..bytes.len()).step_by(4099) {
+        bytes[i] ^= 0x5a;
+    }
+    std::fs::write(&clip, &bytes).unwrap();
+    let server = Server::start(&[
+        ("demo", "inputs = [{ url = \"fake://fake\" }]\n"),
+        (
+            "junk",
+            &format!("inputs = [{{ url = \"udp://127.0.0.1:{port}\", source_timeout = 2 }}]\n"),
+        ),
+        (
+            "corrupt",
+            &format!("inputs = [{{ url = \"file://{}\" }}]\n", clip.display()),
+        ),
+    ]);
+    server.wait_segments("demo", 1, Duration::from_secs(30));
+    // Random datagrams for 6 s.
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let end = Instant::now() + Duration::from_secs(6);
+    let mut datagram = [0u8; 1316];
+    while Instant::now() < end {
+        for b in datagram.iter_mut() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            *b = x as u8;
+        }
+        sock.send_to(&datagram, ("127.0.0.1", port)).unwrap();
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    // The other streams play on, the corrupt file is still served as far as it decodes, and
+    // the junk stream simply has nothing (503), with the reason in the log.
+    decodes(&server, "demo");
+    let corrupt = server.wait_segments("corrupt", 2, Duration::from_secs(30));
+    assert!(!corrupt.segments.is_empty());
+    assert_eq!(get(&server.url("/junk/index.m3u8")).status, 503);
+    let log = server.log_text();
+    assert!(
+        log.contains("input failed") && log.contains("udp://127.0.0.1"),
+        "junk input failures are logged"
+    );
+    assert!(!log.contains("panicked"));
+}
