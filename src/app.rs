@@ -6,11 +6,12 @@
 //! HTTP drains open connections (bounded) → the stats thread stops.
 
 use crate::config::Config;
+use crate::config::InputUrl;
 use crate::dvr::retention::Limits;
 use crate::dvr::{Archive, RecorderSettings, recorder};
 use crate::http::ApiAuth;
 use crate::http::{AppState, serve};
-use crate::ingest::IngestSupervisor;
+use crate::ingest::{IngestSupervisor, PublishSlots};
 use crate::stats::{Exposition, StatsConfig, StatsHealth, StatsSources, StatsThread};
 use crate::stream::{DvbCards, Registry, StreamActor, StreamCounters};
 use anyhow::Context;
@@ -43,6 +44,13 @@ impl App {
         let mut handles = Vec::new();
         let dvb = Arc::new(DvbCards::default());
         let mut recorders = Vec::new();
+        let publish = PublishSlots::new(
+            config
+                .streams
+                .iter()
+                .filter(|s| s.inputs.iter().any(|i| matches!(i.url, InputUrl::Publish)))
+                .map(|s| (s.name.clone(), s.publish_key.clone())),
+        );
         let mut dvr_roots = vec![config.dvr.root.clone()];
         for stream in &config.streams {
             let counters = Arc::new(StreamCounters::default());
@@ -83,13 +91,25 @@ impl App {
             handles.push(handle);
             let span = info_span!("stream", stream = %stream.name);
             tasks.spawn(actor.run(shutdown.clone()).instrument(span));
-            let supervisor = IngestSupervisor::new(stream.clone(), feed, counters, dvb.clone());
+            let supervisor =
+                IngestSupervisor::new(stream.clone(), feed, counters, dvb.clone(), &publish);
             tasks.spawn(supervisor.run(shutdown.clone()));
         }
         let listener = TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("binding HTTP listener on {}", config.server.listen))?;
         let local_addr = listener.local_addr()?;
+        if !publish.is_empty() {
+            let rtmp = TcpListener::bind(config.server.rtmp)
+                .await
+                .with_context(|| format!("binding the RTMP listener on {}", config.server.rtmp))?;
+            info!(rtmp = %rtmp.local_addr()?, "RTMP publish listener");
+            tasks.spawn(crate::ingest::rtmp::serve(
+                rtmp,
+                publish.clone(),
+                shutdown.clone(),
+            ));
+        }
         let registry = Registry::new(handles);
         let exposition = Exposition::global();
         let health = Arc::new(StatsHealth::new(&dvr_roots));

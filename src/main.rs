@@ -16,6 +16,9 @@ struct Cli {
     /// HTTP listen address, overriding the configuration.
     #[arg(long, global = true)]
     listen: Option<SocketAddr>,
+    /// RTMP publish listen address, overriding the configuration.
+    #[arg(long, global = true)]
+    rtmp: Option<SocketAddr>,
     /// Directory of stream files (NAME.toml), overriding the configuration.
     #[arg(long, global = true)]
     streams: Option<PathBuf>,
@@ -44,6 +47,7 @@ fn main() -> anyhow::Result<()> {
         .init();
     let overrides = Overrides {
         listen: cli.listen,
+        rtmp: cli.rtmp,
         streams_dir: cli.streams.clone(),
         dvr_root: cli.dvr.clone(),
         ..Overrides::default()

@@ -418,3 +418,77 @@ fn garbage_and_corrupt_input_hurt_nothing_else() {
     );
     assert!(!log.contains("panicked"));
 }
+
+#[test]
+fn rtmp_publish_with_keys_and_refusals() {
+    let server = Server::start(&[
+        ("open", "inputs = [{ url = \"publish://\" }]\n"),
+        (
+            "keyed",
+            "inputs = [{ url = \"publish://\" }]\npublish_key = \"letmein42\"\n",
+        ),
+        ("demo", "inputs = [{ url = \"fake://fake\" }]\n"),
+    ]);
+    let rtmp = server.rtmp_addr();
+    // A publish stream without a publisher is waiting, not failing.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(get(&server.url("/open/index.m3u8")).status, 503);
+    let _obs = ffmpeg_sender("flv", &format!("rtmp://{rtmp}/live/open"));
+    let _keyed = ffmpeg_sender("flv", &format!("rtmp://{rtmp}/live/keyed?key=letmein42"));
+    server.wait_segments("open", 2, Duration::from_secs(40));
+    server.wait_segments("keyed", 2, Duration::from_secs(40));
+    decodes(&server, "open");
+    decodes(&server, "keyed");
+    // Refused: a wrong key, an unknown name, a second publisher to a live name.
+    for (url, reason) in [
+        (format!("rtmp://{rtmp}/live/keyed?key=guess"), "bad_key"),
+        (format!("rtmp://{rtmp}/live/nosuch"), "unknown_stream"),
+        (format!("rtmp://{rtmp}/live/open"), "busy"),
+    ] {
+        let out = run_with_timeout(
+            20,
+            "ffmpeg",
+            &[
+                "-nostdin",
+                "-v",
+                "error",
+                "-re",
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=size=160x120:rate=25",
+                "-t",
+                "3",
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-f",
+                "flv",
+                &url,
+            ],
+        );
+        assert!(
+            !out.status.success(),
+            "{reason}: the publisher must be refused"
+        );
+        let text = server.scrape_after(std::time::SystemTime::now());
+        assert!(
+            metric(
+                &text,
+                "flussonic_publish_refused_total",
+                &format!("reason=\"{reason}\"")
+            )
+            .unwrap_or(0.0)
+                >= 1.0,
+            "{reason} counted"
+        );
+    }
+    assert!(
+        !server.log_text().contains("letmein42"),
+        "publish keys are never logged"
+    );
+    // The legitimate publishers were not disturbed.
+    decodes(&server, "open");
+    decodes(&server, "demo");
+}

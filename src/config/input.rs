@@ -32,6 +32,8 @@ pub enum InputUrl {
     Hls { url: String },
     /// `tshttp://HOST/PATH` or `http(s)://…`: endless HTTP MPEG-TS (e.g. another `/NAME/mpegts`).
     TsHttp { url: String },
+    /// `publish://`: encoders push to us (RTMP `rtmp://HOST/APP/NAME`).
+    Publish,
 }
 
 impl TryFrom<String> for InputUrl {
@@ -54,6 +56,8 @@ impl std::str::FromStr for InputUrl {
             "fake" if rest == "fake" => Ok(InputUrl::Fake),
             "fake" => Err(bad("the only fake source is fake://fake")),
             "udp" => parse_udp(rest).map_err(|why| bad(&why)),
+            "publish" if rest.is_empty() => Ok(InputUrl::Publish),
+            "publish" => Err(bad("publish:// takes nothing after the scheme")),
             "file" if rest.is_empty() => Err(bad("file:// needs a path")),
             "file" if rest.contains('\0') => Err(bad("path contains NUL")),
             "file" => Ok(InputUrl::File {
@@ -118,7 +122,7 @@ impl std::str::FromStr for InputUrl {
                 }
             }
             other => Err(bad(&format!(
-                "unsupported scheme `{other}` (supported: fake, udp, file, srt, rtmp, rtsp, hls, tshttp, http, https)"
+                "unsupported scheme `{other}` (supported: fake, publish, udp, file, srt, rtmp, rtsp, hls, tshttp, http, https)"
             ))),
         }
     }
@@ -254,6 +258,7 @@ impl fmt::Display for InputUrl {
                 }
             }
             InputUrl::File { path } => write!(f, "file://{}", path.display()),
+            InputUrl::Publish => f.write_str("publish://"),
             // Display is what logs show: never a password.
             InputUrl::Srt { url, .. }
             | InputUrl::Rtmp { url }

@@ -99,6 +99,9 @@ struct ServerSection {
     /// How long shutdown waits for open connections, ms.
     #[serde(default = "default_drain_ms")]
     shutdown_drain: u64,
+    /// RTMP publish listener (only opened when a stream has a `publish://` input).
+    #[serde(default = "default_rtmp")]
+    rtmp: SocketAddr,
 }
 
 impl Default for ServerSection {
@@ -109,6 +112,7 @@ impl Default for ServerSection {
             edit_auth: None,
             streams: default_streams_dir(),
             shutdown_drain: default_drain_ms(),
+            rtmp: default_rtmp(),
         }
     }
 }
@@ -154,6 +158,8 @@ pub struct ServerConfig {
     /// Administrator credentials; never logged.
     pub edit_auth: Option<Credentials>,
     pub shutdown_drain_ms: u64,
+    /// RTMP publish listener address.
+    pub rtmp: SocketAddr,
     /// Stats thread period, ms (200..=60000).
     pub stats_interval_ms: u64,
     /// Seconds an idle HLS session still counts as a client (1..=3600).
@@ -174,6 +180,9 @@ pub struct DvrConfig {
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([0, 0, 0, 0], 8080))
 }
+fn default_rtmp() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 1935))
+}
 fn default_streams_dir() -> PathBuf {
     PathBuf::from("../streams")
 }
@@ -191,6 +200,7 @@ fn default_expiration() -> Span {
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
     pub listen: Option<SocketAddr>,
+    pub rtmp: Option<SocketAddr>,
     pub streams_dir: Option<PathBuf>,
     pub dvr_root: Option<PathBuf>,
     /// `HEADWATER_VIEW_AUTH` value, if set.
@@ -243,6 +253,7 @@ impl Config {
             edit_auth: env_auth(&overrides.edit_auth, "HEADWATER_EDIT_AUTH")?
                 .or(file.server.edit_auth),
             shutdown_drain_ms: file.server.shutdown_drain,
+            rtmp: overrides.rtmp.unwrap_or(file.server.rtmp),
             stats_interval_ms: file.stats.interval,
             session_timeout_s: file.stats.session_timeout,
         };

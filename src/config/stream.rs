@@ -17,6 +17,8 @@ pub struct StreamConfig {
     pub segment_count: SegmentCount,
     /// Recording settings; `None` when the stream has no `[dvr]` table.
     pub dvr: Option<StreamDvr>,
+    /// Secret a publisher must present (`rtmp://HOST/APP/NAME?key=SECRET`); never logged.
+    pub publish_key: Option<String>,
 }
 
 /// A stream's `[dvr]` table (Flussonic's keys).
@@ -226,6 +228,7 @@ struct StreamFile {
     segment_duration: Option<SegmentDuration>,
     segment_count: Option<SegmentCount>,
     dvr: Option<StreamDvr>,
+    publish_key: Option<String>,
 }
 
 /// The `inputs` list, refused when empty.
@@ -266,6 +269,7 @@ impl StreamConfig {
             segment_duration: file.segment_duration.unwrap_or(defaults.segment_duration),
             segment_count: file.segment_count.unwrap_or(defaults.segment_count),
             dvr: file.dvr,
+            publish_key: file.publish_key.filter(|k| !k.is_empty()),
         })
     }
 }

@@ -10,8 +10,11 @@
 mod backoff;
 mod media;
 mod pipeline;
+pub mod publish;
+pub mod rtmp;
 
 pub use backoff::Backoff;
+pub use publish::PublishSlots;
 
 use crate::config::{InputUrl, StreamConfig};
 use crate::gst_util::{GstError, PipelineEvent, PipelineGuard};
@@ -129,6 +132,8 @@ pub struct IngestSupervisor {
     feed: mpsc::Sender<Feed>,
     counters: Arc<StreamCounters>,
     dvb: Arc<DvbCards>,
+    /// This stream's publish slot, when an input is `publish://`.
+    slot: Option<Arc<publish::Slot>>,
 }
 
 impl IngestSupervisor {
@@ -137,12 +142,15 @@ impl IngestSupervisor {
         feed: mpsc::Sender<Feed>,
         counters: Arc<StreamCounters>,
         dvb: Arc<DvbCards>,
+        slots: &PublishSlots,
     ) -> Self {
+        let slot = slots.slot(&config.name);
         IngestSupervisor {
             config,
             feed,
             counters,
             dvb,
+            slot,
         }
     }
 
@@ -218,6 +226,12 @@ impl IngestSupervisor {
                 },
                 _ = watchdog.tick() => {
                     let now = mono_ms();
+                    let waiting_for_publisher = matches!(input.url, InputUrl::Publish)
+                        && !self.slot.as_ref().is_some_and(|s| s.is_busy());
+                    if waiting_for_publisher {
+                        // No publisher is not a failure: the clock starts when one arrives.
+                        cur.started_ms = now;
+                    }
                     let last = cur.gate.last_chunk_ms.load(Ordering::Relaxed).max(cur.started_ms);
                     let timeout = input.source_timeout.duration();
                     if now.saturating_sub(last) > timeout.as_millis() as u64 {
@@ -253,6 +267,9 @@ impl IngestSupervisor {
             let Some(ended) = current.take() else {
                 continue;
             };
+            if let Some(slot) = &self.slot {
+                slot.attach(None);
+            }
             let ran_ms = mono_ms().saturating_sub(ended.started_ms);
             ended.guard.shutdown().await;
             if matches!(outcome, Outcome::Cancelled) {
@@ -343,6 +360,9 @@ impl IngestSupervisor {
             gate.clone(),
             !built.metered,
         );
+        if let (Some(slot), Some(src)) = (&self.slot, built.appsrc) {
+            slot.attach(Some(src));
+        }
         let guard = PipelineGuard::new(built.pipeline);
         let events = Box::pin(guard.events());
         if let Err(e) = guard.play() {

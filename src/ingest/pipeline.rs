@@ -30,6 +30,8 @@ pub(super) struct Built {
     /// True when input bytes are metered before the demuxer; false for generated sources,
     /// whose input is what the muxer produces (metered at the appsink).
     pub metered: bool,
+    /// Where a publisher's FLV goes, for `publish://` inputs.
+    pub appsrc: Option<gstreamer_app::AppSrc>,
 }
 
 /// Builds the pipeline for `url`; `keyframe_ms` is the stream's segment duration; `meter`
@@ -71,6 +73,7 @@ pub(super) fn build(
                 pipeline,
                 appsink,
                 metered: false,
+                appsrc: None,
             });
         }
         InputUrl::Udp {
@@ -135,6 +138,26 @@ pub(super) fn build(
             src.set_property_from_str("protocols", if *tcp { "tcp" } else { "udp" });
             ctx.add_dynamic(&src)?;
         }
+        InputUrl::Publish => {
+            let caps = gst::Caps::builder("video/x-flv").build();
+            let src = gstreamer_app::AppSrc::builder()
+                .name("publish")
+                .caps(&caps)
+                .is_live(true)
+                .format(gst::Format::Bytes)
+                .max_bytes(8 << 20)
+                .block(false)
+                // A stalled pipeline drops the newest data rather than grow without bound.
+                .leaky_type(gstreamer_app::AppLeakyType::Upstream)
+                .build();
+            ctx.add_static(src.upcast_ref())?;
+            return Ok(Built {
+                pipeline,
+                appsink,
+                metered: true,
+                appsrc: Some(src),
+            });
+        }
         InputUrl::Hls { url } => {
             // urisourcebin handles adaptive streams itself (it needs the streams-aware
             // context hlsdemux2 asks for); its output pads are demuxed like any other.
@@ -147,6 +170,7 @@ pub(super) fn build(
         pipeline,
         appsink,
         metered: true,
+        appsrc: None,
     })
 }
 

@@ -43,6 +43,9 @@ pub const DVR_DROPPED: &str = "flussonic_dvr_segments_dropped_total";
 pub const DVR_FAILED: &str = "flussonic_dvr_segments_failed_total";
 pub const DVR_DELETED_BYTES: &str = "flussonic_dvr_deleted_bytes_total";
 
+// Publishing.
+pub const PUBLISH_REFUSED: &str = "flussonic_publish_refused_total";
+
 // HTTP and auth (seeds 002/003).
 pub const HTTP_REQUESTS: &str = "flussonic_http_requests_total";
 pub const HTTP_DURATION: &str = "flussonic_http_request_duration_seconds";

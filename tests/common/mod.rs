@@ -61,7 +61,7 @@ impl Server {
         }
         std::fs::write(
             dir.path().join("headwater.toml"),
-            "[server]\nview_auth = \"viewer:pw\"\nedit_auth = \"admin:pw\"\nstreams = \"streams\"\nshutdown_drain = 2000\n[dvr]\nroot = \"dvr\"\n[stats]\ninterval = 1000\nsession_timeout = 3\n",
+            "[server]\nview_auth = \"viewer:pw\"\nedit_auth = \"admin:pw\"\nstreams = \"streams\"\nshutdown_drain = 2000\nrtmp = \"127.0.0.1:0\"\n[dvr]\nroot = \"dvr\"\n[stats]\ninterval = 1000\nsession_timeout = 3\n",
         )
         .unwrap();
         Server::launch(dir, wrapper)
@@ -121,6 +121,17 @@ impl Server {
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
         std::fs::write(dir.path().join("headwater.before-crash.log"), previous).unwrap();
         Server::launch(dir, &[])
+    }
+
+    /// The RTMP publish listener's address (bound to port 0, read from the log).
+    pub fn rtmp_addr(&self) -> String {
+        self.log_text()
+            .lines()
+            .find(|l| l.contains("RTMP publish listener"))
+            .and_then(|l| l.split("rtmp=").nth(1))
+            .and_then(|a| a.split_whitespace().next())
+            .expect("an RTMP listener (a publish:// stream is configured)")
+            .to_owned()
     }
 
     pub fn pid(&self) -> u32 {

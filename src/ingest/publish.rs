@@ -1,0 +1,172 @@
+//! Publish slots: where a pushed stream (`inputs = [{ url = "publish://" }]`) meets its
+//! publisher. The stream's ingest pipeline owns an `appsrc` and parks it in the slot; a
+//! publisher (an RTMP connection) claims the slot — one at a time — and pushes FLV into it.
+//! `appsrc` pushes never block (leaky queue), so a network task never waits on GStreamer.
+
+use gstreamer as gst;
+use gstreamer_app as gst_app;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// Why a publisher was turned away: the `reason` label of the refusal counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    UnknownStream,
+    BadKey,
+    Busy,
+}
+
+impl Refusal {
+    pub fn label(self) -> &'static str {
+        match self {
+            Refusal::UnknownStream => "unknown_stream",
+            Refusal::BadKey => "bad_key",
+            Refusal::Busy => "busy",
+        }
+    }
+}
+
+/// One publishable stream.
+#[derive(Debug, Default)]
+pub struct Slot {
+    /// The stream's `publish_key`, when it has one.
+    key: Option<String>,
+    /// A publisher holds the slot.
+    busy: AtomicBool,
+    /// The appsrc of the current ingest pipeline; `None` between pipelines.
+    appsrc: Mutex<Option<gst_app::AppSrc>>,
+}
+
+/// All publishable streams by name; fixed after start-up.
+#[derive(Debug, Default, Clone)]
+pub struct PublishSlots {
+    slots: Arc<HashMap<String, Arc<Slot>>>,
+}
+
+impl PublishSlots {
+    pub fn new(streams: impl IntoIterator<Item = (String, Option<String>)>) -> Self {
+        PublishSlots {
+            slots: Arc::new(
+                streams
+                    .into_iter()
+                    .map(|(name, key)| {
+                        let slot = Slot {
+                            key,
+                            ..Slot::default()
+                        };
+                        (name, Arc::new(slot))
+                    })
+                    .collect(),
+            ),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    pub(super) fn slot(&self, name: &str) -> Option<Arc<Slot>> {
+        self.slots.get(name).cloned()
+    }
+
+    /// Claims `name` for a publisher presenting `key` (constant-time compare).
+    pub fn claim(&self, name: &str, key: Option<&str>) -> Result<Claim, Refusal> {
+        let slot = self.slots.get(name).ok_or(Refusal::UnknownStream)?;
+        if let Some(expected) = &slot.key {
+            let given = key.unwrap_or("");
+            let same = expected.len() == given.len()
+                && expected
+                    .bytes()
+                    .zip(given.bytes())
+                    .fold(0u8, |d, (a, b)| d | (a ^ b))
+                    == 0;
+            if !same {
+                return Err(Refusal::BadKey);
+            }
+        }
+        if slot.busy.swap(true, Ordering::AcqRel) {
+            return Err(Refusal::Busy);
+        }
+        Ok(Claim { slot: slot.clone() })
+    }
+}
+
+impl Slot {
+    /// The ingest pipeline offers its appsrc (or withdraws it with `None`).
+    pub(super) fn attach(&self, appsrc: Option<gst_app::AppSrc>) {
+        *self.appsrc.lock().unwrap_or_else(PoisonError::into_inner) = appsrc;
+    }
+
+    /// True while a publisher holds the slot.
+    pub(super) fn is_busy(&self) -> bool {
+        self.busy.load(Ordering::Acquire)
+    }
+}
+
+/// A publisher's hold on a slot; released on drop (the stream's pipeline then ends and waits
+/// for the next publisher).
+#[derive(Debug)]
+pub struct Claim {
+    slot: Arc<Slot>,
+}
+
+impl Claim {
+    /// Pushes bytes of the FLV stream; false when no pipeline is waiting for them.
+    pub fn push(&self, data: Vec<u8>) -> bool {
+        let guard = self
+            .slot
+            .appsrc
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match guard.as_ref() {
+            Some(src) => src.push_buffer(gst::Buffer::from_mut_slice(data)).is_ok(),
+            None => false,
+        }
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if let Some(src) = self
+            .slot
+            .appsrc
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+        {
+            let _ = src.end_of_stream();
+        }
+        self.slot.busy.store(false, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claims_refuse_unknown_bad_key_and_second_publisher() {
+        let slots = PublishSlots::new([
+            ("open".to_owned(), None),
+            ("locked".to_owned(), Some("s3cret".to_owned())),
+        ]);
+        assert_eq!(
+            slots.claim("nope", None).unwrap_err(),
+            Refusal::UnknownStream
+        );
+        assert_eq!(
+            slots.claim("locked", Some("wrong")).unwrap_err(),
+            Refusal::BadKey
+        );
+        assert_eq!(slots.claim("locked", None).unwrap_err(), Refusal::BadKey);
+        let held = slots.claim("locked", Some("s3cret")).unwrap();
+        assert_eq!(
+            slots.claim("locked", Some("s3cret")).unwrap_err(),
+            Refusal::Busy
+        );
+        drop(held);
+        assert!(slots.claim("locked", Some("s3cret")).is_ok());
+        assert!(slots.claim("open", None).is_ok());
+    }
+}
