@@ -138,6 +138,7 @@ impl App {
             exposition,
             health,
             mp4: Arc::new(crate::gst_util::GstMp4Export),
+            publishing: Arc::new(publish.clone()),
         };
         let drain = Duration::from_millis(config.server.shutdown_drain_ms);
         tasks.spawn(serve(listener, state, drain));

@@ -492,3 +492,92 @@ fn rtmp_publish_with_keys_and_refusals() {
     decodes(&server, "open");
     decodes(&server, "demo");
 }
+
+#[test]
+fn http_mpegts_publish_with_key_or_admin_credentials() {
+    let server = Server::start(&[
+        (
+            "pushts",
+            "inputs = [{ url = \"publish://\" }]\npublish_key = \"tskey77\"\n",
+        ),
+        (
+            "admin",
+            "inputs = [{ url = \"publish://\" }]\npublish_key = \"other\"\n",
+        ),
+    ]);
+    let _keyed = ffmpeg_sender_with(
+        &["-method", "POST"],
+        "mpegts",
+        &server.url("/pushts/mpegts?key=tskey77"),
+    );
+    let admin_url = server
+        .url("/admin/mpegts")
+        .replace("http://", "http://admin:pw@");
+    let _admin = ffmpeg_sender_with(&["-method", "PUT"], "mpegts", &admin_url);
+    server.wait_segments("pushts", 2, Duration::from_secs(40));
+    server.wait_segments("admin", 2, Duration::from_secs(40));
+    decodes(&server, "pushts");
+    decodes(&server, "admin");
+    // Wrong key: 401; unknown stream: 404; a second publisher: 409.
+    let status = |path: &str| {
+        let out = run_with_timeout(
+            10,
+            "curl",
+            &[
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "-X",
+                "POST",
+                "--data-binary",
+                "x",
+                &server.url(path),
+            ],
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(status("/pushts/mpegts?key=nope"), "401");
+    assert_eq!(status("/nosuch/mpegts"), "404");
+    assert_eq!(status("/pushts/mpegts?key=tskey77"), "409");
+    assert_eq!(status("/pushts/index.m3u8"), "405");
+    assert!(!server.log_text().contains("tskey77"));
+}
+
+/// Like [`ffmpeg_sender`], with extra output options.
+fn ffmpeg_sender_with(extra: &[&str], format: &str, out: &str) -> Proc {
+    let mut args: Vec<&str> = vec![
+        "-nostdin",
+        "-v",
+        "error",
+        "-re",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x240:rate=25",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=48000",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-tune",
+        "zerolatency",
+        "-g",
+        "25",
+        "-pix_fmt",
+        "yuv420p",
+        "-b:v",
+        "300k",
+        "-c:a",
+        "aac",
+        "-b:a",
+        "64k",
+    ];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["-f", format, out]);
+    spawn("ffmpeg", &args)
+}

@@ -19,6 +19,9 @@ pub enum HttpError {
     RangeNotSatisfiable { len: u64 },
     #[error("authentication required")]
     Unauthorized,
+    /// The resource is taken (a stream that already has a publisher).
+    #[error("conflict")]
+    Conflict,
     /// Something failed inside the server; the cause is logged where it happened.
     #[error("internal error")]
     Internal,
@@ -34,6 +37,7 @@ impl HttpError {
             HttpError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
             HttpError::Unauthorized => StatusCode::UNAUTHORIZED,
             HttpError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            HttpError::Conflict => StatusCode::CONFLICT,
         }
     }
 

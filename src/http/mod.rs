@@ -9,6 +9,7 @@ mod body;
 mod dvr;
 mod error;
 mod hls;
+mod publish;
 mod range;
 mod router;
 mod server;
@@ -35,4 +36,6 @@ pub struct AppState {
     pub health: Arc<StatsHealth>,
     /// MP4 export of archive ranges.
     pub mp4: Arc<dyn crate::dvr::Mp4Export>,
+    /// Where `POST /NAME/mpegts` publishers go.
+    pub publishing: Arc<dyn crate::stream::Publishing>,
 }

@@ -26,9 +26,16 @@ pub async fn serve(listener: TcpListener, state: AppState, drain: Duration) {
                 Ok((tcp, peer)) => {
                     let _ = tcp.set_nodelay(true);
                     let st = state.clone();
-                    let svc = service_fn(move |req| {
+                    let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
                         let st = st.clone();
-                        async move { Ok::<_, Infallible>(handle(&st, &req, peer).await) }
+                        async move {
+                            let publish = matches!(*req.method(), http::Method::POST | http::Method::PUT);
+                            Ok::<_, Infallible>(if publish {
+                                super::publish::handle(&st, req).await
+                            } else {
+                                handle(&st, &req, peer).await
+                            })
+                        }
                     });
                     let conn = builder.serve_connection(TokioIo::new(tcp), svc).into_owned();
                     let conn = graceful.watch(conn);

@@ -139,10 +139,9 @@ pub(super) fn build(
             ctx.add_dynamic(&src)?;
         }
         InputUrl::Publish => {
-            let caps = gst::Caps::builder("video/x-flv").build();
+            // No caps: parsebin finds out whether a publisher sends FLV (RTMP) or MPEG-TS (HTTP).
             let src = gstreamer_app::AppSrc::builder()
                 .name("publish")
-                .caps(&caps)
                 .is_live(true)
                 .format(gst::Format::Bytes)
                 .max_bytes(8 << 20)

@@ -3,29 +3,12 @@
 //! publisher (an RTMP connection) claims the slot — one at a time — and pushes FLV into it.
 //! `appsrc` pushes never block (leaky queue), so a network task never waits on GStreamer.
 
+use crate::stream::{PublishFeed, Publishing, Refusal};
 use gstreamer as gst;
 use gstreamer_app as gst_app;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-
-/// Why a publisher was turned away: the `reason` label of the refusal counter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
-    UnknownStream,
-    BadKey,
-    Busy,
-}
-
-impl Refusal {
-    pub fn label(self) -> &'static str {
-        match self {
-            Refusal::UnknownStream => "unknown_stream",
-            Refusal::BadKey => "bad_key",
-            Refusal::Busy => "busy",
-        }
-    }
-}
 
 /// One publishable stream.
 #[derive(Debug, Default)]
@@ -72,8 +55,12 @@ impl PublishSlots {
 
     /// Claims `name` for a publisher presenting `key` (constant-time compare).
     pub fn claim(&self, name: &str, key: Option<&str>) -> Result<Claim, Refusal> {
+        self.claim_as(name, key, false)
+    }
+
+    fn claim_as(&self, name: &str, key: Option<&str>, authorized: bool) -> Result<Claim, Refusal> {
         let slot = self.slots.get(name).ok_or(Refusal::UnknownStream)?;
-        if let Some(expected) = &slot.key {
+        if let (Some(expected), false) = (&slot.key, authorized) {
             let given = key.unwrap_or("");
             let same = expected.len() == given.len()
                 && expected
@@ -89,6 +76,23 @@ impl PublishSlots {
             return Err(Refusal::Busy);
         }
         Ok(Claim { slot: slot.clone() })
+    }
+}
+
+impl Publishing for PublishSlots {
+    fn claim(
+        &self,
+        name: &str,
+        key: Option<&str>,
+        authorized: bool,
+    ) -> Result<Box<dyn PublishFeed>, Refusal> {
+        Ok(Box::new(self.claim_as(name, key, authorized)?))
+    }
+}
+
+impl PublishFeed for Claim {
+    fn push(&self, data: Vec<u8>) -> bool {
+        Claim::push(self, data)
     }
 }
 

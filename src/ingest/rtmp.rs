@@ -3,7 +3,8 @@
 //! `rml_rtmp` (sans-IO): handshake, session, then each audio/video message becomes an FLV tag
 //! pushed into the stream's publish slot. `NAME?key=SECRET` carries the stream's publish key.
 
-use super::publish::{Claim, PublishSlots, Refusal};
+use super::publish::{Claim, PublishSlots};
+use crate::stream::Refusal;
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
 use rml_rtmp::sessions::{
     ServerSession, ServerSessionConfig, ServerSessionEvent, ServerSessionResult,

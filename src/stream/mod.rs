@@ -38,6 +38,43 @@ pub enum Feed {
     Break,
 }
 
+/// Why a publisher was turned away: the `reason` label of `flussonic_publish_refused_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    UnknownStream,
+    BadKey,
+    Busy,
+}
+
+impl Refusal {
+    pub fn label(self) -> &'static str {
+        match self {
+            Refusal::UnknownStream => "unknown_stream",
+            Refusal::BadKey => "bad_key",
+            Refusal::Busy => "busy",
+        }
+    }
+}
+
+/// Accepts pushed streams (`publish://` inputs) from any protocol front end (RTMP, HTTP),
+/// without those front ends knowing how ingest consumes the bytes.
+pub trait Publishing: Send + Sync + std::fmt::Debug {
+    /// Claims stream `name` for one publisher. `authorized` (administrator credentials)
+    /// skips the publish key check.
+    fn claim(
+        &self,
+        name: &str,
+        key: Option<&str>,
+        authorized: bool,
+    ) -> Result<Box<dyn PublishFeed>, Refusal>;
+}
+
+/// A publisher's hold on a stream; dropping it ends the publication.
+pub trait PublishFeed: Send + std::fmt::Debug {
+    /// Hands over container bytes (FLV or MPEG-TS); false when nothing consumes them now.
+    fn push(&self, data: Vec<u8>) -> bool;
+}
+
 /// The reader side of one stream; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct StreamHandle {
