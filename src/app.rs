@@ -11,6 +11,7 @@ use crate::dvr::retention::Limits;
 use crate::dvr::{Archive, RecorderSettings, recorder};
 use crate::http::ApiAuth;
 use crate::http::{AppState, serve};
+use crate::ingest::dvb::{Tuners, run_tuner};
 use crate::ingest::{IngestSupervisor, PublishSlots};
 use crate::stats::{Exposition, StatsConfig, StatsHealth, StatsSources, StatsThread};
 use crate::stream::{DvbCards, Registry, StreamActor, StreamCounters};
@@ -44,6 +45,20 @@ impl App {
         let mut handles = Vec::new();
         let dvb = Arc::new(DvbCards::default());
         let mut recorders = Vec::new();
+        // One tuner per card that some stream uses.
+        let used_cards: Vec<String> = config
+            .dvb
+            .keys()
+            .filter(|card| {
+                config.streams.iter().any(|s| {
+                    s.inputs
+                        .iter()
+                        .any(|i| matches!(&i.url, InputUrl::Dvb { card: c, .. } if c == *card))
+                })
+            })
+            .cloned()
+            .collect();
+        let tuners = Tuners::new(used_cards.iter().cloned());
         let publish = PublishSlots::new(
             config
                 .streams
@@ -91,9 +106,20 @@ impl App {
             handles.push(handle);
             let span = info_span!("stream", stream = %stream.name);
             tasks.spawn(actor.run(shutdown.clone()).instrument(span));
-            let supervisor =
-                IngestSupervisor::new(stream.clone(), feed, counters, dvb.clone(), &publish);
+            let supervisor = IngestSupervisor::new(
+                stream.clone(),
+                feed,
+                counters,
+                dvb.clone(),
+                &publish,
+                tuners.clone(),
+            );
             tasks.spawn(supervisor.run(shutdown.clone()));
+        }
+        for name in used_cards {
+            let card = config.dvb[&name].clone();
+            let fanout = tuners.fanout(&name).expect("registered above");
+            tasks.spawn(run_tuner(name, card, fanout, dvb.clone(), shutdown.clone()));
         }
         let listener = TcpListener::bind(config.server.listen)
             .await

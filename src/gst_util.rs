@@ -80,6 +80,32 @@ impl PipelineGuard {
             .map_err(|e| GstError::new(&self.pipeline().name(), e.to_string()))
     }
 
+    /// Starts the pipeline; when that fails, waits briefly for the bus error that says why
+    /// (e.g. `Device "/dev/dvb/adapter0/frontend0" does not exist`, "could not bind port").
+    pub async fn play_or_reason(
+        &self,
+        events: &mut (impl Stream<Item = PipelineEvent> + Unpin),
+    ) -> Result<(), GstError> {
+        let Err(e) = self.play() else {
+            return Ok(());
+        };
+        let reason = async {
+            while let Some(ev) = events.next().await {
+                if let PipelineEvent::Error(e) = ev {
+                    return Some(e);
+                }
+            }
+            None
+        };
+        Err(
+            tokio::time::timeout(std::time::Duration::from_millis(500), reason)
+                .await
+                .ok()
+                .flatten()
+                .unwrap_or(e),
+        )
+    }
+
     /// Events from the pipeline's bus, driven on the async runtime.
     pub fn events(&self) -> impl Stream<Item = PipelineEvent> + Unpin + use<> {
         let bus = self.pipeline().bus().expect("a pipeline always has a bus");

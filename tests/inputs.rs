@@ -581,3 +581,84 @@ fn ffmpeg_sender_with(extra: &[&str], format: &str, out: &str) -> Proc {
     args.extend_from_slice(&["-f", format, out]);
     spawn("ffmpeg", &args)
 }
+
+#[test]
+fn one_dvb_multiplex_shared_by_two_program_streams() {
+    // The card's multiplex arrives over UDP here (no DVB hardware on this machine); the tuner,
+    // the fan-out to both streams and each stream's program selection are the real code.
+    let port = free_port(true);
+    let _mux = spawn(
+        "ffmpeg",
+        &[
+            "-nostdin",
+            "-v",
+            "error",
+            "-re",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x240:rate=25",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=160x120:rate=25",
+            "-map",
+            "0:v",
+            "-map",
+            "1:v",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-tune",
+            "zerolatency",
+            "-g",
+            "25",
+            "-pix_fmt",
+            "yuv420p",
+            "-program",
+            "title=one:program_num=1:st=0",
+            "-program",
+            "title=two:program_num=2:st=1",
+            "-f",
+            "mpegts",
+            &format!("udp://127.0.0.1:{port}?pkt_size=1316"),
+        ],
+    );
+    let server = Server::start_with_config(
+        &[
+            ("first", "inputs = [{ url = \"dvb://sat?program=1\" }]\n"),
+            ("second", "inputs = [{ url = \"dvb://sat?program=2\" }]\n"),
+            (
+                "terrestrial",
+                "inputs = [{ url = \"dvb://card0?program=1\" }]\n",
+            ),
+            ("demo", "inputs = [{ url = \"fake://fake\" }]\n"),
+        ],
+        &format!(
+            "[dvb.sat]\nhw = \"udp\"\ndevice = \"127.0.0.1:{port}\"\n[dvb.card0]\nhw = \"dvb\"\nadapter = 0\nsystem = \"dvbt\"\nfrequency = 474000000\nbandwidth = 8000000\n"
+        ),
+    );
+    server.wait_segments("first", 2, Duration::from_secs(40));
+    server.wait_segments("second", 2, Duration::from_secs(40));
+    assert!(master(&server, "first").contains("RESOLUTION=320x240"));
+    assert!(master(&server, "second").contains("RESOLUTION=160x120"));
+    decodes(&server, "second");
+    // One tuner feeds both programs of `sat`; `card0` has no hardware here: its failure is
+    // logged once (not per retry), its stream waits, and everything else plays.
+    std::thread::sleep(Duration::from_secs(4));
+    let log = server.log_text();
+    assert_eq!(
+        log.matches("DVB tuner running").count(),
+        1,
+        "one tuner feeds both streams:\n{log}"
+    );
+    assert_eq!(
+        log.matches("DVB tuner failed; retrying").count(),
+        1,
+        "{log}"
+    );
+    assert!(log.contains("adapter0"), "the missing device is named");
+    assert_eq!(get(&server.url("/terrestrial/index.m3u8")).status, 503);
+    decodes(&server, "demo");
+}

@@ -32,8 +32,10 @@ pub enum InputUrl {
     Hls { url: String },
     /// `tshttp://HOST/PATH` or `http(s)://…`: endless HTTP MPEG-TS (e.g. another `/NAME/mpegts`).
     TsHttp { url: String },
-    /// `publish://`: encoders push to us (RTMP `rtmp://HOST/APP/NAME`).
+    /// `publish://`: encoders push to us (RTMP `rtmp://HOST/APP/NAME`, HTTP `POST /NAME/mpegts`).
     Publish,
+    /// `dvb://CARD[?program=N]`: one program of the multiplex a configured DVB card tunes.
+    Dvb { card: String, program: Option<u16> },
 }
 
 impl TryFrom<String> for InputUrl {
@@ -57,6 +59,27 @@ impl std::str::FromStr for InputUrl {
             "fake" => Err(bad("the only fake source is fake://fake")),
             "udp" => parse_udp(rest).map_err(|why| bad(&why)),
             "publish" if rest.is_empty() => Ok(InputUrl::Publish),
+            "dvb" => {
+                let (card, query) = split_query(rest);
+                if card.is_empty()
+                    || !card
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "_-".contains(c))
+                {
+                    return Err(bad("expected dvb://CARD?program=N"));
+                }
+                let program = match query_param(query, "program") {
+                    None => None,
+                    Some(p) => match p.parse::<u16>() {
+                        Ok(n) if n > 0 => Some(n),
+                        _ => return Err(bad(&format!("program `{p}` is not a program number"))),
+                    },
+                };
+                Ok(InputUrl::Dvb {
+                    card: card.to_owned(),
+                    program,
+                })
+            }
             "publish" => Err(bad("publish:// takes nothing after the scheme")),
             "file" if rest.is_empty() => Err(bad("file:// needs a path")),
             "file" if rest.contains('\0') => Err(bad("path contains NUL")),
@@ -122,7 +145,7 @@ impl std::str::FromStr for InputUrl {
                 }
             }
             other => Err(bad(&format!(
-                "unsupported scheme `{other}` (supported: fake, publish, udp, file, srt, rtmp, rtsp, hls, tshttp, http, https)"
+                "unsupported scheme `{other}` (supported: fake, publish, dvb, udp, file, srt, rtmp, rtsp, hls, tshttp, http, https)"
             ))),
         }
     }
@@ -259,6 +282,10 @@ impl fmt::Display for InputUrl {
             }
             InputUrl::File { path } => write!(f, "file://{}", path.display()),
             InputUrl::Publish => f.write_str("publish://"),
+            InputUrl::Dvb { card, program } => match program {
+                Some(p) => write!(f, "dvb://{card}?program={p}"),
+                None => write!(f, "dvb://{card}"),
+            },
             // Display is what logs show: never a password.
             InputUrl::Srt { url, .. }
             | InputUrl::Rtmp { url }

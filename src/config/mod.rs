@@ -3,10 +3,12 @@
 //! any mistake refuses to start with the file, line and key named.
 
 mod auth;
+mod dvb;
 mod input;
 mod stream;
 
 pub use auth::Credentials;
+pub use dvb::{DvbCard, DvbHw, DvbSystem, Modulation, Polarization};
 pub use input::{InputUrl, mask_credentials};
 pub use stream::{
     ByteSize, Input, SegmentCount, SegmentDuration, Span, StreamConfig, StreamDvr,
@@ -44,6 +46,8 @@ pub struct Config {
     pub server: ServerConfig,
     pub dvr: DvrConfig,
     pub streams: Vec<StreamConfig>,
+    /// DVB cards by name (`dvb://NAME?program=N` inputs refer to them).
+    pub dvb: std::collections::BTreeMap<String, DvbCard>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -57,6 +61,9 @@ struct ServerFile {
     dvr: DvrSection,
     #[serde(default)]
     stats: StatsSection,
+    /// DVB cards by name.
+    #[serde(default)]
+    dvb: std::collections::BTreeMap<String, DvbCard>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -294,7 +301,31 @@ impl Config {
                 d.root = Some(clean_path(&base.join(r)));
             }
         }
+        for (name, card) in &file.dvb {
+            if card.hw == DvbHw::Udp && card.device.is_none() {
+                return Err(ConfigError::File {
+                    file: path.to_owned(),
+                    message: format!("[dvb.{name}] hw = \"udp\" needs device = \"ADDR:PORT\""),
+                });
+            }
+        }
+        for s in &streams {
+            for input in &s.inputs {
+                if let InputUrl::Dvb { card, .. } = &input.url
+                    && !file.dvb.contains_key(card)
+                {
+                    return Err(ConfigError::File {
+                        file: streams_dir.join(format!("{}.toml", s.name)),
+                        message: format!(
+                            "input dvb://{card}: no [dvb.{card}] card in {}",
+                            path.display()
+                        ),
+                    });
+                }
+            }
+        }
         Ok(Config {
+            dvb: file.dvb,
             server,
             dvr: DvrConfig {
                 root: dvr_root,

@@ -8,6 +8,7 @@
 //! is started again at once (loop), which is not counted as a failure.
 
 mod backoff;
+pub mod dvb;
 mod media;
 mod pipeline;
 pub mod publish;
@@ -112,6 +113,18 @@ struct Instance {
     tracker: Arc<media::MediaTracker>,
     /// [`mono_ms`] when it started playing.
     started_ms: u64,
+    /// Its attachment to a DVB card's multiplex, removed when the instance stops.
+    tap: Option<(u64, Arc<dvb::Fanout>)>,
+}
+
+impl Instance {
+    /// Detaches from shared sources and takes the pipeline to `Null`.
+    async fn stop(self) {
+        if let Some((id, fanout)) = &self.tap {
+            fanout.detach(*id);
+        }
+        self.guard.shutdown().await;
+    }
 }
 
 impl std::fmt::Debug for Instance {
@@ -134,6 +147,8 @@ pub struct IngestSupervisor {
     dvb: Arc<DvbCards>,
     /// This stream's publish slot, when an input is `publish://`.
     slot: Option<Arc<publish::Slot>>,
+    /// The DVB cards' fan-outs, for `dvb://` inputs.
+    tuners: dvb::Tuners,
 }
 
 impl IngestSupervisor {
@@ -143,6 +158,7 @@ impl IngestSupervisor {
         counters: Arc<StreamCounters>,
         dvb: Arc<DvbCards>,
         slots: &PublishSlots,
+        tuners: dvb::Tuners,
     ) -> Self {
         let slot = slots.slot(&config.name);
         IngestSupervisor {
@@ -151,6 +167,7 @@ impl IngestSupervisor {
             counters,
             dvb,
             slot,
+            tuners,
         }
     }
 
@@ -177,7 +194,7 @@ impl IngestSupervisor {
         loop {
             let cur = match current.as_mut() {
                 Some(c) => c,
-                None => match self.start(index, true) {
+                None => match self.start(index, true).await {
                     Ok(instance) => {
                         self.counters.running_since_ms.store(0, Ordering::Relaxed);
                         current.insert(instance)
@@ -219,7 +236,7 @@ impl IngestSupervisor {
                     if matches!(event, Some(PipelineEvent::Error(_) | PipelineEvent::Eos) | None)
                         && let Some(p) = probe.take()
                     {
-                        p.guard.shutdown().await;
+                        p.stop().await;
                         next_probe_ms = mono_ms() + PROBE_EVERY_MS;
                     }
                     continue;
@@ -244,7 +261,7 @@ impl IngestSupervisor {
                             let window = self.config.inputs[0].source_timeout.duration().as_millis() as u64;
                             if now.saturating_sub(p.started_ms) > window.max(3000) {
                                 if let Some(p) = probe.take() {
-                                    p.guard.shutdown().await;
+                                    p.stop().await;
                                 }
                                 next_probe_ms = now + PROBE_EVERY_MS;
                             }
@@ -252,7 +269,7 @@ impl IngestSupervisor {
                         }
                     } else {
                         if cur.index > 0 && now >= next_probe_ms {
-                            match self.start(0, false) {
+                            match self.start(0, false).await {
                                 Ok(p) => probe = Some(p),
                                 Err(reason) => {
                                     debug!(%reason, "top-priority input still unavailable");
@@ -271,10 +288,11 @@ impl IngestSupervisor {
                 slot.attach(None);
             }
             let ran_ms = mono_ms().saturating_sub(ended.started_ms);
-            ended.guard.shutdown().await;
+            let ended_index = ended.index;
+            ended.stop().await;
             if matches!(outcome, Outcome::Cancelled) {
                 if let Some(p) = probe.take() {
-                    p.guard.shutdown().await;
+                    p.stop().await;
                 }
                 return;
             }
@@ -287,7 +305,7 @@ impl IngestSupervisor {
                 Outcome::Looped => {}
                 Outcome::Promote => {
                     let p = probe.take().expect("promotion needs a probe");
-                    info!(from = %self.config.inputs[ended.index].url, to = %self.config.inputs[p.index].url, "returning to the higher-priority input");
+                    info!(from = %self.config.inputs[ended_index].url, to = %self.config.inputs[p.index].url, "returning to the higher-priority input");
                     p.gate.forward.store(true, Ordering::Relaxed);
                     p.tracker.announce();
                     self.counters.running_since_ms.store(0, Ordering::Relaxed);
@@ -297,7 +315,7 @@ impl IngestSupervisor {
                 }
                 Outcome::Failed(reason) => {
                     if let Some(p) = probe.take() {
-                        p.guard.shutdown().await;
+                        p.stop().await;
                     }
                     let wait = self.failed(&mut index, &mut backoff, ran_ms, &reason);
                     tokio::select! {
@@ -334,7 +352,7 @@ impl IngestSupervisor {
     }
 
     /// Builds and starts a pipeline for input `index`; `forward` false makes it a probe.
-    fn start(&self, index: usize, forward: bool) -> Result<Instance, String> {
+    async fn start(&self, index: usize, forward: bool) -> Result<Instance, String> {
         let url = &self.config.inputs[index].url;
         let gate = Arc::new(Gate {
             forward: AtomicBool::new(forward),
@@ -360,12 +378,29 @@ impl IngestSupervisor {
             gate.clone(),
             !built.metered,
         );
-        if let (Some(slot), Some(src)) = (&self.slot, built.appsrc) {
-            slot.attach(Some(src));
+        let mut tap = None;
+        match (url, built.appsrc) {
+            (InputUrl::Publish, Some(src)) => {
+                if let Some(slot) = &self.slot {
+                    slot.attach(Some(src));
+                }
+            }
+            (InputUrl::Dvb { card, .. }, Some(src)) => {
+                let fanout = self
+                    .tuners
+                    .fanout(card)
+                    .ok_or_else(|| format!("no DVB card {card}"))?;
+                tap = Some((fanout.attach(src), fanout));
+            }
+            _ => {}
         }
         let guard = PipelineGuard::new(built.pipeline);
-        let events = Box::pin(guard.events());
-        if let Err(e) = guard.play() {
+        let mut events = Box::pin(guard.events());
+        if let Err(e) = guard.play_or_reason(&mut events).await {
+            if let Some((id, fanout)) = &tap {
+                fanout.detach(*id);
+            }
+            guard.shutdown().await;
             return Err(e.to_string());
         }
         info!(input = %url, probe = !forward, "pipeline playing");
@@ -376,6 +411,7 @@ impl IngestSupervisor {
             gate,
             tracker,
             started_ms: mono_ms(),
+            tap,
         })
     }
 }

@@ -157,6 +157,33 @@ pub(super) fn build(
                 appsrc: Some(src),
             });
         }
+        InputUrl::Dvb { program, .. } => {
+            // The card's tuner pushes the whole multiplex here; this stream's demuxer picks
+            // its program.
+            let caps = gst::Caps::builder("video/mpegts")
+                .field("systemstream", true)
+                .field("packetsize", 188i32)
+                .build();
+            let src = gstreamer_app::AppSrc::builder()
+                .name("multiplex")
+                .caps(&caps)
+                .is_live(true)
+                .format(gst::Format::Bytes)
+                .max_bytes(8 << 20)
+                .block(false)
+                .leaky_type(gstreamer_app::AppLeakyType::Upstream)
+                .build();
+            if let Some(program) = *program {
+                select_program(&pipeline, program);
+            }
+            ctx.add_static(src.upcast_ref())?;
+            return Ok(Built {
+                pipeline,
+                appsink,
+                metered: true,
+                appsrc: Some(src),
+            });
+        }
         InputUrl::Hls { url } => {
             // urisourcebin handles adaptive streams itself (it needs the streams-aware
             // context hlsdemux2 asks for); its output pads are demuxed like any other.

@@ -23,6 +23,7 @@ pub const GPU_DEC: &str = "flussonic_gpu_dec";
 pub const GPU_ENC: &str = "flussonic_gpu_enc";
 pub const GPU_TEMP: &str = "flussonic_gpu_temp";
 pub const GPU_AVAILABLE: &str = "flussonic_gpu_available";
+pub const DVB_LOCK_LOST: &str = "flussonic_dvb_lock_lost_total";
 
 // Per stream (seed 001), label `name`.
 pub const STREAM_CLIENT_DELAY: &str = "flussonic_stream_client_delay";
@@ -126,6 +127,10 @@ pub fn describe() {
         DVB_STRENGTH,
         Unit::Percent,
         "DVB card signal strength, percent of the 16-bit maximum"
+    );
+    describe_counter!(
+        DVB_LOCK_LOST,
+        "Times a DVB card lost its lock on the multiplex"
     );
     describe_gauge!(GPU_DEC, Unit::Percent, "GPU video decoder utilisation");
     describe_gauge!(GPU_ENC, Unit::Percent, "GPU video encoder utilisation");

@@ -52,8 +52,17 @@ impl Server {
         Server::start_with(streams, &[])
     }
 
+    /// Like [`Server::start`], with more server configuration appended (e.g. `[dvb.*]` tables).
+    pub fn start_with_config(streams: &[(&str, &str)], extra: &str) -> Server {
+        Server::start_inner(streams, &[], extra)
+    }
+
     /// Like [`Server::start`], with the command run through `wrapper` (e.g. `unshare …`).
     pub fn start_with(streams: &[(&str, &str)], wrapper: &[&str]) -> Server {
+        Server::start_inner(streams, wrapper, "")
+    }
+
+    fn start_inner(streams: &[(&str, &str)], wrapper: &[&str], extra: &str) -> Server {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("streams")).unwrap();
         for (name, text) in streams {
@@ -61,7 +70,7 @@ impl Server {
         }
         std::fs::write(
             dir.path().join("headwater.toml"),
-            "[server]\nview_auth = \"viewer:pw\"\nedit_auth = \"admin:pw\"\nstreams = \"streams\"\nshutdown_drain = 2000\nrtmp = \"127.0.0.1:0\"\n[dvr]\nroot = \"dvr\"\n[stats]\ninterval = 1000\nsession_timeout = 3\n",
+            format!("[server]\nview_auth = \"viewer:pw\"\nedit_auth = \"admin:pw\"\nstreams = \"streams\"\nshutdown_drain = 2000\nrtmp = \"127.0.0.1:0\"\n[dvr]\nroot = \"dvr\"\n[stats]\ninterval = 1000\nsession_timeout = 3\n{extra}"),
         )
         .unwrap();
         Server::launch(dir, wrapper)
