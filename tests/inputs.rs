@@ -662,3 +662,114 @@ fn one_dvb_multiplex_shared_by_two_program_streams() {
     assert_eq!(get(&server.url("/terrestrial/index.m3u8")).status, 503);
     decodes(&server, "demo");
 }
+
+/// A TCP server on a free port answering every connection with `respond` (in a thread).
+fn tcp_server(respond: fn(std::net::TcpStream)) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            std::thread::spawn(move || respond(conn));
+        }
+    });
+    port
+}
+
+#[test]
+fn misbehaving_network_sources_hurt_nothing_else() {
+    use std::io::{Read, Write};
+    fn answer(mut c: std::net::TcpStream, status: &str) {
+        let mut buf = [0u8; 4096];
+        let _ = c.read(&mut buf);
+        let _ = write!(
+            c,
+            "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+    }
+    let not_found = tcp_server(|c| answer(c, "404 Not Found"));
+    let broken = tcp_server(|c| answer(c, "500 Internal Server Error"));
+    // An "RTSP camera" that accepts and then says nothing at all.
+    let stalled = tcp_server(|c| {
+        std::thread::sleep(Duration::from_secs(60));
+        drop(c);
+    });
+    let server = Server::start(&[
+        ("demo", "inputs = [{ url = \"fake://fake\" }]\n"),
+        ("pub", "inputs = [{ url = \"publish://\" }]\n"),
+        (
+            "h404",
+            &format!(
+                "inputs = [{{ url = \"hls://127.0.0.1:{not_found}/live/index.m3u8\", source_timeout = 3 }}]\n"
+            ),
+        ),
+        (
+            "h500",
+            &format!(
+                "inputs = [{{ url = \"http://127.0.0.1:{broken}/live/index.m3u8\", source_timeout = 3 }}]\n"
+            ),
+        ),
+        (
+            "cam",
+            &format!(
+                "inputs = [{{ url = \"rtsp://user:Sekrit99@127.0.0.1:{stalled}/cam\", source_timeout = 3 }}]\n"
+            ),
+        ),
+    ]);
+    let rtmp = server.rtmp_addr();
+    // Garbage into the RTMP port: a broken handshake, then a flood of random bytes.
+    for _ in 0..3 {
+        if let Ok(mut c) = std::net::TcpStream::connect(&rtmp) {
+            let junk: Vec<u8> = (0..20_000u32)
+                .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+                .collect();
+            let _ = c.write_all(&junk);
+            let mut buf = [0u8; 64];
+            c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            while matches!(c.read(&mut buf), Ok(n) if n > 0) {}
+        }
+    }
+    std::thread::sleep(Duration::from_secs(10));
+    let log = server.log_text();
+    for (stream, url) in [
+        (
+            "h404",
+            format!("http://127.0.0.1:{not_found}/live/index.m3u8"),
+        ),
+        ("h500", format!("http://127.0.0.1:{broken}/live/index.m3u8")),
+        ("cam", format!("rtsp://user:***@127.0.0.1:{stalled}/cam")),
+    ] {
+        assert_eq!(
+            get(&server.url(&format!("/{stream}/index.m3u8"))).status,
+            503,
+            "{stream}"
+        );
+        let warnings = log
+            .lines()
+            .filter(|l| l.contains(" WARN ") && l.contains("input failed") && l.contains(&url))
+            .count();
+        assert_eq!(
+            warnings, 1,
+            "{stream}: logged once per state change, with the URL:\n{log}"
+        );
+    }
+    assert!(!log.contains("Sekrit99"), "credentials masked");
+    assert!(
+        log.contains("RTMP connection closed"),
+        "the broken RTMP handshakes were dropped"
+    );
+    let text = server.scrape_after(std::time::SystemTime::now());
+    for stream in ["h404", "h500", "cam"] {
+        let retries = metric(
+            &text,
+            "flussonic_stream_retry_count",
+            &format!("name=\"{stream}\""),
+        )
+        .unwrap();
+        assert!(retries >= 1.0, "{stream}: failures counted");
+    }
+    // Everything else works: the demo plays and a real publisher still gets in.
+    decodes(&server, "demo");
+    let _obs = ffmpeg_sender("flv", &format!("rtmp://{rtmp}/live/pub"));
+    server.wait_segments("pub", 2, Duration::from_secs(40));
+    assert!(!server.log_text().contains("panicked"));
+}

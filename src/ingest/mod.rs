@@ -31,7 +31,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, debug, error, info, info_span, warn};
+use tracing::{Instrument, debug, info, info_span, warn};
 
 /// First wait after a failure; doubles up to [`BACKOFF_CAP`].
 const BACKOFF_INITIAL: Duration = Duration::from_millis(500);
@@ -190,6 +190,8 @@ impl IngestSupervisor {
         let mut current: Option<Instance> = None;
         let mut probe: Option<Instance> = None;
         let mut next_probe_ms = 0;
+        // The last failure logged (input index, reason); cleared once an input delivers data.
+        let mut last_failure: Option<(usize, String)> = None;
         let mut watchdog = tokio::time::interval(WATCHDOG_EVERY);
         loop {
             let cur = match current.as_mut() {
@@ -197,10 +199,14 @@ impl IngestSupervisor {
                 None => match self.start(index, true).await {
                     Ok(instance) => {
                         self.counters.running_since_ms.store(0, Ordering::Relaxed);
+                        self.counters
+                            .active_input
+                            .store(instance.index as u64 + 1, Ordering::Relaxed);
                         current.insert(instance)
                     }
                     Err(reason) => {
-                        let wait = self.failed(&mut index, &mut backoff, 0, &reason);
+                        let wait =
+                            self.failed(&mut index, &mut backoff, 0, &reason, &mut last_failure);
                         tokio::select! {
                             () = cancel.cancelled() => return,
                             () = tokio::time::sleep(wait) => continue,
@@ -213,8 +219,10 @@ impl IngestSupervisor {
                 () = cancel.cancelled() => Outcome::Cancelled,
                 event = cur.events.next() => match event {
                     Some(PipelineEvent::Error(e)) => {
-                        error!(input = %input.url, element = %e.element, reason = %e.message, debug = ?e.debug, "pipeline error");
-                        Outcome::Failed(e.to_string())
+                        // The failure is logged (with element and reason) where it is handled,
+                        // once per change of state; the full detail only at debug level.
+                        debug!(input = %input.url, element = %e.element, reason = %e.message, debug = ?e.debug, "pipeline error");
+                        Outcome::Failed(format!("{}: {}", element_kind(&e.element), e.message))
                     }
                     Some(PipelineEvent::Eos) if matches!(input.url, InputUrl::File { .. }) => {
                         debug!("end of file, looping");
@@ -222,7 +230,7 @@ impl IngestSupervisor {
                     }
                     Some(PipelineEvent::Eos) => Outcome::Failed("source ended".into()),
                     Some(PipelineEvent::Warning(w)) => {
-                        warn!(input = %input.url, element = %w.element, reason = %w.message, "pipeline warning");
+                        debug!(input = %input.url, element = %w.element, reason = %w.message, "pipeline warning");
                         continue;
                     }
                     Some(PipelineEvent::Element { source, structure }) => {
@@ -289,6 +297,11 @@ impl IngestSupervisor {
             }
             let ran_ms = mono_ms().saturating_sub(ended.started_ms);
             let ended_index = ended.index;
+            self.counters.active_input.store(0, Ordering::Relaxed);
+            if ended.gate.last_chunk_ms.load(Ordering::Relaxed) > 0 {
+                // It worked for a while: its next failure is news again.
+                last_failure = None;
+            }
             ended.stop().await;
             if matches!(outcome, Outcome::Cancelled) {
                 if let Some(p) = probe.take() {
@@ -310,6 +323,9 @@ impl IngestSupervisor {
                     p.tracker.announce();
                     self.counters.running_since_ms.store(0, Ordering::Relaxed);
                     index = p.index;
+                    self.counters
+                        .active_input
+                        .store(p.index as u64 + 1, Ordering::Relaxed);
                     backoff.reset();
                     current = Some(p);
                 }
@@ -317,7 +333,8 @@ impl IngestSupervisor {
                     if let Some(p) = probe.take() {
                         p.stop().await;
                     }
-                    let wait = self.failed(&mut index, &mut backoff, ran_ms, &reason);
+                    let wait =
+                        self.failed(&mut index, &mut backoff, ran_ms, &reason, &mut last_failure);
                     tokio::select! {
                         () = cancel.cancelled() => return,
                         () = tokio::time::sleep(wait) => {}
@@ -328,12 +345,15 @@ impl IngestSupervisor {
     }
 
     /// Counts a failure, moves to the next input and returns how long to wait.
+    /// Failures are logged once per change of state: the same input failing the same way
+    /// again (a dead source retried with backoff) is a debug line, not a warning per retry.
     fn failed(
         &self,
         index: &mut usize,
         backoff: &mut Backoff,
         ran_ms: u64,
         reason: &str,
+        last: &mut Option<(usize, String)>,
     ) -> Duration {
         let inputs = self.config.inputs.len();
         let input = &self.config.inputs[*index % inputs];
@@ -347,7 +367,16 @@ impl IngestSupervisor {
         } else {
             Duration::ZERO
         };
-        warn!(input = %input.url, %reason, next = %self.config.inputs[*index].url, retry_in_ms = wait.as_millis() as u64, "input failed");
+        let this = (*index + inputs - 1) % inputs;
+        let repeat = last
+            .as_ref()
+            .is_some_and(|(i, r)| *i == this && r == reason);
+        if repeat {
+            debug!(input = %input.url, %reason, retry_in_ms = wait.as_millis() as u64, "input failed again");
+        } else {
+            warn!(input = %input.url, %reason, next = %self.config.inputs[*index].url, retry_in_ms = wait.as_millis() as u64, "input failed");
+        }
+        *last = Some((this, reason.to_owned()));
         wait
     }
 
@@ -401,7 +430,7 @@ impl IngestSupervisor {
                 fanout.detach(*id);
             }
             guard.shutdown().await;
-            return Err(e.to_string());
+            return Err(format!("{}: {}", element_kind(&e.element), e.message));
         }
         info!(input = %url, probe = !forward, "pipeline playing");
         Ok(Instance {
@@ -414,6 +443,13 @@ impl IngestSupervisor {
             tap,
         })
     }
+}
+
+/// The element's type from its path (`/GstPipeline:cam/GstURISourceBin:src/GstSoupHTTPSrc:souphttpsrc3`
+/// → `GstSoupHTTPSrc`): stable across restarts, unlike instance names with counters.
+fn element_kind(path: &str) -> &str {
+    let last = path.rsplit('/').next().unwrap_or(path);
+    last.split(':').next().unwrap_or(last)
 }
 
 /// The next bus event of an optional instance (pending forever without one).

@@ -37,6 +37,7 @@ pub const STREAM_DVR_DISK_SIZE: &str = "flussonic_stream_dvr_info_disk_size";
 pub const STREAM_DVR_DEPTH: &str = "flussonic_stream_dvr_info_depth";
 pub const STREAM_DVR_DURATION: &str = "flussonic_stream_dvr_info_duration";
 pub const STREAM_ALIVE: &str = "flussonic_stream_alive";
+pub const STREAM_INPUT_ACTIVE: &str = "flussonic_stream_input_active";
 
 // DVR recorder, label `name`.
 pub const DVR_WRITTEN: &str = "flussonic_dvr_segments_written_total";

@@ -54,6 +54,12 @@ impl StreamSampler {
             gauge!(names::STREAM_CLIENT_DELAY, "name" => name.clone()).set(delay as f64);
             gauge!(names::STREAM_START_RUNNING_AT, "name" => name.clone())
                 .set(c.running_since_ms.load(Ordering::Relaxed) as f64);
+            let active = c.active_input.load(Ordering::Relaxed);
+            for position in 1..=stream.input_count as u64 {
+                let state = if position == active { 1.0 } else { 0.0 };
+                gauge!(names::STREAM_INPUT_ACTIVE, "name" => name.clone(), "input" => position.to_string())
+                    .set(state);
+            }
             let alive = last_input > 0 && now.saturating_sub(last_input) <= ALIVE_MS;
             gauge!(names::STREAM_ALIVE, "name" => name.clone()).set(if alive { 1.0 } else { 0.0 });
             // Without DVR the archive is truly empty: zeros, as Flussonic reports.

@@ -50,6 +50,7 @@ impl StreamActor {
             sessions: Arc::default(),
             segment_ms: config.segment_duration.as_millis(),
             segment_count: config.segment_count.get(),
+            input_count: config.inputs.len(),
             archive,
         };
         let actor = StreamActor {

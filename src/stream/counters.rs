@@ -30,6 +30,8 @@ pub struct StreamCounters {
     pub running_since_ms: AtomicU64,
     /// [`mono_ms`] when the newest segment was published (the live edge clients can reach).
     pub last_segment_ms: AtomicU64,
+    /// Position (1-based, priority order) of the input feeding the stream; 0 while none.
+    pub active_input: AtomicU64,
 }
 
 /// Signal strength of DVB cards, from `dvb-frontend-stats` bus messages; read by the stats

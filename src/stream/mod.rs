@@ -88,6 +88,8 @@ pub struct StreamHandle {
     pub segment_ms: u32,
     /// Live window length, segments (timeshift windows have the same length).
     pub segment_count: usize,
+    /// Number of configured inputs.
+    pub input_count: usize,
     /// The stream's archive, when it records.
     pub archive: Option<Arc<crate::dvr::Archive>>,
 }
