@@ -111,6 +111,29 @@ fn srt_push_and_pull() {
     decodes(&server, "pushed");
     decodes(&server, "pulled");
     assert!(master(&server, "pushed").contains("RESOLUTION=320x240"));
+    assert!(
+        !server.log_text().contains("0123456789abc"),
+        "the SRT passphrase is never logged"
+    );
+    // Garbage datagrams at the SRT listener: ignored; the stream and its publisher carry on.
+    let before = Playlist::parse(&get(&server.url("/pushed/mono.m3u8")).text());
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for i in 0..2000u32 {
+        let junk: Vec<u8> = (0..1316u32)
+            .map(|j| (i.wrapping_mul(31) ^ j.wrapping_mul(2_654_435_761)) as u8)
+            .collect();
+        let _ = sock.send_to(&junk, ("127.0.0.1", push_port));
+    }
+    let newest = |p: &Playlist| p.media_sequence + p.segments.len() as u64;
+    wait_until(
+        Duration::from_secs(12),
+        "new segments after SRT garbage",
+        || {
+            newest(&Playlist::parse(
+                &get(&server.url("/pushed/mono.m3u8")).text(),
+            )) >= newest(&before) + 2
+        },
+    );
 }
 
 #[test]
@@ -766,6 +789,24 @@ fn misbehaving_network_sources_hurt_nothing_else() {
         )
         .unwrap();
         assert!(retries >= 1.0, "{stream}: failures counted");
+    }
+    // A valid RTMP handshake, then a chunk announcing a 16 MB message and garbage: the
+    // connection is dropped when it goes quiet; nothing else notices.
+    if let Ok(mut c) = std::net::TcpStream::connect(&rtmp) {
+        let mut c1 = vec![3u8];
+        c1.extend((0..1536u32).map(|i| (i * 7) as u8));
+        c.write_all(&c1).unwrap();
+        let mut s = vec![0u8; 3073];
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        if c.read_exact(&mut s).is_ok() {
+            c.write_all(&s[1..1537]).unwrap();
+            let mut chunk = vec![0x03, 0, 0, 0, 0xff, 0xff, 0xff, 0x14, 0, 0, 0, 0];
+            chunk.extend((0..60_000u32).map(|i| (i * 13) as u8));
+            let _ = c.write_all(&chunk);
+        }
+        let mut buf = [0u8; 64];
+        c.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        while matches!(c.read(&mut buf), Ok(n) if n > 0) {}
     }
     // Everything else works: the demo plays and a real publisher still gets in.
     decodes(&server, "demo");

@@ -79,6 +79,10 @@ pub const SIZE_BUCKETS: &[f64] = &[
 
 /// Registers `# HELP` texts and units with the recorder.
 pub fn describe() {
+    describe_gauge!(
+        STREAM_INPUT_ACTIVE,
+        "1 for the input (by position in priority order) feeding the stream, 0 for the others"
+    );
     describe_gauge!(VERSION_INFO, "Headwater version (value is always 1)");
     describe_gauge!(BOOT_TIME, Unit::Seconds, "Server start time, Unix seconds");
     describe_gauge!(
