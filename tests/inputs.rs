@@ -242,44 +242,7 @@ fn edge_pulls_hls_and_http_mpegts_from_an_origin() {
 #[test]
 fn one_program_of_a_multi_program_ts() {
     let port = free_port(true);
-    let _mux = spawn(
-        "ffmpeg",
-        &[
-            "-nostdin",
-            "-v",
-            "error",
-            "-re",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=320x240:rate=25",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=160x120:rate=25",
-            "-map",
-            "0:v",
-            "-map",
-            "1:v",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-tune",
-            "zerolatency",
-            "-g",
-            "25",
-            "-pix_fmt",
-            "yuv420p",
-            "-program",
-            "title=one:program_num=1:st=0",
-            "-program",
-            "title=two:program_num=2:st=1",
-            "-f",
-            "mpegts",
-            &format!("udp://127.0.0.1:{port}?pkt_size=1316"),
-        ],
-    );
+    let _mux = two_program_sender(port);
     let server = Server::start(&[(
         "two",
         &format!("inputs = [{{ url = \"udp://127.0.0.1:{port}?program=2\" }}]\n"),
@@ -610,44 +573,7 @@ fn one_dvb_multiplex_shared_by_two_program_streams() {
     // The card's multiplex arrives over UDP here (no DVB hardware on this machine); the tuner,
     // the fan-out to both streams and each stream's program selection are the real code.
     let port = free_port(true);
-    let _mux = spawn(
-        "ffmpeg",
-        &[
-            "-nostdin",
-            "-v",
-            "error",
-            "-re",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=320x240:rate=25",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=160x120:rate=25",
-            "-map",
-            "0:v",
-            "-map",
-            "1:v",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-tune",
-            "zerolatency",
-            "-g",
-            "25",
-            "-pix_fmt",
-            "yuv420p",
-            "-program",
-            "title=one:program_num=1:st=0",
-            "-program",
-            "title=two:program_num=2:st=1",
-            "-f",
-            "mpegts",
-            &format!("udp://127.0.0.1:{port}?pkt_size=1316"),
-        ],
-    );
+    let _mux = two_program_sender(port);
     let server = Server::start_with_config(
         &[
             ("first", "inputs = [{ url = \"dvb://sat?program=1\" }]\n"),
@@ -813,4 +739,46 @@ fn misbehaving_network_sources_hurt_nothing_else() {
     let _obs = ffmpeg_sender("flv", &format!("rtmp://{rtmp}/live/pub"));
     server.wait_segments("pub", 2, Duration::from_secs(40));
     assert!(!server.log_text().contains("panicked"));
+}
+
+/// ffmpeg sending a two-program MPEG-TS over UDP: program 1 is 320x240, program 2 160x120.
+fn two_program_sender(port: u16) -> Proc {
+    spawn(
+        "ffmpeg",
+        &[
+            "-nostdin",
+            "-v",
+            "error",
+            "-re",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x240:rate=25",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=160x120:rate=25",
+            "-map",
+            "0:v",
+            "-map",
+            "1:v",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-tune",
+            "zerolatency",
+            "-g",
+            "25",
+            "-pix_fmt",
+            "yuv420p",
+            "-program",
+            "title=one:program_num=1:st=0",
+            "-program",
+            "title=two:program_num=2:st=1",
+            "-f",
+            "mpegts",
+            &format!("udp://127.0.0.1:{port}?pkt_size=1316"),
+        ],
+    )
 }

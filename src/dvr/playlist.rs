@@ -3,8 +3,7 @@
 //! every segment carries `EXT-X-PROGRAM-DATE-TIME` so players can show wall-clock time.
 
 use super::index::{Entry, GAP_MS};
-use crate::media::utc::Civil;
-use std::fmt::Write;
+use crate::packaging::hls;
 
 /// Which kind of playlist.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,19 +20,9 @@ pub enum Kind {
 /// the first entry (for sliding windows).
 pub fn render(entries: &[Entry], kind: Kind, target_ms: u32, discontinuity_seq: u64) -> String {
     let longest = entries.iter().map(|e| e.duration_ms).max().unwrap_or(0);
-    let target = target_ms.div_ceil(1000).max((longest + 500) / 1000).max(1);
+    let first_seq = entries.first().map_or(0, |e| e.seq);
     let mut out = String::with_capacity(160 + entries.len() * 110);
-    out.push_str("#EXTM3U\n");
-    let _ = writeln!(out, "#EXT-X-TARGETDURATION:{target}");
-    out.push_str("#EXT-X-VERSION:3\n");
-    let _ = writeln!(
-        out,
-        "#EXT-X-MEDIA-SEQUENCE:{}",
-        entries.first().map_or(0, |e| e.seq)
-    );
-    if discontinuity_seq > 0 {
-        let _ = writeln!(out, "#EXT-X-DISCONTINUITY-SEQUENCE:{discontinuity_seq}");
-    }
+    hls::media_header(&mut out, longest, target_ms, first_seq, discontinuity_seq);
     match kind {
         Kind::Vod => out.push_str("#EXT-X-PLAYLIST-TYPE:VOD\n"),
         Kind::Event => out.push_str("#EXT-X-PLAYLIST-TYPE:EVENT\n"),
@@ -44,16 +33,8 @@ pub fn render(entries: &[Entry], kind: Kind, target_ms: u32, discontinuity_seq: 
         if prev.is_some_and(|p| breaks(p, e)) {
             out.push_str("#EXT-X-DISCONTINUITY\n");
         }
-        let pdt = Civil::from_unix_ms(e.start_ms).iso8601();
-        let _ = writeln!(out, "#EXT-X-PROGRAM-DATE-TIME:{pdt}");
-        let _ = writeln!(
-            out,
-            "#EXTINF:{}.{:03},",
-            e.duration_ms / 1000,
-            e.duration_ms % 1000
-        );
-        out.push_str(&e.path());
-        out.push('\n');
+        hls::program_date_time(&mut out, e.start_ms);
+        hls::segment_entry(&mut out, e.duration_ms, &e.path());
         prev = Some(e);
     }
     if kind == Kind::Vod {

@@ -12,9 +12,35 @@ use std::sync::Arc;
 /// longer, so that every rounded `EXTINF` stays within it as RFC 8216 §4.3.3.1 requires.
 pub fn media_playlist(segments: &[Arc<Segment>], target_ms: u32, discontinuity_seq: u64) -> String {
     let longest = segments.iter().map(|s| s.duration_ms).max().unwrap_or(0);
-    let target = target_ms.div_ceil(1000).max((longest + 500) / 1000).max(1);
     let first_seq = segments.first().map_or(0, |s| s.sequence);
     let mut out = String::with_capacity(128 + segments.len() * 96);
+    media_header(&mut out, longest, target_ms, first_seq, discontinuity_seq);
+    for (i, seg) in segments.iter().enumerate() {
+        if i > 0 && seg.discontinuity {
+            out.push_str("#EXT-X-DISCONTINUITY\n");
+        }
+        if i == 0 || seg.discontinuity {
+            program_date_time(&mut out, seg.start_ms);
+        }
+        segment_entry(&mut out, seg.duration_ms, &seg.path());
+    }
+    out
+}
+
+/// The head every media playlist (live or archive) starts with. `EXT-X-TARGETDURATION` is the
+/// configured duration rounded up, raised when a real segment is longer, so that every
+/// rounded `EXTINF` stays within it (RFC 8216 §4.3.3.1).
+pub fn media_header(
+    out: &mut String,
+    longest_ms: u32,
+    target_ms: u32,
+    first_seq: u64,
+    discontinuity_seq: u64,
+) {
+    let target = target_ms
+        .div_ceil(1000)
+        .max((longest_ms + 500) / 1000)
+        .max(1);
     out.push_str("#EXTM3U\n");
     let _ = writeln!(out, "#EXT-X-TARGETDURATION:{target}");
     out.push_str("#EXT-X-VERSION:3\n");
@@ -22,24 +48,24 @@ pub fn media_playlist(segments: &[Arc<Segment>], target_ms: u32, discontinuity_s
     if discontinuity_seq > 0 {
         let _ = writeln!(out, "#EXT-X-DISCONTINUITY-SEQUENCE:{discontinuity_seq}");
     }
-    for (i, seg) in segments.iter().enumerate() {
-        if i > 0 && seg.discontinuity {
-            out.push_str("#EXT-X-DISCONTINUITY\n");
-        }
-        if i == 0 || seg.discontinuity {
-            let pdt = Civil::from_unix_ms(seg.start_ms).iso8601();
-            let _ = writeln!(out, "#EXT-X-PROGRAM-DATE-TIME:{pdt}");
-        }
-        let _ = writeln!(
-            out,
-            "#EXTINF:{}.{:03},",
-            seg.duration_ms / 1000,
-            seg.duration_ms % 1000
-        );
-        out.push_str(&seg.path());
-        out.push('\n');
-    }
-    out
+}
+
+/// `EXT-X-PROGRAM-DATE-TIME` for a segment starting at `start_ms` (UTC).
+pub fn program_date_time(out: &mut String, start_ms: u64) {
+    let pdt = Civil::from_unix_ms(start_ms).iso8601();
+    let _ = writeln!(out, "#EXT-X-PROGRAM-DATE-TIME:{pdt}");
+}
+
+/// `EXTINF` with millisecond precision, then the segment URI.
+pub fn segment_entry(out: &mut String, duration_ms: u32, path: &str) {
+    let _ = writeln!(
+        out,
+        "#EXTINF:{}.{:03},",
+        duration_ms / 1000,
+        duration_ms % 1000
+    );
+    out.push_str(path);
+    out.push('\n');
 }
 
 /// Renders the master playlist: one variant with the measured peak and average bandwidth
