@@ -165,6 +165,7 @@ impl App {
             health,
             mp4: Arc::new(crate::gst_util::GstMp4Export),
             publishing: Arc::new(publish.clone()),
+            session_timeout_ms: config.server.session_timeout_s * 1000,
         };
         let drain = Duration::from_millis(config.server.shutdown_drain_ms);
         tasks.spawn(serve(listener, state, drain));

@@ -34,12 +34,12 @@ fn api_requires_credentials_and_counts_failures() {
             .starts_with("text/plain; version=0.0.4")
     );
     // Unknown API paths are 401 before auth and 404 after: nothing is revealed unauthenticated.
-    assert_eq!(get(&server.url("/flussonic/api/v3/streams")).status, 401);
+    assert_eq!(get(&server.url("/flussonic/api/v3/sessions")).status, 401);
     let auth = format!("Basic {}", b64("viewer:pw"));
     assert_eq!(
         request(
             "GET",
-            &server.url("/flussonic/api/v3/streams"),
+            &server.url("/flussonic/api/v3/sessions"),
             &[("Authorization", &auth)]
         )
         .status,
@@ -136,5 +136,73 @@ fn liveness_and_readiness() {
         ready.text().contains("\"with_live_source\":0"),
         "{}",
         ready.text()
+    );
+}
+
+#[test]
+fn streams_json_matches_the_metrics() {
+    let server = Server::start(&[
+        (
+            "demo",
+            "title = \"Demo\"\ninputs = [{ url = \"fake://fake\" }]\n[dvr]\n",
+        ),
+        (
+            "cam",
+            "inputs = [{ url = \"rtsp://u:Pw123456@127.0.0.1:1/x\", source_timeout = 2 }, { url = \"fake://fake\", priority = 2 }]\n",
+        ),
+    ]);
+    server.wait_segments("demo", 2, Duration::from_secs(30));
+    let auth = format!("Basic {}", b64("viewer:pw"));
+    assert_eq!(get(&server.url("/flussonic/api/v3/streams")).status, 401);
+    let list = request(
+        "GET",
+        &server.url("/flussonic/api/v3/streams"),
+        &[("Authorization", &auth)],
+    );
+    assert_eq!(list.status, 200);
+    let v: serde_json::Value = serde_json::from_slice(&list.body).unwrap();
+    assert_eq!(v["estimated_count"], 2);
+    assert!(
+        !list.text().contains("Pw123456"),
+        "credentials masked in the API too"
+    );
+    let one = request(
+        "GET",
+        &server.url("/flussonic/api/v3/streams/demo"),
+        &[("Authorization", &auth)],
+    );
+    let d: serde_json::Value = serde_json::from_slice(&one.body).unwrap();
+    assert_eq!(d["title"], "Demo");
+    assert_eq!(d["stats"]["alive"], true);
+    assert_eq!(d["stats"]["dvr_enabled"], true);
+    let tracks = d["stats"]["media_info"]["tracks"].as_array().unwrap();
+    assert_eq!(tracks.len(), 2);
+    assert_eq!(tracks[0]["width"], 640);
+    // The same counters as the metrics: bytes_in only grows between a JSON read and a scrape.
+    let json_in = d["stats"]["bytes_in"].as_u64().unwrap();
+    let text = server.scrape_after(SystemTime::now());
+    let metric_in = metric(&text, "flussonic_stream_bytes_in", "name=\"demo\"").unwrap() as u64;
+    assert!(
+        metric_in >= json_in && metric_in - json_in < 2_000_000,
+        "{json_in} vs {metric_in}"
+    );
+    // The RTSP input cannot connect: the backup feeds `cam` and the JSON says which input is active.
+    wait_until(Duration::from_secs(30), "cam on its backup input", || {
+        let r = request(
+            "GET",
+            &server.url("/flussonic/api/v3/streams/cam"),
+            &[("Authorization", &auth)],
+        );
+        let c: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        c["inputs"][1]["active"] == true && c["stats"]["retry_count"].as_u64().unwrap_or(0) >= 1
+    });
+    assert_eq!(
+        request(
+            "GET",
+            &server.url("/flussonic/api/v3/streams/nosuch"),
+            &[("Authorization", &auth)]
+        )
+        .status,
+        404
     );
 }

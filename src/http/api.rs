@@ -64,8 +64,94 @@ pub(super) fn serve(
                 .body(full(json!({ "ranges": ranges }).to_string()))
                 .expect("static headers are valid"))
         }
+        ApiRoute::Streams => {
+            let streams: Vec<serde_json::Value> = state
+                .registry
+                .iter()
+                .map(|h| stream_json(state, h))
+                .collect();
+            let count = streams.len();
+            Ok(json_response(
+                &json!({ "streams": streams, "estimated_count": count }),
+            ))
+        }
+        ApiRoute::Stream(name) => {
+            let handle = state
+                .registry
+                .get(&name)
+                .ok_or(HttpError::NotFound("unknown stream"))?;
+            Ok(json_response(&stream_json(state, handle)))
+        }
         ApiRoute::Unknown => Err(HttpError::NotFound("no such API resource")),
     }
+}
+
+/// A stream in Flussonic's API shape: configuration keys plus a `stats` object with the same
+/// figures the metrics export (read from the same counters, so the two never disagree).
+fn stream_json(state: &AppState, h: &crate::stream::StreamHandle) -> serde_json::Value {
+    let c = &h.counters;
+    let now = mono_ms();
+    let last_input = StreamCounters::get(&c.last_input_ms);
+    let alive = last_input > 0 && now.saturating_sub(last_input) <= STREAM_UP_MS;
+    let started = StreamCounters::get(&c.running_since_ms);
+    let snapshot = h.current();
+    let media = snapshot.media.as_ref().map(|m| {
+        let mut tracks = Vec::new();
+        if let Some(v) = &m.video {
+            tracks.push(json!({ "content": "video", "codec": v.codec, "width": v.width, "height": v.height }));
+        }
+        if let Some(a) = &m.audio {
+            tracks.push(json!({ "content": "audio", "codec": a.codec, "channels": a.channels, "sample_rate": a.sample_rate }));
+        }
+        json!({ "flow_type": "stream", "tracks": tracks })
+    });
+    let dvr_info = h.archive.as_ref().map(|a| {
+        let index = a.read();
+        json!({
+            "from": index.first().map_or(0, |e| e.start_ms / 1000),
+            "depth": index.depth_ms() / 1000,
+            "duration": index.duration_ms() / 1000,
+            "bytes": index.bytes(),
+            "disk_size": index.bytes(),
+        })
+    });
+    let active = StreamCounters::get(&c.active_input);
+    let inputs: Vec<serde_json::Value> = h
+        .inputs
+        .iter()
+        .enumerate()
+        .map(|(i, url)| json!({ "url": url, "priority": i + 1, "active": active == i as u64 + 1 }))
+        .collect();
+    json!({
+        "name": h.name.as_ref(),
+        "title": h.title.as_deref(),
+        "inputs": inputs,
+        "segment_duration": h.segment_ms,
+        "segment_count": h.segment_count,
+        "stats": {
+            "alive": alive,
+            "status": if alive { "running" } else { "waiting" },
+            "bytes_in": StreamCounters::get(&c.bytes_in),
+            "bytes_out": StreamCounters::get(&c.bytes_out),
+            "retry_count": StreamCounters::get(&c.retries),
+            "online_clients": h.sessions.active(now, state.session_timeout_ms),
+            "start_running_at": started,
+            "lifetime": if started > 0 { crate::media::utc::now_ms().saturating_sub(started) } else { 0 },
+            "ts_delay": (last_input > 0).then(|| now.saturating_sub(last_input)),
+            "segments": StreamCounters::get(&c.segments),
+            "dvr_enabled": h.archive.is_some(),
+            "dvr_info": dvr_info,
+            "media_info": media,
+        },
+    })
+}
+
+fn json_response(body: &serde_json::Value) -> Response<Body> {
+    Response::builder()
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CACHE_CONTROL, "no-store")
+        .body(full(body.to_string()))
+        .expect("static headers are valid")
 }
 
 /// A component's verdict and details.

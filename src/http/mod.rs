@@ -38,4 +38,6 @@ pub struct AppState {
     pub mp4: Arc<dyn crate::dvr::Mp4Export>,
     /// Where `POST /NAME/mpegts` publishers go.
     pub publishing: Arc<dyn crate::stream::Publishing>,
+    /// An HLS session idle this long no longer counts as a client, ms.
+    pub session_timeout_ms: u64,
 }

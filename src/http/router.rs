@@ -63,6 +63,10 @@ pub enum ApiRoute {
     Liveness,
     /// `…/api/v3/monitoring/readiness`
     Readiness,
+    /// `…/api/v3/streams`: every stream with its stats (JSON).
+    Streams,
+    /// `…/api/v3/streams/NAME`: one stream with its stats (JSON).
+    Stream(String),
     /// `…/api/v3/streams/NAME/dvr/ranges`
     DvrRanges(String),
     /// Any other API path: 404 once authenticated.
@@ -89,6 +93,8 @@ impl Route {
                 DvrRequest::Status => "/:name/recording_status.json",
             },
             Route::Api(ApiRoute::DvrRanges(_)) => "/flussonic/api/v3/streams/:name/dvr/ranges",
+            Route::Api(ApiRoute::Streams) => "/flussonic/api/v3/streams",
+            Route::Api(ApiRoute::Stream(_)) => "/flussonic/api/v3/streams/:name",
             Route::Api(ApiRoute::Metrics) => "/flussonic/api/metrics",
             Route::Api(ApiRoute::Liveness | ApiRoute::Readiness) => "health",
             Route::Api(ApiRoute::Unknown) => "api",
@@ -142,11 +148,15 @@ pub fn route(path: &str) -> Result<Route, RouteError> {
             "metrics" => ApiRoute::Metrics,
             "v3/monitoring/liveness" => ApiRoute::Liveness,
             "v3/monitoring/readiness" => ApiRoute::Readiness,
-            _ => match dvr_ranges {
-                Some(name) => {
+            "v3/streams" => ApiRoute::Streams,
+            _ => match (dvr_ranges, api.strip_prefix("v3/streams/")) {
+                (Some(name), _) => {
                     ApiRoute::DvrRanges(stream_name(&name.split('/').collect::<Vec<_>>())?)
                 }
-                None => ApiRoute::Unknown,
+                (None, Some(name)) if !name.contains('/') => {
+                    ApiRoute::Stream(stream_name(&[name])?)
+                }
+                _ => ApiRoute::Unknown,
             },
         }));
     }
@@ -430,6 +440,14 @@ mod tests {
         );
         assert_eq!(
             route("/flussonic/api/v3/streams"),
+            Ok(Route::Api(ApiRoute::Streams))
+        );
+        assert_eq!(
+            route("/flussonic/api/v3/streams/demo"),
+            Ok(Route::Api(ApiRoute::Stream(s("demo"))))
+        );
+        assert_eq!(
+            route("/flussonic/api/v3/sessions"),
             Ok(Route::Api(ApiRoute::Unknown))
         );
         assert!(matches!(

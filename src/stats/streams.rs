@@ -55,7 +55,7 @@ impl StreamSampler {
             gauge!(names::STREAM_START_RUNNING_AT, "name" => name.clone())
                 .set(c.running_since_ms.load(Ordering::Relaxed) as f64);
             let active = c.active_input.load(Ordering::Relaxed);
-            for position in 1..=stream.input_count as u64 {
+            for position in 1..=stream.inputs.len() as u64 {
                 let state = if position == active { 1.0 } else { 0.0 };
                 gauge!(names::STREAM_INPUT_ACTIVE, "name" => name.clone(), "input" => position.to_string())
                     .set(state);

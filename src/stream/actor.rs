@@ -50,7 +50,7 @@ impl StreamActor {
             sessions: Arc::default(),
             segment_ms: config.segment_duration.as_millis(),
             segment_count: config.segment_count.get(),
-            input_count: config.inputs.len(),
+            inputs: config.inputs.iter().map(|i| i.url.to_string()).collect(),
             archive,
         };
         let actor = StreamActor {

@@ -88,8 +88,8 @@ pub struct StreamHandle {
     pub segment_ms: u32,
     /// Live window length, segments (timeshift windows have the same length).
     pub segment_count: usize,
-    /// Number of configured inputs.
-    pub input_count: usize,
+    /// Configured inputs in priority order, as shown to operators (credentials masked).
+    pub inputs: Arc<[String]>,
     /// The stream's archive, when it records.
     pub archive: Option<Arc<crate::dvr::Archive>>,
 }
