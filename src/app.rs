@@ -148,7 +148,7 @@ impl App {
             StatsSources {
                 registry: registry.clone(),
                 runtime: tokio::runtime::Handle::current(),
-                dvb,
+                dvb: dvb.clone(),
                 health: health.clone(),
                 exposition: exposition.clone(),
             },
@@ -166,6 +166,7 @@ impl App {
             mp4: Arc::new(crate::gst_util::GstMp4Export),
             publishing: Arc::new(publish.clone()),
             session_timeout_ms: config.server.session_timeout_s * 1000,
+            dvb: dvb.clone(),
         };
         let drain = Duration::from_millis(config.server.shutdown_drain_ms);
         tasks.spawn(serve(listener, state, drain));

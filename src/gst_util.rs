@@ -114,9 +114,18 @@ impl PipelineGuard {
     }
 
     /// Takes the pipeline to `Null` on a blocking thread (elements may take a while to stop).
+    /// An element that never stops (a source stuck in a network call) is abandoned after a
+    /// few seconds with an error log, so the supervisor can go on.
     pub async fn shutdown(mut self) {
         if let Some(p) = self.pipeline.take() {
-            let _ = tokio::task::spawn_blocking(move || p.set_state(gst::State::Null)).await;
+            let name = p.name().to_string();
+            let stop = tokio::task::spawn_blocking(move || p.set_state(gst::State::Null));
+            if tokio::time::timeout(std::time::Duration::from_secs(5), stop)
+                .await
+                .is_err()
+            {
+                tracing::error!(pipeline = %name, "pipeline did not stop within 5 s; abandoned");
+            }
         }
     }
 }

@@ -72,8 +72,10 @@ fn dvb_frontend_stats_become_card_strength() {
     let readings = dvb.readings();
     assert_eq!(readings.len(), 1);
     assert_eq!(readings[0].0, "dvbsrc0");
+    assert_eq!(readings[0].1.snr, Some(41_000));
+    assert_eq!(readings[0].1.lock, Some(true));
     assert!(
-        (readings[0].1 - 52_000.0 * 100.0 / 65_535.0).abs() < 1e-9,
+        (readings[0].1.strength - 52_000.0 * 100.0 / 65_535.0).abs() < 1e-9,
         "{readings:?}"
     );
 

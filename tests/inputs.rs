@@ -88,23 +88,27 @@ fn srt_push_and_pull() {
     let server = Server::start(&[
         (
             "pushed",
-            &format!("inputs = [{{ url = \"srt://:{push_port}?mode=listener\" }}]\n"),
+            &format!(
+                "inputs = [{{ url = \"srt://:{push_port}?mode=listener\", source_timeout = 3 }}]\n"
+            ),
         ),
         (
             "pulled",
             &format!(
-                "inputs = [{{ url = \"srt://127.0.0.1:{pull_port}?mode=caller\", source_timeout = 3 }}]\n"
+                "inputs = [{{ url = \"srt://127.0.0.1:{pull_port}?mode=caller&passphrase=0123456789abc\", source_timeout = 3 }}]\n"
             ),
         ),
     ]);
     // An encoder pushes to our listener; another waits for us to call it.
-    let _push = ffmpeg_sender(
+    let push = ffmpeg_sender(
         "mpegts",
         &format!("srt://127.0.0.1:{push_port}?mode=caller&pkt_size=1316"),
     );
     let _pull = ffmpeg_sender(
         "mpegts",
-        &format!("srt://127.0.0.1:{pull_port}?mode=listener&pkt_size=1316"),
+        &format!(
+            "srt://127.0.0.1:{pull_port}?mode=listener&pkt_size=1316&passphrase=0123456789abc"
+        ),
     );
     server.wait_segments("pushed", 2, Duration::from_secs(40));
     server.wait_segments("pulled", 2, Duration::from_secs(40));
@@ -134,6 +138,26 @@ fn srt_push_and_pull() {
             )) >= newest(&before) + 2
         },
     );
+    // The publisher vanishes (SIGKILL: no SRT shutdown) and, like a real encoder, keeps trying
+    // to reconnect: within source_timeout the listener is fresh and takes it again.
+    drop(push);
+    let gap = Playlist::parse(&get(&server.url("/pushed/mono.m3u8")).text());
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let mut back = false;
+    while !back && Instant::now() < deadline {
+        let _encoder = ffmpeg_sender(
+            "mpegts",
+            &format!("srt://127.0.0.1:{push_port}?mode=caller&pkt_size=1316"),
+        );
+        let attempt = Instant::now() + Duration::from_secs(6);
+        while !back && Instant::now() < attempt {
+            std::thread::sleep(Duration::from_millis(500));
+            back = newest(&Playlist::parse(
+                &get(&server.url("/pushed/mono.m3u8")).text(),
+            )) >= newest(&gap) + 2;
+        }
+    }
+    assert!(back, "the SRT publisher got back in");
 }
 
 #[test]
@@ -609,6 +633,14 @@ fn one_dvb_multiplex_shared_by_two_program_streams() {
     );
     assert!(log.contains("adapter0"), "the missing device is named");
     assert_eq!(get(&server.url("/terrestrial/index.m3u8")).status, 503);
+    // No card reported signal stats (no hardware): the DVB JSON lists none.
+    let cards = request(
+        "GET",
+        &server.url("/flussonic/api/v3/dvb_cards"),
+        &[("Authorization", &format!("Basic {}", b64("viewer:pw")))],
+    );
+    assert_eq!(cards.status, 200);
+    assert_eq!(cards.text(), "{\"dvb_cards\":[]}");
     decodes(&server, "demo");
 }
 

@@ -82,6 +82,19 @@ pub(super) fn serve(
                 .ok_or(HttpError::NotFound("unknown stream"))?;
             Ok(json_response(&stream_json(state, handle)))
         }
+        ApiRoute::DvbCards => {
+            let cards: Vec<serde_json::Value> = state
+                .dvb
+                .readings()
+                .into_iter()
+                .map(|(name, r)| {
+                    json!({ "name": name, "stats": {
+                        "strength": r.strength, "snr": r.snr, "ber": r.ber, "unc": r.unc, "lock": r.lock,
+                    }})
+                })
+                .collect();
+            Ok(json_response(&json!({ "dvb_cards": cards })))
+        }
         ApiRoute::Unknown => Err(HttpError::NotFound("no such API resource")),
     }
 }

@@ -40,4 +40,6 @@ pub struct AppState {
     pub publishing: Arc<dyn crate::stream::Publishing>,
     /// An HLS session idle this long no longer counts as a client, ms.
     pub session_timeout_ms: u64,
+    /// DVB cards' last signal readings.
+    pub dvb: Arc<crate::stream::DvbCards>,
 }

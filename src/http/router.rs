@@ -65,6 +65,8 @@ pub enum ApiRoute {
     Readiness,
     /// `…/api/v3/streams`: every stream with its stats (JSON).
     Streams,
+    /// `…/api/v3/dvb_cards`: DVB cards with their signal (JSON).
+    DvbCards,
     /// `…/api/v3/streams/NAME`: one stream with its stats (JSON).
     Stream(String),
     /// `…/api/v3/streams/NAME/dvr/ranges`
@@ -94,6 +96,7 @@ impl Route {
             },
             Route::Api(ApiRoute::DvrRanges(_)) => "/flussonic/api/v3/streams/:name/dvr/ranges",
             Route::Api(ApiRoute::Streams) => "/flussonic/api/v3/streams",
+            Route::Api(ApiRoute::DvbCards) => "/flussonic/api/v3/dvb_cards",
             Route::Api(ApiRoute::Stream(_)) => "/flussonic/api/v3/streams/:name",
             Route::Api(ApiRoute::Metrics) => "/flussonic/api/metrics",
             Route::Api(ApiRoute::Liveness | ApiRoute::Readiness) => "health",
@@ -149,6 +152,7 @@ pub fn route(path: &str) -> Result<Route, RouteError> {
             "v3/monitoring/liveness" => ApiRoute::Liveness,
             "v3/monitoring/readiness" => ApiRoute::Readiness,
             "v3/streams" => ApiRoute::Streams,
+            "v3/dvb_cards" => ApiRoute::DvbCards,
             _ => match (dvr_ranges, api.strip_prefix("v3/streams/")) {
                 (Some(name), _) => {
                     ApiRoute::DvrRanges(stream_name(&name.split('/').collect::<Vec<_>>())?)

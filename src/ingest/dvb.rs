@@ -292,7 +292,8 @@ mod tests {
         assert_eq!(watch.locked, Some(true));
         watch.on_stats("sat", &stats(false, 1000), &dvb);
         assert_eq!(watch.locked, Some(false));
-        let (_, strength) = dvb.readings()[0].clone();
-        assert!((strength - 1000.0 * 100.0 / 65_535.0).abs() < 1e-9);
+        let (_, reading) = dvb.readings()[0].clone();
+        assert!((reading.strength - 1000.0 * 100.0 / 65_535.0).abs() < 1e-9);
+        assert_eq!(reading.lock, Some(false));
     }
 }

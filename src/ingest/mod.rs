@@ -518,8 +518,14 @@ pub fn on_element_message(source: &str, structure: &gst::StructureRef, dvb: &Dvb
     if structure.name() == "dvb-frontend-stats" {
         match structure.get::<i32>("signal") {
             Ok(signal) => {
-                let percent = f64::from(signal.clamp(0, 65535)) * 100.0 / 65535.0;
-                dvb.set(source, percent);
+                let reading = crate::stream::DvbReading {
+                    strength: f64::from(signal.clamp(0, 65535)) * 100.0 / 65535.0,
+                    snr: structure.get::<i32>("snr").ok(),
+                    ber: structure.get::<i32>("ber").ok(),
+                    unc: structure.get::<i32>("unc").ok(),
+                    lock: structure.get::<bool>("lock").ok(),
+                };
+                dvb.set(source, reading);
             }
             Err(e) => warn!(card = source, error = %e, "dvb-frontend-stats without a signal field"),
         }

@@ -110,13 +110,12 @@ pub(super) fn build(
             src.set_property("location", path.to_string_lossy().as_ref());
             ctx.add_static(&src)?;
         }
-        InputUrl::Srt { url, listener } => {
+        InputUrl::Srt { url, .. } => {
+            // A listener ends (EOS) when its publisher leaves and the supervisor starts a fresh
+            // one at once. `keep-listening` is not used: in 1.22 a second caller was refused and
+            // the element could not be stopped while it waited (seen in tests/inputs.rs).
             let src = make("srtsrc", "src")?;
             src.set_property("uri", url.as_str());
-            if *listener {
-                // A publisher that reconnects finds the listener still there.
-                src.set_property("keep-listening", true);
-            }
             ctx.add_static(&src)?;
         }
         InputUrl::Rtmp { url } => {

@@ -149,8 +149,9 @@ fn run(config: &StatsConfig, src: &StatsSources, stopped: &mpsc::Receiver<()>) {
             src.health.set_dvr_usage(usage.clone());
         }
         gpu.sample();
-        for (card, strength) in src.dvb.readings() {
-            gauge!(names::DVB_STRENGTH, "card" => names::sanitize_label(&card)).set(strength);
+        for (card, reading) in src.dvb.readings() {
+            gauge!(names::DVB_STRENGTH, "card" => names::sanitize_label(&card))
+                .set(reading.strength);
         }
         let clients = streams.sample(&src.registry, config.session_timeout.as_millis() as u64);
         gauge!(names::CLIENTS).set(clients as f64);

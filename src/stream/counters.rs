@@ -34,25 +34,38 @@ pub struct StreamCounters {
     pub active_input: AtomicU64,
 }
 
-/// Signal strength of DVB cards, from `dvb-frontend-stats` bus messages; read by the stats
-/// thread. Empty when no card has reported (no hardware means no series).
+/// The last `dvb-frontend-stats` of a card.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct DvbReading {
+    /// Signal strength, percent of the 16-bit maximum.
+    pub strength: f64,
+    /// Raw driver figures, when the message carried them.
+    pub snr: Option<i32>,
+    pub ber: Option<i32>,
+    /// Uncorrected blocks.
+    pub unc: Option<i32>,
+    pub lock: Option<bool>,
+}
+
+/// Signal of DVB cards, from `dvb-frontend-stats` bus messages; read by the stats thread and
+/// the JSON API. Empty when no card has reported (no hardware means no series).
 #[derive(Debug, Default)]
 pub struct DvbCards {
-    /// Card name → strength in percent of the 16-bit maximum.
-    strength: std::sync::Mutex<std::collections::BTreeMap<String, f64>>,
+    /// Card name → last reading.
+    readings: std::sync::Mutex<std::collections::BTreeMap<String, DvbReading>>,
 }
 
 impl DvbCards {
-    pub fn set(&self, card: &str, percent: f64) {
-        self.strength
+    pub fn set(&self, card: &str, reading: DvbReading) {
+        self.readings
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(card.to_owned(), percent);
+            .insert(card.to_owned(), reading);
     }
 
     /// A copy of the current readings.
-    pub fn readings(&self) -> Vec<(String, f64)> {
-        self.strength
+    pub fn readings(&self) -> Vec<(String, DvbReading)> {
+        self.readings
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .iter()

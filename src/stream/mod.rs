@@ -12,7 +12,7 @@ mod counters;
 mod sessions;
 
 pub use actor::StreamActor;
-pub use counters::{DvbCards, StreamCounters, mono_ms};
+pub use counters::{DvbCards, DvbReading, StreamCounters, mono_ms};
 pub use sessions::{Sessions, StreamingClient, session_key};
 
 use crate::media::{Chunk, MediaInfo};
