@@ -84,6 +84,9 @@ struct Gate {
     forward: AtomicBool,
     /// [`mono_ms`] of the last chunk this instance produced, forwarded or not; 0 before any.
     last_chunk_ms: AtomicU64,
+    /// [`mono_ms`] of the last keyframe chunk: a source that yields data but never a keyframe
+    /// (undecodable payload, a broken decryption) is as dead as a silent one.
+    last_keyframe_ms: AtomicU64,
     /// The instance has produced a keyframe (a clean point to switch to).
     keyframe_seen: AtomicBool,
 }
@@ -258,9 +261,17 @@ impl IngestSupervisor {
                         cur.started_ms = now;
                     }
                     let last = cur.gate.last_chunk_ms.load(Ordering::Relaxed).max(cur.started_ms);
+                    let last_key = cur.gate.last_keyframe_ms.load(Ordering::Relaxed).max(cur.started_ms);
                     let timeout = input.source_timeout.duration();
+                    // Without keyframes nothing can be segmented: data that never yields one
+                    // (an undecodable or wrongly decrypted payload) fails too, after the longer
+                    // of source_timeout and three segment durations.
+                    let key_timeout_ms = (timeout.as_millis() as u64)
+                        .max(3 * u64::from(self.config.segment_duration.as_millis()));
                     if now.saturating_sub(last) > timeout.as_millis() as u64 {
                         Outcome::Failed(format!("no data for {} s (source_timeout)", timeout.as_secs()))
+                    } else if now.saturating_sub(last_key) > key_timeout_ms {
+                        Outcome::Failed(format!("no keyframe for {} s", key_timeout_ms / 1000))
                     } else if let Some(p) = &probe {
                         let fresh = now.saturating_sub(p.gate.last_chunk_ms.load(Ordering::Relaxed)) < 1000;
                         if p.gate.keyframe_seen.load(Ordering::Relaxed) && fresh {
@@ -480,6 +491,7 @@ fn attach_sink(
                 gate.last_chunk_ms.store(now, Ordering::Relaxed);
                 if chunk.keyframe {
                     gate.keyframe_seen.store(true, Ordering::Relaxed);
+                    gate.last_keyframe_ms.store(now, Ordering::Relaxed);
                 }
                 if !gate.forward.load(Ordering::Relaxed) {
                     return Ok(gst::FlowSuccess::Ok);
