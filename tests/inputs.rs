@@ -23,42 +23,7 @@ fn spawn(program: &str, args: &[&str]) -> Proc {
 
 /// ffmpeg encoding a small H.264 + AAC test signal to `out` (an SRT/RTMP/UDP URL).
 fn ffmpeg_sender(format: &str, out: &str) -> Proc {
-    spawn(
-        "ffmpeg",
-        &[
-            "-nostdin",
-            "-v",
-            "error",
-            "-re",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=320x240:rate=25",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=frequency=440:sample_rate=48000",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-tune",
-            "zerolatency",
-            "-g",
-            "25",
-            "-pix_fmt",
-            "yuv420p",
-            "-b:v",
-            "300k",
-            "-c:a",
-            "aac",
-            "-b:a",
-            "64k",
-            "-f",
-            format,
-            out,
-        ],
-    )
+    ffmpeg_sender_with(&[], format, out)
 }
 
 fn decodes(server: &Server, stream: &str) {

@@ -139,15 +139,7 @@ pub(super) fn build(
         }
         InputUrl::Publish => {
             // No caps: parsebin finds out whether a publisher sends FLV (RTMP) or MPEG-TS (HTTP).
-            let src = gstreamer_app::AppSrc::builder()
-                .name("publish")
-                .is_live(true)
-                .format(gst::Format::Bytes)
-                .max_bytes(8 << 20)
-                .block(false)
-                // A stalled pipeline drops the newest data rather than grow without bound.
-                .leaky_type(gstreamer_app::AppLeakyType::Upstream)
-                .build();
+            let src = pushed_bytes("publish", None);
             ctx.add_static(src.upcast_ref())?;
             return Ok(Built {
                 pipeline,
@@ -163,15 +155,7 @@ pub(super) fn build(
                 .field("systemstream", true)
                 .field("packetsize", 188i32)
                 .build();
-            let src = gstreamer_app::AppSrc::builder()
-                .name("multiplex")
-                .caps(&caps)
-                .is_live(true)
-                .format(gst::Format::Bytes)
-                .max_bytes(8 << 20)
-                .block(false)
-                .leaky_type(gstreamer_app::AppLeakyType::Upstream)
-                .build();
+            let src = pushed_bytes("multiplex", Some(&caps));
             if let Some(program) = *program {
                 select_program(&pipeline, program);
             }
@@ -197,6 +181,23 @@ pub(super) fn build(
         metered: true,
         appsrc: None,
     })
+}
+
+/// A live `appsrc` that something outside the pipeline pushes container bytes into (a
+/// publisher, a DVB tuner). Pushes never block: a stalled pipeline drops the newest data
+/// rather than grow without bound.
+fn pushed_bytes(name: &str, caps: Option<&gst::Caps>) -> gstreamer_app::AppSrc {
+    let builder = gstreamer_app::AppSrc::builder()
+        .name(name)
+        .is_live(true)
+        .format(gst::Format::Bytes)
+        .max_bytes(8 << 20)
+        .block(false)
+        .leaky_type(gstreamer_app::AppLeakyType::Upstream);
+    match caps {
+        Some(caps) => builder.caps(caps).build(),
+        None => builder.build(),
+    }
 }
 
 /// Makes the MPEG-TS demuxer that `parsebin` plugs output only program `program`.
