@@ -136,22 +136,7 @@ fn file_input_loops_forever() {
     );
     let total: f64 = p.segments.iter().map(|s| s.0).sum();
     assert!(total > 6.0, "more media than the clip holds: {total} s");
-    let out = run_with_timeout(
-        40,
-        "ffmpeg",
-        &[
-            "-nostdin",
-            "-v",
-            "error",
-            "-i",
-            &server.url("/clip/index.m3u8"),
-            "-t",
-            "4",
-            "-f",
-            "null",
-            "-",
-        ],
-    );
+    let out = ffmpeg_decode(&server.url("/clip/index.m3u8"), 4, 40);
     assert!(
         out.status.success(),
         "{}",

@@ -380,22 +380,7 @@ fn full_disk_counts_failures_and_live_keeps_playing() {
         newest(&after) > newest(&before),
         "live playlist still advances"
     );
-    let out = run_with_timeout(
-        40,
-        "ffmpeg",
-        &[
-            "-nostdin",
-            "-v",
-            "error",
-            "-i",
-            &server.url("/cam/index.m3u8"),
-            "-t",
-            "3",
-            "-f",
-            "null",
-            "-",
-        ],
-    );
+    let out = ffmpeg_decode(&server.url("/cam/index.m3u8"), 3, 40);
     assert!(
         out.status.success(),
         "{}",

@@ -119,13 +119,7 @@ fn check_segments(server: &Server, stream: &str, playlist: &Playlist) {
 
 fn check_decodes(server: &Server, stream: &str) {
     let url = server.url(&format!("/{stream}/index.m3u8"));
-    let out = run_with_timeout(
-        60,
-        "ffmpeg",
-        &[
-            "-nostdin", "-v", "error", "-i", &url, "-t", "10", "-f", "null", "-",
-        ],
-    );
+    let out = ffmpeg_decode(&url, 10, 60);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "ffmpeg failed on {stream}: {stderr}");
     assert!(
@@ -189,13 +183,7 @@ fn check_window_slides(server: &Server, stream: &str) {
 
 fn check_mpegts(server: &Server, stream: &str) {
     let url = server.url(&format!("/{stream}/mpegts"));
-    let out = run_with_timeout(
-        30,
-        "ffmpeg",
-        &[
-            "-nostdin", "-v", "error", "-i", &url, "-t", "4", "-f", "null", "-",
-        ],
-    );
+    let out = ffmpeg_decode(&url, 4, 30);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),

@@ -28,13 +28,7 @@ fn ffmpeg_sender(format: &str, out: &str) -> Proc {
 
 fn decodes(server: &Server, stream: &str) {
     let url = server.url(&format!("/{stream}/index.m3u8"));
-    let out = run_with_timeout(
-        60,
-        "ffmpeg",
-        &[
-            "-nostdin", "-v", "error", "-i", &url, "-t", "4", "-f", "null", "-",
-        ],
-    );
+    let out = ffmpeg_decode(&url, 4, 60);
     assert!(
         out.status.success(),
         "{stream}: {}",

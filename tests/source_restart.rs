@@ -75,22 +75,7 @@ fn udp_feeder_killed_and_restarted_resumes_while_other_stream_keeps_going() {
         log.contains("no data for 2 s (source_timeout)"),
         "the restart reason is logged"
     );
-    let out = run_with_timeout(
-        40,
-        "ffmpeg",
-        &[
-            "-nostdin",
-            "-v",
-            "error",
-            "-i",
-            &server.url("/cam/index.m3u8"),
-            "-t",
-            "3",
-            "-f",
-            "null",
-            "-",
-        ],
-    );
+    let out = ffmpeg_decode(&server.url("/cam/index.m3u8"), 3, 40);
     assert!(
         out.status.success(),
         "{}",

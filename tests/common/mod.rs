@@ -386,6 +386,18 @@ pub fn run_with_timeout(secs: u64, program: &str, args: &[&str]) -> Output {
         .unwrap_or_else(|e| panic!("cannot run {program}: {e}"))
 }
 
+/// ffmpeg decoding `seconds` of `url` (a real client), with a hard timeout of `limit` s.
+pub fn ffmpeg_decode(url: &str, seconds: u32, limit: u64) -> Output {
+    let seconds = seconds.to_string();
+    run_with_timeout(
+        limit,
+        "ffmpeg",
+        &[
+            "-nostdin", "-v", "error", "-i", url, "-t", &seconds, "-f", "null", "-",
+        ],
+    )
+}
+
 /// `gst-launch-1.0` sending H.264 + AAC MPEG-TS to a UDP port in real time.
 pub fn udp_feeder(port: u16, extra_video: &str) -> Proc {
     let desc = format!(
