@@ -147,16 +147,24 @@ impl Server {
         self.proc.as_ref().expect("running").0.id()
     }
 
-    /// The metrics endpoint's text (view credentials of the harness config).
+    /// The metrics endpoint's text (view credentials of the harness config). Right after
+    /// start the endpoint answers 503 until the stats thread's first rendering: wait for it.
     pub fn scrape(&self) -> String {
         let auth = format!("Basic {}", b64("viewer:pw"));
-        let r = request(
-            "GET",
-            &self.url("/flussonic/api/metrics"),
-            &[("Authorization", &auth)],
-        );
-        assert_eq!(r.status, 200, "metrics: {}", r.text());
-        r.text()
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let r = request(
+                "GET",
+                &self.url("/flussonic/api/metrics"),
+                &[("Authorization", &auth)],
+            );
+            if r.status == 503 && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+            assert_eq!(r.status, 200, "metrics: {}", r.text());
+            return r.text();
+        }
     }
 
     /// Scrapes until the exposition was rendered after `since` (stats ticks are 1 s here).
