@@ -6,8 +6,10 @@ mod auth;
 mod dvb;
 mod input;
 mod stream;
+pub mod transcoder;
 
 pub use auth::Credentials;
+pub use transcoder::Transcoder;
 pub use dvb::{DvbCard, DvbHw, DvbSystem, Modulation, Polarization};
 pub use input::{InputUrl, mask_credentials};
 pub use stream::{

@@ -19,6 +19,8 @@ pub struct StreamConfig {
     pub dvr: Option<StreamDvr>,
     /// Secret a publisher must present (`rtmp://HOST/APP/NAME?key=SECRET`); never logged.
     pub publish_key: Option<String>,
+    /// The ABR ladder to encode; `None` passes the source through.
+    pub transcoder: Option<super::Transcoder>,
 }
 
 /// A stream's `[dvr]` table (Flussonic's keys).
@@ -123,6 +125,12 @@ fn default_source_timeout() -> SourceTimeout {
 /// An integer setting as written; anything else is refused with the value shown.
 #[derive(Debug)]
 pub struct Number(i64);
+
+impl Number {
+    pub fn get(&self) -> i64 {
+        self.0
+    }
+}
 
 impl<'de> Deserialize<'de> for Number {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -229,6 +237,7 @@ struct StreamFile {
     segment_count: Option<SegmentCount>,
     dvr: Option<StreamDvr>,
     publish_key: Option<String>,
+    transcoder: Option<super::Transcoder>,
 }
 
 /// The `inputs` list, refused when empty.
@@ -270,6 +279,7 @@ impl StreamConfig {
             segment_count: file.segment_count.unwrap_or(defaults.segment_count),
             dvr: file.dvr,
             publish_key: file.publish_key.filter(|k| !k.is_empty()),
+            transcoder: file.transcoder,
         })
     }
 }

@@ -108,15 +108,28 @@ fn stream_json(state: &AppState, h: &crate::stream::StreamHandle) -> serde_json:
     let alive = last_input > 0 && now.saturating_sub(last_input) <= STREAM_UP_MS;
     let started = StreamCounters::get(&c.running_since_ms);
     let snapshot = h.current();
-    let media = snapshot.media.as_ref().map(|m| {
+    let media = snapshot.media().map(|first| {
         let mut tracks = Vec::new();
-        if let Some(v) = &m.video {
-            tracks.push(json!({ "content": "video", "codec": v.codec, "width": v.width, "height": v.height }));
+        for (i, r) in snapshot.renditions.iter().enumerate() {
+            if let Some(v) = r.media.as_ref().and_then(|m| m.video.as_ref()) {
+                let (_, bitrate) = crate::packaging::hls::segment_bitrates(&r.live);
+                tracks.push(json!({
+                    "track_id": format!("v{}", i + 1), "content": "video", "codec": v.codec,
+                    "width": v.width, "height": v.height, "bitrate": bitrate / 1000,
+                    "fps": v.frame_rate.map(|(n, d)| f64::from(n) / f64::from(d)),
+                }));
+            }
         }
-        if let Some(a) = &m.audio {
-            tracks.push(json!({ "content": "audio", "codec": a.codec, "channels": a.channels, "sample_rate": a.sample_rate }));
+        if let Some(a) = &first.audio {
+            tracks.push(json!({ "track_id": "a1", "content": "audio", "codec": a.codec, "channels": a.channels, "sample_rate": a.sample_rate }));
         }
         json!({ "flow_type": "stream", "tracks": tracks })
+    });
+    let transcoder = c.transcoder().map(|t| {
+        json!({
+            "hw": t.hw, "decoder": t.decoder, "encoder": t.encoder,
+            "renditions": t.renditions, "error": t.error,
+        })
     });
     let dvr_info = h.archive.as_ref().map(|a| {
         let index = a.read();
@@ -155,6 +168,7 @@ fn stream_json(state: &AppState, h: &crate::stream::StreamHandle) -> serde_json:
             "dvr_enabled": h.archive.is_some(),
             "dvr_info": dvr_info,
             "media_info": media,
+            "transcoder": transcoder,
         },
     })
 }

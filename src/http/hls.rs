@@ -5,7 +5,7 @@ use super::body::{Body, Counted, empty};
 use super::range::{RangeRequest, parse_range};
 use super::{AppState, HttpError, Route};
 use crate::media::Chunk;
-use crate::packaging::Snapshot;
+use crate::packaging::{RenditionSnapshot, Snapshot};
 use crate::stream::StreamHandle;
 use crate::stream::{StreamingClient, mono_ms, session_key};
 use bytes::Bytes;
@@ -20,9 +20,9 @@ use tracing::warn;
 pub(super) const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
 pub(super) const TS_TYPE: &str = "video/mp2t";
 /// Playlists change every segment; a caching proxy may hold one for about a second.
-const PLAYLIST_CACHE: &str = "public, max-age=1";
+pub(super) const PLAYLIST_CACHE: &str = "public, max-age=1";
 /// A segment URL names its start time and duration: its bytes never change.
-const SEGMENT_CACHE: &str = "public, max-age=31536000, immutable";
+pub(super) const SEGMENT_CACHE: &str = "public, max-age=31536000, immutable";
 
 /// Who is asking, for client sessions.
 #[derive(Debug)]
@@ -30,6 +30,8 @@ pub(super) struct Client<'a> {
     pub ip: std::net::IpAddr,
     pub user_agent: &'a str,
     pub token: Option<&'a str>,
+    /// The `Host` header (DASH `UTCTiming` points back at it).
+    pub host: Option<&'a str>,
 }
 
 /// Serves a playback route and records the client's session on success.
@@ -45,10 +47,15 @@ pub(super) async fn serve(
         | Route::Media { stream, .. }
         | Route::Segment { stream, .. }
         | Route::MpegTs { stream }
+        | Route::Fmp4Master { stream }
+        | Route::Fmp4Playlist { stream, .. }
+        | Route::Init { stream, .. }
+        | Route::Fragment { stream, .. }
+        | Route::Dash { stream }
         | Route::Dvr { stream, .. } => stream.clone(),
-        Route::Api(_) => return Err(HttpError::NotFound("no such resource")),
+        Route::Api(_) | Route::Time => return Err(HttpError::NotFound("no such resource")),
     };
-    let response = serve_route(state, route, range, query).await?;
+    let response = serve_route(state, route, range, query, client).await?;
     if response.status().is_success()
         && let Some(handle) = state.registry.get(&stream)
     {
@@ -63,6 +70,7 @@ async fn serve_route(
     route: Route,
     range: Option<&str>,
     query: Option<&str>,
+    client: &Client<'_>,
 ) -> Result<Response<Body>, HttpError> {
     let lookup = |name: &str| -> Result<&StreamHandle, HttpError> {
         state
@@ -86,8 +94,11 @@ async fn serve_route(
         Route::Media { stream, tracks } => {
             let handle = lookup(&stream)?;
             let snap = handle.current();
-            check_tracks(&snap, tracks.as_deref())?;
-            let text = snap.media_playlist.clone().ok_or(HttpError::NotReady)?;
+            let (_, rendition) = select(&snap, tracks.as_deref())?;
+            let text = rendition
+                .media_playlist
+                .clone()
+                .ok_or(HttpError::NotReady)?;
             Ok(bytes_response(
                 handle,
                 StatusCode::OK,
@@ -103,14 +114,32 @@ async fn serve_route(
         } => {
             let handle = lookup(&stream)?;
             let snap = handle.current();
-            check_tracks(&snap, tracks.as_deref())?;
-            let data = match snap.segment(&path) {
+            let (index, rendition) = select(&snap, tracks.as_deref())?;
+            let data = match rendition.segment(&path) {
                 Some(segment) => segment.data.clone(),
-                None => super::dvr::archived_segment(handle, &path)
+                // The archive records the first rendition.
+                None if index == 0 => super::dvr::archived_segment(handle, &path)
                     .await?
                     .ok_or(HttpError::NotFound("segment expired or never existed"))?,
+                None => return Err(HttpError::NotFound("segment expired or never existed")),
             };
-            segment_response(handle, data, range)
+            segment_response(handle, data, range, TS_TYPE, SEGMENT_CACHE)
+        }
+        Route::Fmp4Master { .. }
+        | Route::Fmp4Playlist { .. }
+        | Route::Init { .. }
+        | Route::Fragment { .. }
+        | Route::Dash { .. } => {
+            let (Route::Fmp4Master { stream }
+            | Route::Fmp4Playlist { stream, .. }
+            | Route::Init { stream, .. }
+            | Route::Fragment { stream, .. }
+            | Route::Dash { stream }) = &route
+            else {
+                return Err(HttpError::NotFound("no such resource"));
+            };
+            let handle = lookup(stream)?;
+            super::fmp4::serve(handle, route.clone(), range, client.host)
         }
         Route::MpegTs { stream } => {
             let handle = lookup(&stream)?;
@@ -120,15 +149,28 @@ async fn serve_route(
             let handle = lookup(&stream)?;
             super::dvr::serve(state, handle, request, range, query).await
         }
-        Route::Api(_) => Err(HttpError::NotFound("no such resource")),
+        Route::Api(_) | Route::Time => Err(HttpError::NotFound("no such resource")),
     }
 }
 
-/// A whole TS segment, or the part a `Range` asks for.
-fn segment_response(
+/// The server's clock for DASH clients (`UTCTiming` http-iso): ISO 8601 UTC, never cached.
+pub(super) fn time() -> Response<Body> {
+    let now = crate::media::utc::Civil::from_unix_ms(crate::media::utc::now_ms()).iso8601();
+    Response::builder()
+        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        .header(header::CACHE_CONTROL, "no-store")
+        .header(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")
+        .body(super::body::full(now))
+        .expect("static headers are valid")
+}
+
+/// A whole segment, or the part a `Range` asks for.
+pub(super) fn segment_response(
     handle: &StreamHandle,
     data: Bytes,
     range: Option<&str>,
+    content_type: &'static str,
+    cache: &'static str,
 ) -> Result<Response<Body>, HttpError> {
     let len = data.len() as u64;
     let (status, body, content_range) = match parse_range(range, len) {
@@ -140,7 +182,7 @@ fn segment_response(
         ),
         RangeRequest::Unsatisfiable => return Err(HttpError::RangeNotSatisfiable { len }),
     };
-    let mut r = bytes_response(handle, status, TS_TYPE, SEGMENT_CACHE, body);
+    let mut r = bytes_response(handle, status, content_type, cache, body);
     let h = r.headers_mut();
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     if let Some(cr) = content_range {
@@ -152,13 +194,19 @@ fn segment_response(
     Ok(r)
 }
 
-/// `tracks-…` must select exactly the tracks the stream has (no per-track remux yet).
-fn check_tracks(snap: &Snapshot, tracks: Option<&str>) -> Result<(), HttpError> {
-    match (tracks, &snap.media) {
-        (Some(t), Some(info)) if t != info.tracks_spec() => {
-            Err(HttpError::NotFound("track selection not available"))
-        }
-        _ => Ok(()),
+/// The rendition `tracks-…` selects (`v2a1`: the second rendition with its audio); no
+/// selector is the first. Before the first media info any selector waits (503).
+fn select<'a>(
+    snap: &'a Snapshot,
+    tracks: Option<&str>,
+) -> Result<(usize, &'a RenditionSnapshot), HttpError> {
+    if snap.renditions.is_empty() {
+        return Err(HttpError::NotReady);
+    }
+    match snap.rendition(tracks) {
+        Some(found) => Ok(found),
+        None if snap.media().is_none() => Err(HttpError::NotReady),
+        None => Err(HttpError::NotFound("track selection not available")),
     }
 }
 

@@ -8,6 +8,7 @@ mod auth;
 mod body;
 mod dvr;
 mod error;
+mod fmp4;
 mod hls;
 mod publish;
 mod range;
@@ -17,7 +18,7 @@ mod service;
 
 pub use auth::{ApiAuth, AuthFailure, Role, parse_authorization};
 pub use error::HttpError;
-pub use router::{ApiRoute, DvrRequest, Route, RouteError, route};
+pub use router::{ApiRoute, DvrRequest, FragmentKey, Route, RouteError, route};
 pub use server::serve;
 
 use crate::stats::{Exposition, StatsHealth};

@@ -22,10 +22,35 @@ pub enum Route {
     },
     /// `/NAME/mpegts`: endless HTTP MPEG-TS.
     MpegTs { stream: String },
+    /// `/NAME/index.fmp4.m3u8`: HLS master over fMP4.
+    Fmp4Master { stream: String },
+    /// `/NAME/tracks-v2/index.fmp4.m3u8` (video rendition) or `tracks-a1/…` (audio).
+    Fmp4Playlist { stream: String, track: String },
+    /// `/NAME/tracks-TRACK/init.mp4`: a track's fMP4 init segment.
+    Init { stream: String, track: String },
+    /// `/NAME/tracks-TRACK/N.m4s` (DASH `$Number$`) or `…/YYYY/MM/DD/HH/MM/SS-DDDDD.m4s` (HLS).
+    Fragment {
+        stream: String,
+        track: String,
+        key: FragmentKey,
+    },
+    /// `/NAME/index.mpd` or `/NAME/Manifest.mpd`: live DASH.
+    Dash { stream: String },
+    /// `/time`: the server clock (ISO 8601), DASH `UTCTiming`.
+    Time,
     /// Archive playback and export under `/NAME/…`.
     Dvr { stream: String, request: DvrRequest },
     /// Anything under `/flussonic/api/` or `/streamer/api/` (always authenticated).
     Api(ApiRoute),
+}
+
+/// How a fragment URL names its fragment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FragmentKey {
+    /// Media sequence number.
+    Number(u64),
+    /// `YYYY/MM/DD/HH/MM/SS-DDDDD.m4s`.
+    Path(String),
 }
 
 /// Earliest and latest archive times a URL may name (2000-01-01 .. 2100-01-01, UNIX s).
@@ -84,6 +109,12 @@ impl Route {
             Route::Media { .. } => "/:name/tracks/mono.m3u8",
             Route::Segment { .. } => "segment",
             Route::MpegTs { .. } => "/:name/mpegts",
+            Route::Fmp4Master { .. } => "/:name/index.fmp4.m3u8",
+            Route::Fmp4Playlist { .. } => "/:name/tracks/index.fmp4.m3u8",
+            Route::Init { .. } => "/:name/tracks/init.mp4",
+            Route::Fragment { .. } => "fragment",
+            Route::Dash { .. } => "/:name/index.mpd",
+            Route::Time => "/time",
             Route::Dvr { request, .. } => match request {
                 DvrRequest::Playlist { .. } => "/:name/archive.m3u8",
                 DvrRequest::TimeshiftAbs { .. } | DvrRequest::TimeshiftRel { .. } => {
@@ -164,6 +195,9 @@ pub fn route(path: &str) -> Result<Route, RouteError> {
             },
         }));
     }
+    if rest == "time" {
+        return Ok(Route::Time);
+    }
     let (last, before) = parts.split_last().ok_or(RouteError::NotFound)?;
     if let Some(request) = dvr_request(last)? {
         return Ok(Route::Dvr {
@@ -178,6 +212,50 @@ pub fn route(path: &str) -> Result<Route, RouteError> {
         "mpegts" => Ok(Route::MpegTs {
             stream: stream_name(before)?,
         }),
+        "index.mpd" | "Manifest.mpd" => Ok(Route::Dash {
+            stream: stream_name(before)?,
+        }),
+        "index.fmp4.m3u8" => match split_tracks(before)? {
+            (None, name) => Ok(Route::Fmp4Master {
+                stream: stream_name(name)?,
+            }),
+            (Some(track), name) => Ok(Route::Fmp4Playlist {
+                stream: stream_name(name)?,
+                track: single_track(track)?,
+            }),
+        },
+        "init.mp4" => match split_tracks(before)? {
+            (Some(track), name) => Ok(Route::Init {
+                stream: stream_name(name)?,
+                track: single_track(track)?,
+            }),
+            (None, _) => Err(RouteError::NotFound),
+        },
+        file if file.ends_with(".m4s") => {
+            let number = digits(&file[..file.len() - 4]);
+            let (key, prefix) = match number {
+                Some(n) => (FragmentKey::Number(n), before),
+                None => {
+                    if before.len() < 5 || !segment_path(&parts[parts.len() - 6..], ".m4s") {
+                        return Err(RouteError::Malformed(
+                            "fragment path is not N.m4s or YYYY/MM/DD/HH/MM/SS-DDDDD.m4s",
+                        ));
+                    }
+                    (
+                        FragmentKey::Path(parts[parts.len() - 6..].join("/")),
+                        &parts[..parts.len() - 6],
+                    )
+                }
+            };
+            match split_tracks(prefix)? {
+                (Some(track), name) => Ok(Route::Fragment {
+                    stream: stream_name(name)?,
+                    track: single_track(track)?,
+                    key,
+                }),
+                (None, _) => Err(RouteError::Malformed("a fragment needs tracks-TRACK/")),
+            }
+        }
         "mono.m3u8" => {
             let (tracks, name) = split_tracks(before)?;
             Ok(Route::Media {
@@ -186,7 +264,7 @@ pub fn route(path: &str) -> Result<Route, RouteError> {
             })
         }
         file if file.ends_with(".ts") => {
-            if before.len() < 5 || !segment_path(&parts[parts.len() - 6..]) {
+            if before.len() < 5 || !segment_path(&parts[parts.len() - 6..], ".ts") {
                 return Err(RouteError::Malformed(
                     "segment path is not YYYY/MM/DD/HH/MM/SS-DDDDD.ts",
                 ));
@@ -316,14 +394,24 @@ fn valid_tracks(spec: &str) -> bool {
     true
 }
 
-/// `YYYY MM DD HH MM SS-DDDDD.ts`, all digits and in range.
-fn segment_path(p: &[&str]) -> bool {
+/// One fMP4 track: `v1`…`v99` or `a1`.
+fn single_track(spec: String) -> Result<String, RouteError> {
+    let b = spec.as_bytes();
+    if b.len() >= 2 && matches!(b[0], b'v' | b'a') && b[1..].iter().all(u8::is_ascii_digit) {
+        Ok(spec)
+    } else {
+        Err(RouteError::Malformed("an fMP4 track is one of vN or aN"))
+    }
+}
+
+/// `YYYY MM DD HH MM SS-DDDDD{ext}`, all digits and in range.
+fn segment_path(p: &[&str], ext: &str) -> bool {
     let num = |s: &str, len: usize, max: u32| {
         s.len() == len
             && s.bytes().all(|b| b.is_ascii_digit())
             && s.parse::<u32>().is_ok_and(|v| v <= max)
     };
-    let Some((sec, dur)) = p[5].strip_suffix(".ts").and_then(|f| f.split_once('-')) else {
+    let Some((sec, dur)) = p[5].strip_suffix(ext).and_then(|f| f.split_once('-')) else {
         return false;
     };
     num(p[0], 4, 9999)
@@ -398,6 +486,64 @@ mod tests {
                 path: s("2026/11/22/01/37/18-02000.ts")
             })
         );
+    }
+
+    #[test]
+    fn fmp4_and_dash_paths() {
+        assert_eq!(route("/time"), Ok(Route::Time));
+        assert_eq!(
+            route("/a/b/index.mpd"),
+            Ok(Route::Dash { stream: s("a/b") })
+        );
+        assert_eq!(route("/x/Manifest.mpd"), Ok(Route::Dash { stream: s("x") }));
+        assert_eq!(
+            route("/x/index.fmp4.m3u8"),
+            Ok(Route::Fmp4Master { stream: s("x") })
+        );
+        assert_eq!(
+            route("/x/tracks-v2/index.fmp4.m3u8"),
+            Ok(Route::Fmp4Playlist {
+                stream: s("x"),
+                track: s("v2")
+            })
+        );
+        assert_eq!(
+            route("/x/tracks-a1/init.mp4"),
+            Ok(Route::Init {
+                stream: s("x"),
+                track: s("a1")
+            })
+        );
+        assert_eq!(
+            route("/x/tracks-v1/1234.m4s"),
+            Ok(Route::Fragment {
+                stream: s("x"),
+                track: s("v1"),
+                key: FragmentKey::Number(1234)
+            })
+        );
+        assert_eq!(
+            route("/x/tracks-v1/2022/03/22/08/06/37-02000.m4s"),
+            Ok(Route::Fragment {
+                stream: s("x"),
+                track: s("v1"),
+                key: FragmentKey::Path(s("2022/03/22/08/06/37-02000.m4s"))
+            })
+        );
+        for bad in [
+            "/x/tracks-v1a1/init.mp4",
+            "/x/tracks-v1/12x.m4s",
+            "/x/1.m4s",
+            "/x/tracks-v1/2022/13/22/08/06/37-02000.m4s",
+        ] {
+            assert!(
+                matches!(route(bad), Err(RouteError::Malformed(_))),
+                "{bad}: {:?}",
+                route(bad)
+            );
+        }
+        assert_eq!(route("/x/init.mp4"), Err(RouteError::NotFound));
+        assert_eq!(Route::Time.label(), "/time");
     }
 
     #[test]
@@ -577,7 +723,7 @@ mod tests {
         for missing in [
             "/",
             "/demo",
-            "/demo/index.mpd",
+            "/demo/index.webm",
             "/demo/other.m3u8",
             "/index.m3u8",
             "/mpegts",

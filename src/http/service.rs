@@ -35,6 +35,7 @@ pub(super) async fn handle<B>(
         (_, Err(RouteError::Malformed(why))) => Err(HttpError::BadRequest(why)),
         (_, Err(RouteError::NotFound)) => Err(HttpError::NotFound("no such resource")),
         (_, Ok(Route::Api(api))) => api::serve(state, api, req.headers()),
+        (_, Ok(Route::Time)) => Ok(hls::time()),
         (_, Ok(route)) => {
             let headers = req.headers();
             let client = Client {
@@ -44,6 +45,7 @@ pub(super) async fn handle<B>(
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or(""),
                 token: token(req.uri().query()),
+                host: headers.get(header::HOST).and_then(|v| v.to_str().ok()),
             };
             let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
             hls::serve(state, route, range, req.uri().query(), &client).await

@@ -19,14 +19,21 @@ pub(super) struct MediaTracker {
     info: Mutex<MediaInfo>,
     /// Nothing is announced while the instance does not feed the stream (a probe).
     gate: Arc<super::Gate>,
+    /// The ladder rendition whose tracks these are (0 for a pass-through stream).
+    rendition: usize,
 }
 
 impl MediaTracker {
-    pub(super) fn new(feed: mpsc::Sender<Feed>, gate: Arc<super::Gate>) -> Arc<Self> {
+    pub(super) fn new(
+        feed: mpsc::Sender<Feed>,
+        gate: Arc<super::Gate>,
+        rendition: usize,
+    ) -> Arc<Self> {
         Arc::new(MediaTracker {
             feed,
             info: Mutex::new(MediaInfo::default()),
             gate,
+            rendition,
         })
     }
 
@@ -52,7 +59,7 @@ impl MediaTracker {
             .clone();
         if info.video.is_some() {
             // A full queue here only delays the master playlist until the next change.
-            let _ = self.feed.try_send(Feed::Media(info));
+            let _ = self.feed.try_send(Feed::Media(self.rendition, info));
         }
     }
 }
@@ -86,10 +93,17 @@ pub(super) fn probe_video(parser: &gst::Element, tracker: Arc<MediaTracker>) {
         if let (Some(codec), Some(caps)) = (codec, pad.current_caps()) {
             let s = caps.structure(0);
             let dim = |k: &str| s.and_then(|s| s.get::<i32>(k).ok()).unwrap_or(0).max(0) as u32;
+            let frame_rate = s
+                .and_then(|s| s.get::<gst::Fraction>("framerate").ok())
+                .and_then(|f| {
+                    let (n, d) = (u32::try_from(f.numer()).ok()?, u32::try_from(f.denom()).ok()?);
+                    (n > 0 && d > 0).then_some((n, d))
+                });
             let video = VideoInfo {
                 codec,
                 width: dim("width"),
                 height: dim("height"),
+                frame_rate,
             };
             tracker.update(|i| i.video = Some(video));
         }
@@ -97,8 +111,9 @@ pub(super) fn probe_video(parser: &gst::Element, tracker: Arc<MediaTracker>) {
     });
 }
 
-/// On the AAC parser's src pad: the audio track from its caps.
-pub(super) fn probe_audio(parser: &gst::Element, tracker: Arc<MediaTracker>) {
+/// On the AAC parser's src pad: the audio track from its caps, for every rendition that
+/// carries it.
+pub(super) fn probe_audio(parser: &gst::Element, trackers: Vec<Arc<MediaTracker>>) {
     let Some(pad) = parser.static_pad("src") else {
         return;
     };
@@ -112,7 +127,9 @@ pub(super) fn probe_audio(parser: &gst::Element, tracker: Arc<MediaTracker>) {
                     channels: s.get::<i32>("channels").unwrap_or(0).max(0) as u32,
                     sample_rate: s.get::<i32>("rate").unwrap_or(0).max(0) as u32,
                 };
-                tracker.update(|i| i.audio = Some(audio));
+                for tracker in &trackers {
+                    tracker.update(|i| i.audio = Some(audio.clone()));
+                }
             }
         }
         gst::PadProbeReturn::Ok

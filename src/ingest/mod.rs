@@ -8,7 +8,9 @@
 //! is started again at once (loop), which is not counted as a failure.
 
 mod backoff;
+pub mod codecs;
 pub mod dvb;
+mod ladder;
 mod media;
 mod pipeline;
 pub mod publish;
@@ -20,7 +22,7 @@ pub use publish::PublishSlots;
 use crate::config::{InputUrl, StreamConfig};
 use crate::gst_util::{GstError, PipelineEvent, PipelineGuard};
 use crate::media::Chunk;
-use crate::stream::{DvbCards, Feed, StreamCounters, mono_ms};
+use crate::stream::{DvbCards, Feed, StreamCounters, TranscoderStatus, mono_ms};
 use bytes::BytesMut;
 use futures_util::StreamExt;
 use gstreamer as gst;
@@ -113,7 +115,8 @@ struct Instance {
     guard: PipelineGuard,
     events: std::pin::Pin<Box<dyn futures_util::Stream<Item = PipelineEvent> + Send>>,
     gate: Arc<Gate>,
-    tracker: Arc<media::MediaTracker>,
+    /// One per rendition.
+    trackers: Vec<Arc<media::MediaTracker>>,
     /// [`mono_ms`] when it started playing.
     started_ms: u64,
     /// Its attachment to a DVB card's multiplex, removed when the instance stops.
@@ -225,7 +228,7 @@ impl IngestSupervisor {
                         // The failure is logged (with element and reason) where it is handled,
                         // once per change of state; the full detail only at debug level.
                         debug!(input = %input.url, element = %e.element, reason = %e.message, debug = ?e.debug, "pipeline error");
-                        Outcome::Failed(format!("{}: {}", element_kind(&e.element), e.message))
+                        Outcome::Failed(failure_reason(&e.element, &e.message))
                     }
                     Some(PipelineEvent::Eos) if matches!(input.url, InputUrl::File { .. }) => {
                         debug!("end of file, looping");
@@ -331,7 +334,7 @@ impl IngestSupervisor {
                     let p = probe.take().expect("promotion needs a probe");
                     info!(from = %self.config.inputs[ended_index].url, to = %self.config.inputs[p.index].url, "returning to the higher-priority input");
                     p.gate.forward.store(true, Ordering::Relaxed);
-                    p.tracker.announce();
+                    p.trackers.iter().for_each(|t| t.announce());
                     self.counters.running_since_ms.store(0, Ordering::Relaxed);
                     index = p.index;
                     self.counters
@@ -391,6 +394,52 @@ impl IngestSupervisor {
         wait
     }
 
+    /// The transcoder of this stream with the codecs this host offers now; `None` passes the
+    /// source through. The choice (or why there is none) is logged when it changes and kept
+    /// in the counters for the JSON stats and metrics.
+    fn transcode_plan(&self) -> Result<Option<ladder::Plan>, String> {
+        let Some(t) = &self.config.transcoder else {
+            return Ok(None);
+        };
+        let chosen = codecs::choose(t.hw, t.deviceid, &codecs::GstRegistry);
+        let status = match &chosen {
+            Ok(c) => TranscoderStatus {
+                hw: c.hw_label().into(),
+                decoder: c.decoder.clone(),
+                encoder: c.encoder.clone(),
+                renditions: t.video.0.len(),
+                error: None,
+            },
+            Err(e) => TranscoderStatus {
+                hw: "none".into(),
+                decoder: String::new(),
+                encoder: String::new(),
+                renditions: t.video.0.len(),
+                error: Some(e.to_string()),
+            },
+        };
+        if self.counters.transcoder().as_ref() != Some(&status) {
+            match &chosen {
+                Ok(c) => info!(
+                    requested = t.hw.as_str(),
+                    hw = c.hw_label(),
+                    decoder = %c.decoder,
+                    encoder = %c.encoder,
+                    renditions = t.video.0.len(),
+                    "transcoder"
+                ),
+                Err(e) => warn!(requested = t.hw.as_str(), error = %e, "transcoder cannot start"),
+            }
+            self.counters.set_transcoder(status);
+        }
+        let codecs = chosen.map_err(|e| e.to_string())?;
+        Ok(Some(ladder::Plan {
+            transcoder: t.clone(),
+            codecs,
+            segment_ns: u64::from(self.config.segment_duration.as_millis()) * 1_000_000,
+        }))
+    }
+
     /// Builds and starts a pipeline for input `index`; `forward` false makes it a probe.
     async fn start(&self, index: usize, forward: bool) -> Result<Instance, String> {
         let url = &self.config.inputs[index].url;
@@ -398,7 +447,11 @@ impl IngestSupervisor {
             forward: AtomicBool::new(forward),
             ..Gate::default()
         });
-        let tracker = media::MediaTracker::new(self.feed.clone(), gate.clone());
+        let plan = self.transcode_plan()?;
+        let renditions = plan.as_ref().map_or(1, |p| p.transcoder.video.0.len());
+        let trackers: Vec<_> = (0..renditions)
+            .map(|i| media::MediaTracker::new(self.feed.clone(), gate.clone(), i))
+            .collect();
         let meter = Arc::new(InputMeter {
             counters: self.counters.clone(),
             gate: gate.clone(),
@@ -407,17 +460,24 @@ impl IngestSupervisor {
             &self.config.name,
             url,
             self.config.segment_duration.as_millis(),
-            &tracker,
+            trackers.clone(),
+            plan,
             &meter,
         )
         .map_err(|e| e.to_string())?;
-        attach_sink(
-            &built.appsink,
-            self.feed.clone(),
-            self.counters.clone(),
-            gate.clone(),
-            !built.metered,
-        );
+        for (rendition, appsink) in built.appsinks.iter().enumerate() {
+            attach_sink(
+                appsink,
+                Sink {
+                    feed: self.feed.clone(),
+                    counters: self.counters.clone(),
+                    gate: gate.clone(),
+                    // Generated sources have no input but what their muxer makes.
+                    count_bytes_in: !built.metered && rendition == 0,
+                    rendition,
+                },
+            );
+        }
         let mut tap = None;
         match (url, built.appsrc) {
             (InputUrl::Publish, Some(src)) => {
@@ -441,7 +501,7 @@ impl IngestSupervisor {
                 fanout.detach(*id);
             }
             guard.shutdown().await;
-            return Err(format!("{}: {}", element_kind(&e.element), e.message));
+            return Err(failure_reason(&e.element, &e.message));
         }
         info!(input = %url, probe = !forward, "pipeline playing");
         Ok(Instance {
@@ -449,7 +509,7 @@ impl IngestSupervisor {
             guard,
             events,
             gate,
-            tracker,
+            trackers,
             started_ms: mono_ms(),
             tap,
         })
@@ -458,6 +518,15 @@ impl IngestSupervisor {
 
 /// The element's type from its path (`/GstPipeline:cam/GstURISourceBin:src/GstSoupHTTPSrc:souphttpsrc3`
 /// → `GstSoupHTTPSrc`): stable across restarts, unlike instance names with counters.
+/// `ElementKind: message`, with an NVENC session-limit failure named as such.
+fn failure_reason(element: &str, message: &str) -> String {
+    let kind = element_kind(element);
+    match codecs::explain_encoder_error(kind, message) {
+        Some(explained) => format!("{kind}: {explained}"),
+        None => format!("{kind}: {message}"),
+    }
+}
+
 fn element_kind(path: &str) -> &str {
     let last = path.rsplit('/').next().unwrap_or(path);
     last.split(':').next().unwrap_or(last)
@@ -471,22 +540,34 @@ async fn next_event(instance: &mut Option<Instance>) -> Option<PipelineEvent> {
     }
 }
 
-/// Installs the appsink callback: one sample (a buffer list, one access unit) becomes one
-/// [`Chunk`], `try_send` to the actor; a full queue drops the chunk and counts it.
-fn attach_sink(
-    appsink: &gst_app::AppSink,
+/// Where one rendition's appsink delivers.
+struct Sink {
     feed: mpsc::Sender<Feed>,
     counters: Arc<StreamCounters>,
     gate: Arc<Gate>,
+    /// Count the muxed bytes as input (generated sources, first rendition only).
     count_bytes_in: bool,
-) {
+    rendition: usize,
+}
+
+/// Installs the appsink callback: one sample (a buffer list, one access unit) becomes one
+/// [`Chunk`], `try_send` to the actor; a full queue drops the chunk and counts it.
+fn attach_sink(appsink: &gst_app::AppSink, to: Sink) {
+    let Sink {
+        feed,
+        counters,
+        gate,
+        count_bytes_in,
+        rendition,
+    } = to;
     appsink.set_callbacks(
         gst_app::AppSinkCallbacks::builder()
             .new_sample(move |sink| {
                 let sample = sink.pull_sample().map_err(|_| gst::FlowError::Flushing)?;
-                let Some(chunk) = chunk_of(&sample) else {
+                let Some(mut chunk) = chunk_of(&sample) else {
                     return Ok(gst::FlowSuccess::Ok);
                 };
+                chunk.rendition = rendition;
                 let now = mono_ms();
                 gate.last_chunk_ms.store(now, Ordering::Relaxed);
                 if chunk.keyframe {
@@ -571,5 +652,6 @@ fn chunk_of(sample: &gst::Sample) -> Option<Chunk> {
         data: data.freeze(),
         pts,
         keyframe,
+        rendition: 0,
     })
 }

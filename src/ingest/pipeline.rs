@@ -2,7 +2,8 @@
 //! `… ! h264parse ! mpegtsmux ! appsink` (plus `aacparse ! mux.` for audio), so the stream
 //! actor always receives whole-access-unit TS chunks.
 
-use super::media::{MediaTracker, probe_audio, probe_video};
+use super::ladder::{Outputs, Plan};
+use super::media::MediaTracker;
 use super::{IngestError, InputMeter};
 use crate::config::InputUrl;
 use gstreamer as gst;
@@ -19,14 +20,13 @@ const FAKE_VIDEO_KBPS: u32 = 800;
 /// Receive queues hold more than a GOP: when a pipeline joins mid-GOP the H.264 parser drops
 /// frames until the next IDR while audio keeps flowing, and a smaller queue deadlocks the mux.
 const QUEUE_NS: u64 = 5_000_000_000;
-/// How long the live muxer waits for a late track before muxing without it.
-const MUX_LATENCY_NS: u64 = 1_000_000_000;
 
 /// A built, not yet playing, pipeline and its sink.
 #[derive(Debug)]
 pub(super) struct Built {
     pub pipeline: gst::Pipeline,
-    pub appsink: gstreamer_app::AppSink,
+    /// One per rendition (one for a pass-through stream).
+    pub appsinks: Vec<gstreamer_app::AppSink>,
     /// True when input bytes are metered before the demuxer; false for generated sources,
     /// whose input is what the muxer produces (metered at the appsink).
     pub metered: bool,
@@ -35,43 +35,37 @@ pub(super) struct Built {
 }
 
 /// Builds the pipeline for `url`; `keyframe_ms` is the stream's segment duration; `meter`
-/// counts the raw input bytes (what the network or file delivered).
+/// counts the raw input bytes (what the network or file delivered). `trackers` has one entry
+/// per rendition; `plan` is the transcoder (`None` passes the source through).
 pub(super) fn build(
     name: &str,
     url: &InputUrl,
     keyframe_ms: u32,
-    tracker: &Arc<MediaTracker>,
+    trackers: Vec<Arc<MediaTracker>>,
+    plan: Option<Plan>,
     meter: &Arc<InputMeter>,
 ) -> Result<Built, IngestError> {
     let pipeline = gst::Pipeline::builder().name(name).build();
-    let mux = make("mpegtsmux", "mux")?;
-    let appsink = gstreamer_app::AppSink::builder()
-        .name("sink")
-        .buffer_list(true)
+    let outputs = Arc::new(Outputs::new(
+        &pipeline,
+        trackers,
+        plan,
         // A file is paced by the clock; live sources pace themselves.
-        .sync(matches!(url, InputUrl::File { .. }))
-        .max_buffers(64)
-        .build();
-    pipeline
-        .add_many([&mux, appsink.upcast_ref()])
-        .map_err(IngestError::from)?;
-    mux.link(&appsink).map_err(IngestError::from)?;
-    if !matches!(url, InputUrl::Fake | InputUrl::File { .. }) {
-        // Network sources are live: the muxer must not wait forever for a silent track.
-        mux.set_property("latency", MUX_LATENCY_NS);
-    }
+        matches!(url, InputUrl::File { .. }),
+        !matches!(url, InputUrl::Fake | InputUrl::File { .. }),
+    )?);
+    let appsinks = outputs.appsinks.clone();
     let ctx = Demux {
         pipeline: &pipeline,
-        mux: &mux,
-        tracker,
+        outputs: &outputs,
         meter,
     };
     match url {
         InputUrl::Fake => {
-            build_fake(&pipeline, &mux, keyframe_ms, tracker)?;
+            build_fake(&pipeline, &outputs, keyframe_ms)?;
             return Ok(Built {
                 pipeline,
-                appsink,
+                appsinks,
                 metered: false,
                 appsrc: None,
             });
@@ -143,7 +137,7 @@ pub(super) fn build(
             ctx.add_static(src.upcast_ref())?;
             return Ok(Built {
                 pipeline,
-                appsink,
+                appsinks,
                 metered: true,
                 appsrc: Some(src),
             });
@@ -162,7 +156,7 @@ pub(super) fn build(
             ctx.add_static(src.upcast_ref())?;
             return Ok(Built {
                 pipeline,
-                appsink,
+                appsinks,
                 metered: true,
                 appsrc: Some(src),
             });
@@ -177,7 +171,7 @@ pub(super) fn build(
     }
     Ok(Built {
         pipeline,
-        appsink,
+        appsinks,
         metered: true,
         appsrc: None,
     })
@@ -220,9 +214,8 @@ fn make(factory: &str, name: &str) -> Result<gst::Element, IngestError> {
 /// every segment.
 fn build_fake(
     pipeline: &gst::Pipeline,
-    mux: &gst::Element,
+    outputs: &Outputs,
     keyframe_ms: u32,
-    tracker: &Arc<MediaTracker>,
 ) -> Result<(), IngestError> {
     let key_int = (FAKE_FPS * keyframe_ms / 1000).max(1);
     let desc = format!(
@@ -231,36 +224,31 @@ fn build_fake(
          ! clockoverlay time-format=\"%Y-%m-%d %H:%M:%S\" halignment=center valignment=bottom font-desc=\"Sans 20\" \
          ! x264enc tune=zerolatency speed-preset=ultrafast bitrate={FAKE_VIDEO_KBPS} key-int-max={key_int} option-string=scenecut=0 \
          ! video/x-h264,profile=constrained-baseline \
-         ! h264parse name=vparse config-interval=-1 ! queue name=vq \
+         ! queue ! h264parse name=vparse config-interval=-1 \
          audiotestsrc is-live=true wave=sine freq=440 volume=0.2 \
          ! audio/x-raw,rate=48000,channels=2 ! audioconvert ! avenc_aac bitrate=96000 \
-         ! aacparse name=aparse ! queue name=aq"
+         ! queue ! aacparse name=aparse"
     );
     let bin = gst::parse::bin_from_description(&desc, false).map_err(|e| {
         // parse errors name the element that is missing (x264enc, avenc_aac, clockoverlay…)
         IngestError::MissingElement(e.to_string())
     })?;
-    let vq = bin.by_name("vq").expect("named in the description");
-    let aq = bin.by_name("aq").expect("named in the description");
     let vparse = bin.by_name("vparse").expect("named in the description");
     let aparse = bin.by_name("aparse").expect("named in the description");
-    let ghost = |q: &gst::Element, name: &str| -> Result<(), IngestError> {
-        let pad = q.static_pad("src").expect("queue has a src pad");
+    let ghost = |parser: &gst::Element, name: &str| -> Result<gst::Pad, IngestError> {
+        let pad = parser.static_pad("src").expect("parser has a src pad");
         let ghost = gst::GhostPad::builder_with_target(&pad)
             .map_err(IngestError::from)?
             .name(name)
             .build();
-        bin.add_pad(&ghost).map_err(IngestError::from)
+        bin.add_pad(&ghost).map_err(IngestError::from)?;
+        Ok(ghost.upcast())
     };
-    ghost(&vq, "video")?;
-    ghost(&aq, "audio")?;
+    let video = ghost(&vparse, "video")?;
+    let audio = ghost(&aparse, "audio")?;
     pipeline.add(&bin).map_err(IngestError::from)?;
-    for pad in ["video", "audio"] {
-        bin.link_pads(Some(pad), mux, None)
-            .map_err(IngestError::from)?;
-    }
-    probe_video(&vparse, tracker.clone());
-    probe_audio(&aparse, tracker.clone());
+    outputs.link_video(pipeline, &vparse, &video)?;
+    outputs.link_audio(pipeline, &aparse, &audio)?;
     Ok(())
 }
 
@@ -269,8 +257,7 @@ fn build_fake(
 /// anything else into a `fakesink` with a log line.
 struct Demux<'a> {
     pipeline: &'a gst::Pipeline,
-    mux: &'a gst::Element,
-    tracker: &'a Arc<MediaTracker>,
+    outputs: &'a Arc<Outputs>,
     meter: &'a Arc<InputMeter>,
 }
 
@@ -288,18 +275,16 @@ impl Demux<'_> {
     fn add_dynamic(&self, src: &gst::Element) -> Result<(), IngestError> {
         self.pipeline.add(src).map_err(IngestError::from)?;
         let pipeline_weak = self.pipeline.downgrade();
-        let mux_weak = self.mux.downgrade();
-        let tracker = self.tracker.clone();
+        let outputs = self.outputs.clone();
         let meter = self.meter.clone();
         let linked = Arc::new(Linked::default());
         src.connect_pad_added(move |_, pad| {
-            let (Some(pipeline), Some(mux)) = (pipeline_weak.upgrade(), mux_weak.upgrade()) else {
+            let Some(pipeline) = pipeline_weak.upgrade() else {
                 return;
             };
             let demux = Demux {
                 pipeline: &pipeline,
-                mux: &mux,
-                tracker: &tracker,
+                outputs: &outputs,
                 meter: &meter,
             };
             let result = demux.parsebin(linked.clone()).and_then(|parsebin| {
@@ -330,13 +315,12 @@ impl Demux<'_> {
             meter_pad(&sink, self.meter.clone());
         }
         let pipeline_weak = self.pipeline.downgrade();
-        let mux_weak = self.mux.downgrade();
-        let tracker = self.tracker.clone();
+        let outputs = self.outputs.clone();
         parsebin.connect_pad_added(move |_, pad| {
-            let (Some(pipeline), Some(mux)) = (pipeline_weak.upgrade(), mux_weak.upgrade()) else {
+            let Some(pipeline) = pipeline_weak.upgrade() else {
                 return;
             };
-            if let Err(e) = link_track(&pipeline, &mux, pad, &tracker, &linked) {
+            if let Err(e) = link_track(&pipeline, &outputs, pad, &linked) {
                 warn!(pad = %pad.name(), error = %e, "cannot link track");
             }
         });
@@ -369,9 +353,8 @@ struct Linked {
 
 fn link_track(
     pipeline: &gst::Pipeline,
-    mux: &gst::Element,
+    outputs: &Outputs,
     pad: &gst::Pad,
-    tracker: &Arc<MediaTracker>,
     linked: &Linked,
 ) -> Result<(), IngestError> {
     let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
@@ -420,20 +403,17 @@ fn link_track(
         .map_err(|_| IngestError::MissingElement(parser_factory.into()))?;
     if kind == "h264" {
         parser.set_property("config-interval", -1i32);
-        probe_video(&parser, tracker.clone());
-    } else {
-        probe_audio(&parser, tracker.clone());
     }
     pipeline
         .add_many([&queue, &parser])
         .map_err(IngestError::from)?;
     queue.link(&parser).map_err(IngestError::from)?;
-    let mpad = mux
-        .request_pad_simple("sink_%d")
-        .ok_or_else(|| IngestError::Link("mpegtsmux refused a sink pad".into()))?;
-    let ppad = parser.static_pad("src").expect("parser has a src pad");
-    ppad.link(&mpad)
-        .map_err(|e| IngestError::Link(e.to_string()))?;
+    let src = parser.static_pad("src").expect("parser has a src pad");
+    if kind == "h264" {
+        outputs.link_video(pipeline, &parser, &src)?;
+    } else {
+        outputs.link_audio(pipeline, &parser, &src)?;
+    }
     for e in [&parser, &queue] {
         e.sync_state_with_parent().map_err(IngestError::from)?;
     }

@@ -19,6 +19,8 @@ pub struct Chunk {
     pub pts: Option<Duration>,
     /// True when the chunk starts with PAT/PMT followed by a video IDR: a valid cut point.
     pub keyframe: bool,
+    /// Which rendition of the ladder it belongs to; 0 for a pass-through stream.
+    pub rendition: usize,
 }
 
 /// What the stream carries, read from the real caps and bitstream by ingest.
@@ -37,6 +39,8 @@ pub struct VideoInfo {
     pub codec: String,
     pub width: u32,
     pub height: u32,
+    /// Frames per second as a fraction, when the caps say (HLS `FRAME-RATE`, DASH `frameRate`).
+    pub frame_rate: Option<(u32, u32)>,
 }
 
 /// The audio track as a player needs to know it.
@@ -175,6 +179,7 @@ mod tests {
                 codec: "avc1.42c01e".into(),
                 width: 640,
                 height: 360,
+                frame_rate: None,
             }),
             audio: Some(AudioInfo {
                 codec: "mp4a.40.2".into(),

@@ -4,11 +4,15 @@
 //! [`Window`]; after each change the actor publishes an immutable [`Snapshot`] (segments plus
 //! pre-rendered playlists) that HTTP readers clone without doing any work per request.
 
+pub mod dash;
+pub mod fmp4;
 pub mod hls;
+mod ladder;
 mod segmenter;
 mod snapshot;
 mod window;
 
+pub use ladder::LadderSegmenter;
 pub use segmenter::Segmenter;
-pub use snapshot::Snapshot;
+pub use snapshot::{FragmentEntry, RenditionSnapshot, Snapshot, TrackSnapshot};
 pub use window::Window;

@@ -43,6 +43,9 @@ pub struct Segmenter {
     min_step: Option<Duration>,
     /// Chunks thrown away because no keyframe had opened a segment yet.
     pub discarded_chunks: u64,
+    /// (start PTS, end PTS) of the last segment emitted: where the other renditions of a
+    /// ladder cut theirs.
+    last_cut: Option<(Duration, Duration)>,
 }
 
 impl Segmenter {
@@ -57,7 +60,13 @@ impl Segmenter {
             last_pts: None,
             min_step: None,
             discarded_chunks: 0,
+            last_cut: None,
         }
+    }
+
+    /// PTS range of the last segment emitted (`start..end`).
+    pub fn last_cut(&self) -> Option<(Duration, Duration)> {
+        self.last_cut
     }
 
     /// Adds one chunk; returns the segment it closed, if any. `now_ms` is the wall clock.
@@ -152,6 +161,7 @@ impl Segmenter {
             return None;
         }
         self.last_end_ms = end_ms;
+        self.last_cut = Some((b.start_pts, end_pts));
         let sequence = self.next_sequence;
         self.next_sequence += 1;
         Some(Segment {
@@ -178,6 +188,7 @@ mod tests {
             data: Bytes::from(vec![if keyframe { 1 } else { 0 }; 188]),
             pts: Some(Duration::from_millis(ms)),
             keyframe,
+            rendition: 0,
         }
     }
 

@@ -7,6 +7,23 @@ use std::sync::Arc;
 /// Everything a reader needs, with playlists already rendered.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
+    /// The ladder, best first; one entry for a pass-through stream (empty before start).
+    pub renditions: Vec<RenditionSnapshot>,
+    /// The fMP4 audio track (`a1`), cut from the first rendition's segments.
+    pub audio: Option<TrackSnapshot>,
+    /// `index.m3u8` text (MPEG-TS); `None` until media info and a segment exist.
+    pub master_playlist: Option<Bytes>,
+    /// `index.fmp4.m3u8` text; `None` until every listed track has a fragment.
+    pub fmp4_master_playlist: Option<Bytes>,
+    /// UTC ms that `tfdt` 0 of every fMP4 track stands for: the DASH `availabilityStartTime`.
+    pub epoch_ms: u64,
+    /// Configured segment duration, ms.
+    pub target_ms: u32,
+}
+
+/// One rendition: its MPEG-TS segments and its fMP4 video track.
+#[derive(Debug, Clone, Default)]
+pub struct RenditionSnapshot {
     pub media: Option<MediaInfo>,
     /// The live window, oldest first.
     pub live: Vec<Arc<Segment>>,
@@ -14,11 +31,69 @@ pub struct Snapshot {
     pub retired: Vec<Arc<Segment>>,
     /// `mono.m3u8` text; `None` until the first segment exists.
     pub media_playlist: Option<Bytes>,
-    /// `index.m3u8` text; `None` until media info and a segment exist.
-    pub master_playlist: Option<Bytes>,
+    /// The video track as fMP4.
+    pub video: TrackSnapshot,
 }
 
-impl Snapshot {
+/// One fMP4 track: an init segment and a fragment per live segment.
+#[derive(Debug, Clone, Default)]
+pub struct TrackSnapshot {
+    /// `ftyp`+`moov`; `None` until the first fragment was made.
+    pub init: Option<Bytes>,
+    /// Fragments of the live window, oldest first.
+    pub live: Vec<Arc<FragmentEntry>>,
+    /// Fragments of retired segments, still served.
+    pub retired: Vec<Arc<FragmentEntry>>,
+    /// `index.fmp4.m3u8` text of this track.
+    pub playlist: Option<Bytes>,
+    /// Peak bits/s of one fragment in the window.
+    pub peak_bitrate: u64,
+    /// Bits/s over the window.
+    pub average_bitrate: u64,
+}
+
+/// One fMP4 fragment: the same stretch of time as the TS segment of the same sequence.
+#[derive(Debug, Clone)]
+pub struct FragmentEntry {
+    pub sequence: u64,
+    pub start_ms: u64,
+    pub duration_ms: u32,
+    pub discontinuity: bool,
+    /// `styp`+`moof`+`mdat`.
+    pub data: Bytes,
+    /// `tfdt` of the first sample and total duration, in `timescale` units.
+    pub base_time: u64,
+    pub duration: u64,
+    pub timescale: u32,
+}
+
+impl FragmentEntry {
+    /// `YYYY/MM/DD/HH/MM/SS-DDDDD.m4s`, the TS segment's path with the fMP4 extension.
+    pub fn path(&self) -> String {
+        let mut p = crate::media::segment_path(self.start_ms, self.duration_ms);
+        p.truncate(p.len() - ".ts".len());
+        p.push_str(".m4s");
+        p
+    }
+}
+
+impl TrackSnapshot {
+    /// A fragment by HLS path (`…/SS-DDDDD.m4s`); newest wins.
+    pub fn by_path(&self, path: &str) -> Option<&Arc<FragmentEntry>> {
+        self.all().find(|f| f.path() == path)
+    }
+
+    /// A fragment by sequence number (DASH `$Number$`).
+    pub fn by_number(&self, sequence: u64) -> Option<&Arc<FragmentEntry>> {
+        self.all().find(|f| f.sequence == sequence)
+    }
+
+    fn all(&self) -> impl Iterator<Item = &Arc<FragmentEntry>> {
+        self.live.iter().rev().chain(self.retired.iter().rev())
+    }
+}
+
+impl RenditionSnapshot {
     /// Finds a segment by its Flussonic path (`YYYY/MM/DD/HH/MM/SS-DDDDD.ts`); newest wins.
     pub fn segment(&self, path: &str) -> Option<&Arc<Segment>> {
         self.live
@@ -26,5 +101,45 @@ impl Snapshot {
             .rev()
             .chain(self.retired.iter().rev())
             .find(|s| s.path() == path)
+    }
+
+    /// Flussonic's track selector of this rendition's TS: `v2a1`, or `v2` without audio.
+    pub fn tracks(&self, index: usize) -> String {
+        let audio = self.media.as_ref().is_some_and(|m| m.audio.is_some());
+        format!("v{}{}", index + 1, if audio { "a1" } else { "" })
+    }
+}
+
+impl Snapshot {
+    /// The first rendition's media (the whole stream's for pass-through).
+    pub fn media(&self) -> Option<&MediaInfo> {
+        self.renditions.first().and_then(|r| r.media.as_ref())
+    }
+
+    /// The first rendition's live window.
+    pub fn live(&self) -> &[Arc<Segment>] {
+        self.renditions.first().map_or(&[], |r| &r.live)
+    }
+
+    /// The rendition a TS track selector names: `None` selects the first; `v2a1` the second
+    /// (`v2` when the stream has no audio).
+    pub fn rendition(&self, tracks: Option<&str>) -> Option<(usize, &RenditionSnapshot)> {
+        match tracks {
+            None => self.renditions.first().map(|r| (0, r)),
+            Some(t) => self
+                .renditions
+                .iter()
+                .enumerate()
+                .find(|(i, r)| r.tracks(*i) == t),
+        }
+    }
+
+    /// The fMP4 track a selector names: `v1`…`vN` (video) or `a1` (audio).
+    pub fn fmp4_track(&self, tracks: &str) -> Option<&TrackSnapshot> {
+        if tracks == "a1" {
+            return self.audio.as_ref();
+        }
+        let n: usize = tracks.strip_prefix('v')?.parse().ok()?;
+        self.renditions.get(n.checked_sub(1)?).map(|r| &r.video)
     }
 }

@@ -1,7 +1,7 @@
 //! The live window: the last `segment_count` segments, plus recently dropped ones kept for a
 //! grace period because players that loaded an older playlist may still fetch them.
 
-use super::{Snapshot, hls};
+use super::{RenditionSnapshot, hls};
 use crate::media::{MediaInfo, Segment};
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -74,26 +74,41 @@ impl Window {
         self.live.iter()
     }
 
+    /// Configured segment duration, ms.
+    pub fn target_ms(&self) -> u32 {
+        self.target_ms
+    }
+
     pub fn discontinuity_sequence(&self) -> u64 {
         self.discontinuity_sequence
     }
 
-    /// An immutable view for HTTP readers, playlists rendered once here.
-    pub fn snapshot(&self, media: Option<&MediaInfo>) -> Snapshot {
+    /// Sequence of the oldest segment still served (live or retired).
+    pub fn oldest_sequence(&self) -> Option<u64> {
+        self.retired
+            .front()
+            .map(|r| r.segment.sequence)
+            .or_else(|| self.live.front().map(|s| s.sequence))
+    }
+
+    /// Sequence of the oldest segment in the live playlist.
+    pub fn first_live_sequence(&self) -> Option<u64> {
+        self.live.front().map(|s| s.sequence)
+    }
+
+    /// An immutable view of the TS side for HTTP readers, its playlist rendered once here
+    /// (the fMP4 track is filled in by the caller).
+    pub fn rendition(&self, media: Option<&MediaInfo>) -> RenditionSnapshot {
         let live: Vec<Arc<Segment>> = self.live.iter().cloned().collect();
         let media_playlist = (!live.is_empty()).then(|| {
             hls::media_playlist(&live, self.target_ms, self.discontinuity_sequence).into()
         });
-        let master_playlist = match (media, live.is_empty()) {
-            (Some(info), false) => Some(hls::master_playlist(info, &live).into()),
-            _ => None,
-        };
-        Snapshot {
+        RenditionSnapshot {
             media: media.cloned(),
             retired: self.retired.iter().map(|r| r.segment.clone()).collect(),
             live,
             media_playlist,
-            master_playlist,
+            video: Default::default(),
         }
     }
 }
@@ -121,22 +136,22 @@ mod tests {
         }
         let live: Vec<u64> = w.live().map(|s| s.sequence).collect();
         assert_eq!(live, [2, 3, 4]);
-        let snap = w.snapshot(None);
+        let snap = w.rendition(None);
         let retired: Vec<u64> = snap.retired.iter().map(|s| s.sequence).collect();
         assert_eq!(retired, [0, 1]);
         // Segment 0 left at t=6000 with a 6 s playlist behind it: freed at 6000+2000+6000.
         w.expire(13_999);
-        assert_eq!(w.snapshot(None).retired.len(), 2);
+        assert_eq!(w.rendition(None).retired.len(), 2);
         w.expire(14_000);
         let retired: Vec<u64> = w
-            .snapshot(None)
+            .rendition(None)
             .retired
             .iter()
             .map(|s| s.sequence)
             .collect();
         assert_eq!(retired, [1]);
         w.expire(16_000);
-        assert!(w.snapshot(None).retired.is_empty());
+        assert!(w.rendition(None).retired.is_empty());
     }
 
     #[test]
@@ -153,7 +168,7 @@ mod tests {
     #[test]
     fn empty_window_has_no_playlists() {
         let w = Window::new(3, 2000);
-        let snap = w.snapshot(None);
-        assert!(snap.media_playlist.is_none() && snap.master_playlist.is_none());
+        let snap = w.rendition(None);
+        assert!(snap.media_playlist.is_none());
     }
 }

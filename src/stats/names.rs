@@ -38,6 +38,10 @@ pub const STREAM_DVR_DEPTH: &str = "flussonic_stream_dvr_info_depth";
 pub const STREAM_DVR_DURATION: &str = "flussonic_stream_dvr_info_duration";
 pub const STREAM_ALIVE: &str = "flussonic_stream_alive";
 pub const STREAM_INPUT_ACTIVE: &str = "flussonic_stream_input_active";
+/// Labels `name`, `hw`, `decoder`, `encoder`: where a transcoded stream's codecs run.
+pub const STREAM_TRANSCODER: &str = "flussonic_stream_transcoder_info";
+/// Labels `name`, `track` (`v1`, `v2`…): each rendition's bits/s over the live window.
+pub const STREAM_RENDITION_BITRATE: &str = "flussonic_stream_rendition_bitrate";
 
 // DVR recorder, label `name`.
 pub const DVR_WRITTEN: &str = "flussonic_dvr_segments_written_total";
@@ -82,6 +86,14 @@ pub fn describe() {
     describe_gauge!(
         STREAM_INPUT_ACTIVE,
         "1 for the input (by position in priority order) feeding the stream, 0 for the others"
+    );
+    describe_gauge!(
+        STREAM_TRANSCODER,
+        "1 while the transcoder runs with these codecs (hw: nvenc, nvdec or cpu), 0 when it cannot start"
+    );
+    describe_gauge!(
+        STREAM_RENDITION_BITRATE,
+        "Bits per second of each rendition over the live window (MPEG-TS)"
     );
     describe_gauge!(VERSION_INFO, "Headwater version (value is always 1)");
     describe_gauge!(BOOT_TIME, Unit::Seconds, "Server start time, Unix seconds");

@@ -60,6 +60,20 @@ impl StreamSampler {
                 gauge!(names::STREAM_INPUT_ACTIVE, "name" => name.clone(), "input" => position.to_string())
                     .set(state);
             }
+            if let Some(t) = c.transcoder() {
+                gauge!(names::STREAM_TRANSCODER, "name" => name.clone(), "hw" => t.hw,
+                    "decoder" => t.decoder, "encoder" => t.encoder)
+                .set(if t.error.is_none() { 1.0 } else { 0.0 });
+            }
+            let snapshot = stream.current();
+            for (i, r) in snapshot.renditions.iter().enumerate() {
+                if r.live.is_empty() {
+                    continue;
+                }
+                let (_, average) = crate::packaging::hls::segment_bitrates(&r.live);
+                gauge!(names::STREAM_RENDITION_BITRATE, "name" => name.clone(), "track" => format!("v{}", i + 1))
+                    .set(average as f64);
+            }
             let alive = last_input > 0 && now.saturating_sub(last_input) <= ALIVE_MS;
             gauge!(names::STREAM_ALIVE, "name" => name.clone()).set(if alive { 1.0 } else { 0.0 });
             // Without DVR the archive is truly empty: zeros, as Flussonic reports.

@@ -1,9 +1,11 @@
-//! The per-stream actor: the only owner of a stream's segmenter and window.
+//! The per-stream actor: the only owner of a stream's segmenters, windows and fMP4 tracks.
 
+use super::rendition::{Audio, Rendition};
 use super::{Feed, StreamCounters, StreamHandle, mono_ms};
 use crate::dvr::{Archive, RecorderInput};
-use crate::media::{Chunk, MediaInfo};
-use crate::packaging::{Segmenter, Snapshot, Window};
+use crate::media::{Chunk, Segment};
+use crate::packaging::{LadderSegmenter, Snapshot, Window, fmp4, hls};
+use bytes::Bytes;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, watch};
@@ -18,15 +20,22 @@ const EXPIRE_EVERY: Duration = Duration::from_secs(1);
 pub struct StreamActor {
     name: Arc<str>,
     feed: mpsc::Receiver<Feed>,
-    segmenter: Segmenter,
-    window: Window,
-    /// Latest media description from ingest; `None` until the first caps arrive.
-    media: Option<MediaInfo>,
+    ladder: LadderSegmenter,
+    /// One per rendition, best first (one for a pass-through stream).
+    renditions: Vec<Rendition>,
+    /// The fMP4 audio track; `None` until a segment with audio.
+    audio: Option<Audio>,
+    /// UTC ms of the first segment: `tfdt` 0 of every fMP4 track and the DASH
+    /// `availabilityStartTime`; fixed for the life of the process.
+    epoch_ms: Option<u64>,
+    /// A TS segment that cannot be remuxed to fMP4 was logged (reset by the next success).
+    fmp4_failing: bool,
     snapshot: watch::Sender<Arc<Snapshot>>,
     live: broadcast::Sender<Chunk>,
     counters: Arc<StreamCounters>,
     /// The DVR writer of this stream, when recording.
     recorder: Option<RecorderInput>,
+    target_ms: u32,
 }
 
 impl StreamActor {
@@ -37,7 +46,12 @@ impl StreamActor {
         dvr: Option<(Arc<Archive>, RecorderInput)>,
     ) -> (Self, StreamHandle, mpsc::Sender<Feed>) {
         let (archive, recorder) = dvr.unzip();
-        let (feed_tx, feed) = mpsc::channel(super::FEED_CAPACITY);
+        let renditions = config
+            .transcoder
+            .as_ref()
+            .map_or(1, |t| t.video.0.len());
+        // Every rendition sends its own chunks through the one feed.
+        let (feed_tx, feed) = mpsc::channel(super::FEED_CAPACITY * renditions);
         let (snapshot, snapshot_rx) = watch::channel(Arc::new(Snapshot::default()));
         let (live, _) = broadcast::channel(super::LIVE_CAPACITY);
         let name: Arc<str> = config.name.as_str().into();
@@ -53,19 +67,24 @@ impl StreamActor {
             inputs: config.inputs.iter().map(|i| i.url.to_string()).collect(),
             archive,
         };
+        let target_ms = config.segment_duration.as_millis();
         let actor = StreamActor {
             name,
             feed,
-            segmenter: Segmenter::new(config.segment_duration.duration()),
-            window: Window::new(
-                config.segment_count.get(),
-                config.segment_duration.as_millis(),
-            ),
-            media: None,
+            ladder: LadderSegmenter::new(config.segment_duration.duration(), renditions),
+            renditions: (0..renditions)
+                .map(|_| {
+                    Rendition::new(Window::new(config.segment_count.get(), target_ms))
+                })
+                .collect(),
+            audio: None,
+            epoch_ms: None,
+            fmp4_failing: false,
             snapshot,
             live,
             counters,
             recorder,
+            target_ms,
         };
         (actor, handle, feed_tx)
     }
@@ -89,54 +108,185 @@ impl StreamActor {
     fn on_feed(&mut self, feed: Feed) {
         match feed {
             Feed::Chunk(chunk) => {
-                let segment = self.segmenter.push(&chunk, crate::media::utc::now_ms());
-                // No receiver is normal (nobody watching /mpegts); the error only says that.
-                let _ = self.live.send(chunk);
-                if let Some(segment) = segment {
-                    self.on_segment(segment);
+                let segments = self.ladder.push(&chunk, crate::media::utc::now_ms());
+                if chunk.rendition == 0 {
+                    // No receiver is normal (nobody watching /mpegts); the error only says that.
+                    let _ = self.live.send(chunk);
+                }
+                if !segments.is_empty() {
+                    for (rendition, segment) in segments {
+                        self.on_segment(rendition, segment);
+                    }
+                    self.publish();
                 }
             }
-            Feed::Media(info) => {
-                if self.media.as_ref() != Some(&info) {
-                    info!(stream = %self.name, tracks = %info.tracks_spec(), codecs = %info.codecs(), "media info");
-                    self.media = Some(info);
+            Feed::Media(rendition, info) => {
+                let Some(r) = self.renditions.get_mut(rendition) else {
+                    return;
+                };
+                if r.media.as_ref() != Some(&info) {
+                    info!(stream = %self.name, rendition = rendition + 1, tracks = %info.tracks_spec(), codecs = %info.codecs(), "media info");
+                    r.media = Some(info);
                     self.publish();
                 }
             }
             Feed::Break => {
-                if let Some(segment) = self.segmenter.break_run() {
-                    self.on_segment(segment);
+                let segments = self.ladder.break_run();
+                if !segments.is_empty() {
+                    for (rendition, segment) in segments {
+                        self.on_segment(rendition, segment);
+                    }
+                    self.publish();
                 }
             }
         }
     }
 
-    fn on_segment(&mut self, segment: crate::media::Segment) {
+    fn on_segment(&mut self, rendition: usize, segment: Segment) {
         if segment.data.len() < 188 || segment.data[0] != 0x47 {
-            warn!(stream = %self.name, "dropping a segment that does not start with a TS packet");
+            warn!(stream = %self.name, rendition = rendition + 1, "dropping a segment that does not start with a TS packet");
             return;
         }
-        debug!(stream = %self.name, seq = segment.sequence, ms = segment.duration_ms, bytes = segment.data.len(), "segment");
-        StreamCounters::add(&self.counters.segments, 1);
-        self.counters
-            .last_segment_ms
-            .store(mono_ms(), std::sync::atomic::Ordering::Relaxed);
+        debug!(stream = %self.name, rendition = rendition + 1, seq = segment.sequence, ms = segment.duration_ms, bytes = segment.data.len(), "segment");
+        let epoch_ms = *self.epoch_ms.get_or_insert(segment.start_ms);
+        if rendition == 0 {
+            StreamCounters::add(&self.counters.segments, 1);
+            self.counters
+                .last_segment_ms
+                .store(mono_ms(), std::sync::atomic::Ordering::Relaxed);
+        }
+        self.add_fragments(rendition, &segment, epoch_ms);
         let segment = Arc::new(segment);
-        if let Some(recorder) = &self.recorder {
+        if rendition == 0
+            && let Some(recorder) = &self.recorder
+        {
             recorder.offer(&segment);
         }
-        self.window.push(segment, mono_ms());
-        self.publish();
+        let Some(r) = self.renditions.get_mut(rendition) else {
+            return;
+        };
+        r.window.push(segment, mono_ms());
+        r.prune();
+        if rendition == 0
+            && let Some(audio) = &mut self.audio
+        {
+            audio.prune(r.window.oldest_sequence());
+        }
+    }
+
+    /// Remuxes a TS segment into its fMP4 video fragment (and, for the first rendition, the
+    /// audio fragment). A failure costs only the fMP4 outputs of that segment.
+    fn add_fragments(&mut self, rendition: usize, segment: &Segment, epoch_ms: u64) {
+        let Some(r) = self.renditions.get_mut(rendition) else {
+            return;
+        };
+        let result = fmp4::demux(&segment.data).and_then(|demuxed| {
+            r.add_fragment(segment, &demuxed, epoch_ms)?;
+            if rendition == 0 {
+                Audio::add(&mut self.audio, segment, &demuxed, epoch_ms)?;
+            }
+            Ok(())
+        });
+        match result {
+            Ok(()) => self.fmp4_failing = false,
+            Err(e) if !self.fmp4_failing => {
+                self.fmp4_failing = true;
+                warn!(stream = %self.name, rendition = rendition + 1, seq = segment.sequence, error = %e, "cannot package segment as fMP4; HLS-TS is unaffected");
+            }
+            Err(e) => debug!(stream = %self.name, error = %e, "fMP4 packaging still failing"),
+        }
     }
 
     fn on_expire(&mut self) {
-        if self.window.expire(mono_ms()) {
+        let mut changed = false;
+        let now = mono_ms();
+        for r in &mut self.renditions {
+            if r.window.expire(now) {
+                r.prune();
+                changed = true;
+            }
+        }
+        if changed {
+            if let (Some(audio), Some(first)) = (&mut self.audio, self.renditions.first()) {
+                audio.prune(first.window.oldest_sequence());
+            }
             self.publish();
         }
     }
 
     fn publish(&self) {
-        let snap = self.window.snapshot(self.media.as_ref());
+        let renditions: Vec<_> = self.renditions.iter().map(Rendition::snapshot).collect();
+        let audio = match (&self.audio, self.renditions.first()) {
+            (Some(a), Some(first)) => Some(a.snapshot(&first.window)),
+            _ => None,
+        };
+        let uris: Vec<(String, String)> = renditions
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                (
+                    format!("tracks-{}/mono.m3u8", r.tracks(i)),
+                    format!("tracks-v{}/index.fmp4.m3u8", i + 1),
+                )
+            })
+            .collect();
+        // A rendition is listed once it has media info and a segment; the first must be.
+        let ts_variants: Vec<hls::Variant<'_>> = renditions
+            .iter()
+            .zip(&uris)
+            .filter_map(|(r, (ts, _))| {
+                let media = r.media.as_ref()?;
+                (!r.live.is_empty()).then(|| {
+                    let (peak, average) = hls::segment_bitrates(&r.live);
+                    hls::Variant {
+                        media,
+                        peak,
+                        average,
+                        uri: ts,
+                    }
+                })
+            })
+            .collect();
+        let first_ready = renditions
+            .first()
+            .is_some_and(|r| r.media.is_some() && !r.live.is_empty());
+        let master_playlist: Option<Bytes> =
+            first_ready.then(|| hls::master_playlist(&ts_variants).into());
+        let audio_ready = audio.as_ref().filter(|a| a.playlist.is_some());
+        let (audio_peak, audio_avg) =
+            audio_ready.map_or((0, 0), |a| (a.peak_bitrate, a.average_bitrate));
+        let fmp4_variants: Vec<hls::Variant<'_>> = renditions
+            .iter()
+            .zip(&uris)
+            .filter_map(|(r, (_, fmp4))| {
+                let media = r.media.as_ref()?;
+                r.video.playlist.as_ref()?;
+                Some(hls::Variant {
+                    media,
+                    peak: r.video.peak_bitrate + audio_peak,
+                    average: r.video.average_bitrate + audio_avg,
+                    uri: fmp4,
+                })
+            })
+            .collect();
+        let fmp4_ready = renditions
+            .first()
+            .is_some_and(|r| r.media.is_some() && r.video.playlist.is_some());
+        let fmp4_master_playlist: Option<Bytes> = fmp4_ready.then(|| {
+            hls::fmp4_master_playlist(
+                &fmp4_variants,
+                audio_ready.map(|_| "tracks-a1/index.fmp4.m3u8"),
+            )
+            .into()
+        });
+        let snap = Snapshot {
+            renditions,
+            audio,
+            master_playlist,
+            fmp4_master_playlist,
+            epoch_ms: self.epoch_ms.unwrap_or(0),
+            target_ms: self.target_ms,
+        };
         self.snapshot.send_replace(Arc::new(snap));
     }
 }

@@ -32,6 +32,22 @@ pub struct StreamCounters {
     pub last_segment_ms: AtomicU64,
     /// Position (1-based, priority order) of the input feeding the stream; 0 while none.
     pub active_input: AtomicU64,
+    /// Where the transcoder runs; `None` for a pass-through stream or before its first start.
+    pub transcoder: std::sync::Mutex<Option<TranscoderStatus>>,
+}
+
+/// The codec pair a transcoded stream chose at its last start, or why it could not start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TranscoderStatus {
+    /// `nvenc`, `nvdec` (GPU decode, CPU encode) or `cpu`; `none` when no pair was possible.
+    pub hw: String,
+    /// Decoder and encoder factory names (empty when none was chosen).
+    pub decoder: String,
+    pub encoder: String,
+    /// Renditions encoded.
+    pub renditions: usize,
+    /// Why the transcoder cannot run (for example NVENC required but absent).
+    pub error: Option<String>,
 }
 
 /// The last `dvb-frontend-stats` of a card.
@@ -75,6 +91,22 @@ impl DvbCards {
 }
 
 impl StreamCounters {
+    /// Records the transcoder's current choice (or failure).
+    pub fn set_transcoder(&self, status: TranscoderStatus) {
+        *self
+            .transcoder
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(status);
+    }
+
+    /// A copy of the transcoder status.
+    pub fn transcoder(&self) -> Option<TranscoderStatus> {
+        self.transcoder
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
     }

@@ -9,10 +9,11 @@
 
 mod actor;
 mod counters;
+mod rendition;
 mod sessions;
 
 pub use actor::StreamActor;
-pub use counters::{DvbCards, DvbReading, StreamCounters, mono_ms};
+pub use counters::{DvbCards, DvbReading, StreamCounters, TranscoderStatus, mono_ms};
 pub use sessions::{Sessions, StreamingClient, session_key};
 
 use crate::media::{Chunk, MediaInfo};
@@ -30,10 +31,10 @@ pub const LIVE_CAPACITY: usize = 256;
 /// What ingest sends to a stream actor.
 #[derive(Debug)]
 pub enum Feed {
-    /// Muxed TS for one access unit.
+    /// Muxed TS for one access unit of one rendition ([`Chunk::rendition`]).
     Chunk(Chunk),
-    /// Tracks and codecs read from the real stream (sent again when they change).
-    Media(MediaInfo),
+    /// Tracks and codecs of rendition `.0`, read from the real stream (sent again on change).
+    Media(usize, MediaInfo),
     /// The source stopped or restarted: what follows does not continue what came before.
     Break,
 }

@@ -1,6 +1,26 @@
-// Plays a Headwater HLS stream in Debian's headless Chromium with hls.js and checks that real
-// playback advances. Usage: node play.mjs BASE_URL PATH [SECONDS] [TIMEOUT_S] [SCREENSHOT]
-// Exit 0 = played at least SECONDS of media and decoded frames, with no fatal hls.js error.
+// Plays a Headwater HLS or DASH stream in Debian's headless Chromium (hls.js or dash.js) and
+// checks that real playback advances, optionally across a forced rendition switch.
+//
+// Usage: node play.mjs BASE_URL PATH [SECONDS] [TIMEOUT_S] [SCREENSHOT] [--player=hls|dash] [--switch]
+//   BASE_URL   origin of the server, e.g. http://127.0.0.1:8080 (the player page is served on it)
+//   PATH       manifest path/URL relative to BASE_URL (HLS .m3u8 for hls, DASH .mpd for dash)
+//   SECONDS    media seconds that must play (default 5); with SWITCH, seconds required AFTER the switch
+//   TIMEOUT_S  overall budget for the playback checks in seconds (default 60); a watchdog kills the
+//              whole run at TIMEOUT_S + 30 s (browser launch included)
+//   SCREENSHOT optional PNG path written at the end
+// Options (environment variable or flag; the flag wins):
+//   PLAYER=hls|dash   --player=hls|dash  player library: hls.js 1.7.4 (default) or dash.js 5.2.1
+//   SWITCH=1          --switch           once >= 2 s have played, force a switch to another video
+//                                        rendition (highest -> lowest, otherwise -> highest), wait for
+//                                        the player to confirm it rendered that rendition, then require
+//                                        SECONDS more of playback. Fails if there is only one rendition.
+//   CHROMIUM=/path    Chromium binary (default /usr/bin/chromium)
+// Output: one JSON status line (always, also on failure/timeout), then PLAYED or DID NOT PLAY.
+// Exit 0 = SECONDS of media played, >= 100 frames decoded, no fatal player error (hls.js: fatal=true;
+// dash.js: every ERROR / PLAYBACK_ERROR event; both: an HTMLMediaElement error) and, with SWITCH,
+// the switch was confirmed by the player's event (hls.js LEVEL_SWITCHED + FRAG_CHANGED on the new
+// level; dash.js QUALITY_CHANGE_RENDERED for the new representation) and SECONDS played after it.
+// Exit 1 otherwise.
 // The player page is served by request interception on the server's own origin, so the
 // test needs no extra web server and exercises the same-origin path a real site would.
 import { chromium } from 'playwright-core';
@@ -9,62 +29,221 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const [base, src, minT = '5', tmo = '60', shot = ''] = process.argv.slice(2);
+const argv = process.argv.slice(2);
+const flags = Object.fromEntries(argv.filter(a => a.startsWith('--')).map(a => {
+  const [k, ...v] = a.slice(2).split('=');
+  return [k, v.length ? v.join('=') : '1'];
+}));
+const [base, src, minT = '5', tmo = '60', shot = ''] = argv.filter(a => !a.startsWith('--'));
+const player = String(flags.player ?? process.env.PLAYER ?? 'hls').toLowerCase();
+const doSwitch = /^(1|true|yes|on)$/i.test(String(flags.switch ?? process.env.SWITCH ?? ''));
+if (!base || !src || !['hls', 'dash'].includes(player)) {
+  console.error('usage: node play.mjs BASE_URL PATH [SECONDS] [TIMEOUT_S] [SCREENSHOT] ' +
+                '[--player=hls|dash] [--switch]   (or env PLAYER=hls|dash SWITCH=1)');
+  process.exit(2);
+}
+const minSeconds = Number(minT);
+const SWITCH_AFTER = 2; // seconds of playback before forcing the switch
+const MIN_FRAMES = 100;
+
 const here = path.dirname(fileURLToPath(import.meta.url));
-const hlsJs = fs.readFileSync(path.join(here, 'node_modules/hls.js/dist/hls.min.js'), 'utf8');
+const libFile = player === 'dash' ? 'node_modules/dashjs/dist/modern/umd/dash.all.min.js'
+                                  : 'node_modules/hls.js/dist/hls.min.js';
+const lib = fs.readFileSync(path.join(here, libFile), 'utf8');
+
+// Common in-page probe: playback accounting + switch state machine; the player adapters below
+// fill in levels()/current()/requestSwitch() and call switchConfirmed().
+const common = `
+  const CFG = ${JSON.stringify({ src, doSwitch, SWITCH_AFTER })};
+  const v = document.getElementById('v');
+  window.probe = { errors: [], fatal: false, frags: 0, played: 0, levels: [],
+                   sw: { state: CFG.doSwitch ? 'waiting' : 'off' } };
+  const size = () => v.videoWidth + 'x' + v.videoHeight;
+  const fatal = (msg) => { probe.errors.push(msg); probe.fatal = true; };
+  v.addEventListener('error', () => fatal('media/code=' + (v.error && v.error.code) + ' ' +
+                                          ((v.error && v.error.message) || '') + ' fatal=true'));
+  let last = null;
+  const tick = () => {
+    const ct = v.currentTime;
+    if (probe.playStart === undefined) return;
+    if (last !== null && !v.seeking && !v.paused) {
+      const d = ct - last;
+      if (d > 0 && d < 1.5) probe.played += d;   // ignores seeks/jumps, counts real playout only
+    }
+    last = ct;
+    const sw = probe.sw;
+    if (sw.state === 'waiting' && probe.played >= CFG.SWITCH_AFTER) startSwitch();
+  };
+  v.addEventListener('playing', () => { if (probe.playStart === undefined) probe.playStart = v.currentTime; last = v.currentTime; });
+  v.addEventListener('timeupdate', tick);
+  v.addEventListener('seeked', () => { last = v.currentTime; });
+  function startSwitch() {
+    const sw = probe.sw;
+    try {
+      probe.levels = levels();
+      const vids = probe.levels;
+      if (vids.length < 2) {
+        sw.state = 'impossible';
+        sw.message = 'only ' + vids.length + ' video level(s)/representation(s): nothing to switch to';
+        return;
+      }
+      const cur = current();
+      const byRate = [...vids].sort((a, b) => a.bitrate - b.bitrate);
+      const lo = byRate[0], hi = byRate[byRate.length - 1];
+      const target = (cur && cur.key === hi.key) ? lo : hi;
+      Object.assign(sw, { state: 'requested', from: cur, to: target, sizeBefore: size(),
+                          requestedAtPlayed: +probe.played.toFixed(3), requestedAtTime: v.currentTime });
+      requestSwitch(target);
+    } catch (e) { sw.state = 'failed'; sw.message = 'switch threw: ' + e; }
+  }
+  function switchConfirmed(how) {
+    const sw = probe.sw;
+    if (sw.state !== 'requested') return;
+    Object.assign(sw, { state: 'confirmed', confirmedBy: how, confirmedAtTime: v.currentTime,
+                        confirmedAtPlayed: +probe.played.toFixed(3), sizeAtConfirm: size() });
+  }
+`;
+
+const hlsAdapter = `
+  probe.version = Hls.version;
+  const hls = new Hls({ lowLatencyMode: false });
+  const lv = (l, i) => ({ key: i, index: i, width: l.width, height: l.height, bitrate: l.bitrate, name: l.name });
+  const levels = () => hls.levels.map(lv);
+  const current = () => { const i = hls.currentLevel >= 0 ? hls.currentLevel : hls.loadLevel;
+                          return i >= 0 && hls.levels[i] ? lv(hls.levels[i], i) : null; };
+  let switchedSeen = false, lastFragLevel = null;
+  const requestSwitch = (t) => { hls.currentLevel = t.index; };
+  hls.on(Hls.Events.ERROR, (_, d) => { probe.errors.push(d.type + '/' + d.details + ' fatal=' + d.fatal);
+                                       if (d.fatal) probe.fatal = true; });
+  hls.on(Hls.Events.FRAG_LOADED, () => probe.frags++);
+  hls.on(Hls.Events.MANIFEST_PARSED, () => { probe.levels = levels();
+                                             v.play().catch(e => probe.errors.push('play: ' + e)); });
+  hls.on(Hls.Events.LEVEL_SWITCHED, (_, d) => {
+    const sw = probe.sw;
+    (probe.levelSwitched = probe.levelSwitched || []).push(d.level);
+    if (sw.state === 'requested' && d.level === sw.to.index) {
+      switchedSeen = true; sw.levelSwitchedAtTime = v.currentTime;
+      // hls.js fires FRAG_CHANGED (playhead entered a fragment) just before LEVEL_SWITCHED
+      if (lastFragLevel === d.level) switchConfirmed('LEVEL_SWITCHED+FRAG_CHANGED level=' + d.level);
+    }
+  });
+  hls.on(Hls.Events.FRAG_CHANGED, (_, d) => {
+    lastFragLevel = d.frag.level;
+    if (switchedSeen && d.frag.level === probe.sw.to.index) switchConfirmed('LEVEL_SWITCHED+FRAG_CHANGED level=' + d.frag.level);
+  });
+  hls.loadSource(CFG.src);
+  hls.attachMedia(v);
+`;
+
+const dashAdapter = `
+  const ev = dashjs.MediaPlayer.events;
+  const player = dashjs.MediaPlayer().create();
+  probe.version = player.getVersion();
+  const rep = (r) => r && ({ key: r.id, id: r.id, index: r.index, width: r.width, height: r.height,
+                             bitrate: r.bandwidth });
+  const levels = () => player.getRepresentationsByType('video').map(rep);
+  const current = () => rep(player.getCurrentRepresentationForType('video'));
+  const requestSwitch = (t) => {
+    player.updateSettings({ streaming: { abr: { autoSwitchBitrate: { video: false } } } });
+    player.setRepresentationForTypeById('video', t.id);
+  };
+  player.on(ev.ERROR, (e) => { const er = e.error || {};
+    fatal('dash/ERROR code=' + er.code + ' ' + (er.message || JSON.stringify(er)).slice(0, 300) + ' fatal=true'); });
+  player.on(ev.PLAYBACK_ERROR, (e) => fatal('dash/PLAYBACK_ERROR ' + String(e.error && (e.error.message || e.error.code)) + ' fatal=true'));
+  player.on(ev.FRAGMENT_LOADING_COMPLETED, () => probe.frags++);
+  player.on(ev.STREAM_INITIALIZED, () => { try { probe.levels = levels(); } catch (e) {} });
+  player.on(ev.QUALITY_CHANGE_RENDERED, (e) => {
+    if (e.mediaType !== 'video') return;
+    (probe.rendered = probe.rendered || []).push(e.newRepresentation && e.newRepresentation.id);
+    const sw = probe.sw;
+    if (sw.state === 'requested' && e.newRepresentation && e.newRepresentation.id === sw.to.id) {
+      const c = player.getCurrentRepresentationForType('video');
+      if (c && c.id === sw.to.id) switchConfirmed('QUALITY_CHANGE_RENDERED id=' + c.id);
+      else sw.message = 'QUALITY_CHANGE_RENDERED for target but current representation is ' + (c && c.id);
+    }
+  });
+  player.initialize(v, new URL(CFG.src, location.href).href, true);
+`;
+
 const page_html = `<!doctype html><html><body style="margin:0;background:#000">
 <video id="v" muted autoplay playsinline width="640" height="360"></video>
-<script>${hlsJs}</script>
+<script>${lib}</script>
 <script>
-  window.probe = { errors: [], frags: 0, version: Hls.version };
-  const v = document.getElementById('v');
-  v.addEventListener('playing', () => { if (probe.playStart === undefined) probe.playStart = v.currentTime; });
-  const hls = new Hls({ lowLatencyMode: false });
-  hls.on(Hls.Events.ERROR, (_, d) => probe.errors.push(d.type + '/' + d.details + ' fatal=' + d.fatal));
-  hls.on(Hls.Events.FRAG_LOADED, () => probe.frags++);
-  hls.loadSource(${JSON.stringify(src)});
-  hls.attachMedia(v);
-  hls.on(Hls.Events.MANIFEST_PARSED, () => v.play().catch(e => probe.errors.push('play: ' + e)));
+window.addEventListener('error', (e) => { if (window.probe) probe.errors.push('pageerror: ' + e.message); });
+${common}
+${player === 'dash' ? dashAdapter : hlsAdapter}
 </script></body></html>`;
 
-const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'hw-chromium-'));
-const ctx = await chromium.launchPersistentContext(userDataDir, {
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  headless: true,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-         '--disable-background-networking', '--disable-component-update', '--disable-sync',
-         '--autoplay-policy=no-user-gesture-required'],
-  viewport: { width: 640, height: 360 },
-});
-let rc = 1;
+let st = { src, player, errors: ['no status collected'] };
+let ctx = null, userDataDir = null, done = false, harnessError = null;
+const evaluate = (fails) => {
+  const errs = [...(st.errors || [])];
+  const sw = st.switch || {};
+  if (!(st.played >= minSeconds || doSwitch)) fails.push(`played ${(st.played ?? 0).toFixed?.(2)} < ${minSeconds} s`);
+  if (!(st.frames >= MIN_FRAMES)) fails.push(`frames ${st.frames} < ${MIN_FRAMES}`);
+  if (st.fatal) fails.push('fatal player error: ' + errs.filter(e => /fatal=true/.test(e)).join('; '));
+  if (doSwitch) {
+    if (sw.state !== 'confirmed') fails.unshift(`switch not confirmed (state=${sw.state}${sw.message ? ': ' + sw.message : ''})`);
+    else if (!(st.playedAfterSwitch >= minSeconds))
+      fails.push(`played after switch ${st.playedAfterSwitch} < ${minSeconds} s`);
+  }
+  return fails;
+};
+const finish = async (rc, fails) => {
+  if (done) return; done = true;
+  console.log(JSON.stringify({ ...st, result: rc === 0 ? 'pass' : 'fail', failures: fails }));
+  console.log(rc === 0 ? 'PLAYED' : 'DID NOT PLAY');
+  try { if (ctx) await Promise.race([ctx.close(), new Promise(r => setTimeout(r, 5000))]); } catch {}
+  try { if (userDataDir) fs.rmSync(userDataDir, { recursive: true, force: true }); } catch {}
+  process.exit(rc);
+};
+// Hard watchdog: covers a hung browser launch / navigation / evaluate.
+setTimeout(() => finish(1, [...evaluate([]), `watchdog: run exceeded ${Number(tmo) + 30} s`]),
+           (Number(tmo) + 30) * 1000).unref();
+
 try {
+  userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'hw-chromium-'));
+  ctx = await chromium.launchPersistentContext(userDataDir, {
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+           '--disable-background-networking', '--disable-component-update', '--disable-sync',
+           '--autoplay-policy=no-user-gesture-required'],
+    viewport: { width: 640, height: 360 },
+  });
   const page = ctx.pages()[0] || await ctx.newPage();
   page.on('pageerror', e => console.log('pageerror:', e.message));
   await page.route(`${base}/__player.html`, r => r.fulfill({ body: page_html, contentType: 'text/html' }));
   await page.goto(`${base}/__player.html`);
   const deadline = Date.now() + Number(tmo) * 1000;
-  let st;
   while (Date.now() < deadline) {
-    st = await page.evaluate(() => {
+    st = await page.evaluate(({ src, player }) => {
       const v = document.querySelector('video');
       const q = v.getVideoPlaybackQuality();
-      return { currentTime: v.currentTime,
-               played: probe.playStart === undefined ? 0 : v.currentTime - probe.playStart,
-               w: v.videoWidth, h: v.videoHeight, frames: q.totalVideoFrames,
-               dropped: q.droppedVideoFrames, frags: probe.frags, errors: probe.errors,
-               version: probe.version };
-    });
-    if (st.played >= Number(minT) && st.frames >= 100) break;
-    if (st.errors.some(e => /fatal=true/.test(e))) break;
+      const sw = { ...probe.sw };
+      const r = (x) => x === undefined ? undefined : +x.toFixed(3);
+      return { src, player, version: probe.version, currentTime: r(v.currentTime),
+               played: r(probe.played), w: v.videoWidth, h: v.videoHeight,
+               frames: q.totalVideoFrames, dropped: q.droppedVideoFrames, frags: probe.frags,
+               levels: probe.levels.map(l => ({ ...l, size: l.width + 'x' + l.height })),
+               switch: probe.sw.state === 'off' ? undefined : {
+                 ...sw, sizeAfter: sw.state === 'confirmed' ? v.videoWidth + 'x' + v.videoHeight : undefined,
+                 // informational: the decoded picture now has the target rendition's declared height
+                 sizeMatchesTarget: sw.state === 'confirmed' && sw.to && sw.to.height ? v.videoHeight === sw.to.height : undefined },
+               playedAfterSwitch: sw.state === 'confirmed' ? r(probe.played - sw.confirmedAtPlayed) : undefined,
+               levelSwitched: probe.levelSwitched, rendered: probe.rendered,
+               fatal: probe.fatal, errors: probe.errors };
+    }, { src, player });
+    if (st.fatal) break;
+    const sw = st.switch;
+    if (sw && ['impossible', 'failed'].includes(sw.state)) break;
+    if (evaluate([]).length === 0) break;
     await page.waitForTimeout(250);
   }
-  if (shot) await page.screenshot({ path: shot });
-  console.log(JSON.stringify({ src, ...st }));
-  const fatal = st.errors.some(e => /fatal=true/.test(e));
-  rc = (st.played >= Number(minT) && st.frames >= 100 && !fatal) ? 0 : 1;
-  console.log(rc === 0 ? 'PLAYED' : 'DID NOT PLAY');
-} finally {
-  await ctx.close();
-  fs.rmSync(userDataDir, { recursive: true, force: true });
+  if (shot) await page.screenshot({ path: shot }).catch(e => console.log('screenshot failed:', e.message));
+} catch (e) {
+  harnessError = 'harness: ' + (e && e.message || e);
+  st.errors = [...(st.errors || []), harnessError];
 }
-process.exit(rc);
+const fails = evaluate(harnessError ? [harnessError] : []);
+await finish(fails.length === 0 ? 0 : 1, fails);

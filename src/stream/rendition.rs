@@ -1,0 +1,210 @@
+//! What the actor keeps per rendition (TS window, media info, fMP4 video track) and for the
+//! shared fMP4 audio track, and how each TS segment becomes fMP4 fragments: the same segment
+//! boundaries, so HLS-TS, HLS-fMP4 and DASH all list the same stretches of time.
+
+use crate::media::{MediaInfo, Segment};
+use crate::packaging::fmp4::{self, AacConfig, AudioTrack, AvcConfig, Demuxed, VideoTrack};
+use crate::packaging::{FragmentEntry, RenditionSnapshot, TrackSnapshot, Window, hls};
+use bytes::Bytes;
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+/// Converts `ms` after the epoch to ticks of `timescale`.
+fn ticks(ms_after_epoch: u64, timescale: u32) -> u64 {
+    ms_after_epoch * u64::from(timescale) / 1000
+}
+
+/// One fMP4 track's init segment and fragments, kept as long as their TS segments are served.
+#[derive(Debug, Default)]
+pub(super) struct FragmentTrack {
+    /// `ftyp`+`moov` of the current configuration.
+    init: Option<Bytes>,
+    /// Oldest first; pruned with the TS window.
+    fragments: VecDeque<Arc<FragmentEntry>>,
+}
+
+impl FragmentTrack {
+    fn push(&mut self, segment: &Segment, fragment: fmp4::Fragment) {
+        self.fragments.push_back(Arc::new(FragmentEntry {
+            sequence: segment.sequence,
+            start_ms: segment.start_ms,
+            duration_ms: segment.duration_ms,
+            discontinuity: segment.discontinuity,
+            data: fragment.data,
+            base_time: fragment.base_time,
+            duration: fragment.duration,
+            timescale: fragment.timescale,
+        }));
+    }
+
+    /// Drops fragments older than `oldest` (the oldest TS segment still served).
+    fn prune(&mut self, oldest: Option<u64>) {
+        let Some(oldest) = oldest else {
+            self.fragments.clear();
+            return;
+        };
+        while self.fragments.front().is_some_and(|f| f.sequence < oldest) {
+            self.fragments.pop_front();
+        }
+    }
+
+    /// The reader's view: fragments of segments from `first_live` on are live.
+    fn snapshot(&self, first_live: Option<u64>, target_ms: u32, disc_seq: u64) -> TrackSnapshot {
+        let split = first_live.unwrap_or(u64::MAX);
+        let (retired, live): (Vec<_>, Vec<_>) = self
+            .fragments
+            .iter()
+            .cloned()
+            .partition(|f| f.sequence < split);
+        let (peak_bitrate, average_bitrate) =
+            hls::bitrates(live.iter().map(|f| (f.data.len() as u64, f.duration_ms)));
+        let playlist = (self.init.is_some() && !live.is_empty())
+            .then(|| hls::fmp4_playlist(&live, target_ms, disc_seq).into());
+        TrackSnapshot {
+            init: self.init.clone(),
+            live,
+            retired,
+            playlist,
+            peak_bitrate,
+            average_bitrate,
+        }
+    }
+}
+
+/// State of one rendition.
+#[derive(Debug)]
+pub(super) struct Rendition {
+    pub window: Window,
+    /// From ingest's probes; `None` until its caps arrived.
+    pub media: Option<MediaInfo>,
+    video: VideoTrack,
+    /// Parameter sets the current init segment was made from.
+    avc: Option<AvcConfig>,
+    track: FragmentTrack,
+    /// A run of the video track is open (false before the first fragment).
+    started: bool,
+}
+
+impl Rendition {
+    pub(super) fn new(window: Window) -> Self {
+        Rendition {
+            window,
+            media: None,
+            video: VideoTrack::new(),
+            avc: None,
+            track: FragmentTrack::default(),
+            started: false,
+        }
+    }
+
+    /// Adds the video fragment of `segment` (demuxed as `demuxed`); `epoch_ms` is tfdt 0.
+    pub(super) fn add_fragment(
+        &mut self,
+        segment: &Segment,
+        demuxed: &Demuxed,
+        epoch_ms: u64,
+    ) -> Result<(), fmp4::Fmp4Error> {
+        let avc = demuxed.avc_config()?;
+        if self.avc.as_ref() != Some(avc) {
+            let (w, h) = avc
+                .dimensions()
+                .or_else(|| {
+                    let v = self.media.as_ref()?.video.as_ref()?;
+                    Some((v.width, v.height))
+                })
+                .unwrap_or((0, 0));
+            self.track.init = Some(fmp4::video_init(avc, w, h).into());
+            self.avc = Some(avc.clone());
+        }
+        let run_start = (segment.discontinuity || !self.started).then(|| {
+            ticks(
+                segment.start_ms.saturating_sub(epoch_ms),
+                fmp4::VIDEO_TIMESCALE,
+            )
+        });
+        let fragment = self
+            .video
+            .fragment(segment.sequence, run_start, &demuxed.video)?;
+        self.started = true;
+        self.track.push(segment, fragment);
+        Ok(())
+    }
+
+    /// Drops fragments whose TS segment is no longer served.
+    pub(super) fn prune(&mut self) {
+        self.track.prune(self.window.oldest_sequence());
+    }
+
+    pub(super) fn snapshot(&self) -> RenditionSnapshot {
+        let mut r = self.window.rendition(self.media.as_ref());
+        r.video = self.track.snapshot(
+            self.window.first_live_sequence(),
+            self.window.target_ms(),
+            self.window.discontinuity_sequence(),
+        );
+        r
+    }
+}
+
+/// The fMP4 audio track, cut from the first rendition's segments.
+#[derive(Debug)]
+pub(super) struct Audio {
+    track: AudioTrack,
+    aac: AacConfig,
+    fragments: FragmentTrack,
+    started: bool,
+}
+
+impl Audio {
+    /// Adds the audio fragment of `segment`; creates the track on first audio, and again
+    /// when the AAC configuration changes.
+    pub(super) fn add(
+        slot: &mut Option<Audio>,
+        segment: &Segment,
+        demuxed: &Demuxed,
+        epoch_ms: u64,
+    ) -> Result<(), fmp4::Fmp4Error> {
+        let Some(aac) = demuxed.aac else {
+            return Ok(());
+        };
+        if slot.as_ref().is_none_or(|a| a.aac != aac) {
+            let fragments = FragmentTrack {
+                init: Some(fmp4::audio_init(&aac).into()),
+                fragments: slot.take().map(|a| a.fragments.fragments).unwrap_or_default(),
+            };
+            *slot = Some(Audio {
+                track: AudioTrack::new(aac.sample_rate),
+                aac,
+                fragments,
+                started: false,
+            });
+        }
+        let Some(audio) = slot.as_mut() else {
+            return Ok(());
+        };
+        let run_start = (segment.discontinuity || !audio.started).then(|| {
+            // The video's start on the audio clock, moved by how much later audio begins.
+            let video = ticks(segment.start_ms.saturating_sub(epoch_ms), aac.sample_rate);
+            let lead = demuxed.audio_lead().unwrap_or(0) * i64::from(aac.sample_rate) / 90_000;
+            video.saturating_add_signed(lead)
+        });
+        let fragment = audio
+            .track
+            .fragment(segment.sequence, run_start, &demuxed.audio)?;
+        audio.started = true;
+        audio.fragments.push(segment, fragment);
+        Ok(())
+    }
+
+    pub(super) fn prune(&mut self, oldest: Option<u64>) {
+        self.fragments.prune(oldest);
+    }
+
+    pub(super) fn snapshot(&self, window: &Window) -> TrackSnapshot {
+        self.fragments.snapshot(
+            window.first_live_sequence(),
+            window.target_ms(),
+            window.discontinuity_sequence(),
+        )
+    }
+}
