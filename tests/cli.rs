@@ -25,7 +25,7 @@ fn check_config_accepts_the_shipped_configuration() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("configuration OK: 1 stream(s)"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("configuration OK: 2 stream(s)"));
 }
 
 #[test]

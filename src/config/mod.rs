@@ -9,13 +9,13 @@ mod stream;
 pub mod transcoder;
 
 pub use auth::Credentials;
-pub use transcoder::Transcoder;
 pub use dvb::{DvbCard, DvbHw, DvbSystem, Modulation, Polarization};
 pub use input::{InputUrl, mask_credentials};
 pub use stream::{
     ByteSize, Input, SegmentCount, SegmentDuration, Span, StreamConfig, StreamDvr,
     valid_stream_name,
 };
+pub use transcoder::Transcoder;
 
 use serde::Deserialize;
 use std::net::SocketAddr;

@@ -335,8 +335,14 @@ mod tests {
                 "WIDTHxHEIGHT",
             ),
             (&format!("[transcoder]\ngop = 0\n{rung}"), "`gop`"),
-            (&format!("[transcoder]\ndeviceid = 99\n{rung}"), "`deviceid`"),
-            (&format!("[transcoder]\npreset = \"turbo\"\n{rung}"), "unknown variant"),
+            (
+                &format!("[transcoder]\ndeviceid = 99\n{rung}"),
+                "`deviceid`",
+            ),
+            (
+                &format!("[transcoder]\npreset = \"turbo\"\n{rung}"),
+                "unknown variant",
+            ),
             (
                 &format!("[transcoder]\n{rung}[transcoder.audio]\nbitrate = \"5k\"\n"),
                 "audio `bitrate`",

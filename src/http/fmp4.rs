@@ -82,8 +82,8 @@ pub(super) fn serve(
                 Some(h) if valid_host(h) => format!("http://{h}/time"),
                 _ => "/time".to_owned(),
             };
-            let text = dash::mpd(&snap, crate::media::utc::now_ms(), &utc)
-                .ok_or(HttpError::NotReady)?;
+            let text =
+                dash::mpd(&snap, crate::media::utc::now_ms(), &utc).ok_or(HttpError::NotReady)?;
             Ok(bytes_response(
                 handle,
                 StatusCode::OK,
@@ -118,7 +118,6 @@ fn media_type(track: &str) -> &'static str {
 fn valid_host(h: &str) -> bool {
     !h.is_empty()
         && h.len() <= 255
-        && h
-            .bytes()
+        && h.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
 }

@@ -206,10 +206,7 @@ mod tests {
         let gpu = choose(Hw::Auto, dev, &fake(FULL_GPU)).unwrap();
         assert_eq!(gpu, pair("nvh264dec", "nvh264enc"));
         assert_eq!(gpu.hw_label(), "nvenc");
-        assert_eq!(
-            choose(Hw::Auto, dev, &fake(CPU)).unwrap().hw_label(),
-            "cpu"
-        );
+        assert_eq!(choose(Hw::Auto, dev, &fake(CPU)).unwrap().hw_label(), "cpu");
     }
 
     #[test]

@@ -135,7 +135,15 @@ impl Outputs {
             );
             let out_parser = make("h264parse", &format!("vparse{i}"))?;
             out_parser.set_property("config-interval", -1i32);
-            let chain = [&queue, &scale, &convert, &caps, &encoder, &profile, &out_parser];
+            let chain = [
+                &queue,
+                &scale,
+                &convert,
+                &caps,
+                &encoder,
+                &profile,
+                &out_parser,
+            ];
             pipeline.add_many(chain).map_err(IngestError::from)?;
             gst::Element::link_many(chain).map_err(IngestError::from)?;
             tee.link(&queue).map_err(IngestError::from)?;
@@ -300,7 +308,11 @@ fn force_keyframes(decoder: &gst::Element, interval_ns: u64) {
                 .all_headers(true)
                 .build();
             let sent = pad.push_event(fku);
-            tracing::debug!(running_ms = now / 1_000_000, sent, "forcing a keyframe in every rendition");
+            tracing::debug!(
+                running_ms = now / 1_000_000,
+                sent,
+                "forcing a keyframe in every rendition"
+            );
         }
         gst::PadProbeReturn::Ok
     });

@@ -96,7 +96,10 @@ pub(super) fn probe_video(parser: &gst::Element, tracker: Arc<MediaTracker>) {
             let frame_rate = s
                 .and_then(|s| s.get::<gst::Fraction>("framerate").ok())
                 .and_then(|f| {
-                    let (n, d) = (u32::try_from(f.numer()).ok()?, u32::try_from(f.denom()).ok()?);
+                    let (n, d) = (
+                        u32::try_from(f.numer()).ok()?,
+                        u32::try_from(f.denom()).ok()?,
+                    );
                     (n > 0 && d > 0).then_some((n, d))
                 });
             let video = VideoInfo {

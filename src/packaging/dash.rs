@@ -27,13 +27,12 @@ pub fn mpd(snap: &Snapshot, now_ms: u64, utc_timing_url: &str) -> Option<String>
         .map(|(_, t)| t.live.iter().map(|f| f.sequence).collect::<BTreeSet<u64>>())
         .reduce(|a, b| a.intersection(&b).copied().collect())
         .unwrap_or_default();
-    let timeline: Vec<&Arc<FragmentEntry>> = contiguous_tail(
-        first
-            .live
-            .iter()
-            .filter(|f| common.contains(&f.sequence))
-            .collect(),
-    );
+    let listed: Vec<&Arc<FragmentEntry>> = first
+        .live
+        .iter()
+        .filter(|f| common.contains(&f.sequence))
+        .collect();
+    let timeline = contiguous_tail(&listed);
     if timeline.is_empty() {
         return None;
     }
@@ -101,7 +100,7 @@ pub fn mpd(snap: &Snapshot, now_ms: u64, utc_timing_url: &str) -> Option<String>
     if let (Some(track), Some(info)) = (&snap.audio, audio_info)
         && track.init.is_some()
     {
-        let frags = contiguous_tail(track.live.iter().collect());
+        let frags = contiguous_tail(&track.live.iter().collect::<Vec<_>>());
         if !frags.is_empty() {
             out.push_str(
                 "    <AdaptationSet id=\"1\" contentType=\"audio\" mimeType=\"audio/mp4\" segmentAlignment=\"true\" \
@@ -133,7 +132,7 @@ pub fn mpd(snap: &Snapshot, now_ms: u64, utc_timing_url: &str) -> Option<String>
 
 /// The newest run of consecutive sequence numbers: `$Number$` counts one per `S`, so a hole
 /// in the numbers cannot be described in one timeline.
-fn contiguous_tail(frags: Vec<&Arc<FragmentEntry>>) -> Vec<&Arc<FragmentEntry>> {
+fn contiguous_tail<'a>(frags: &[&'a Arc<FragmentEntry>]) -> Vec<&'a Arc<FragmentEntry>> {
     let mut start = frags.len().saturating_sub(1);
     while start > 0 && frags[start - 1].sequence + 1 == frags[start].sequence {
         start -= 1;
@@ -261,7 +260,9 @@ mod tests {
                 rendition(320, 180, v(&[10, 11, 12]), 350_000),
             ],
             audio: Some(track(
-                (10..14).map(|s| frag(s, (s - 10) * 96_256, 96_256, 48_000)).collect(),
+                (10..14)
+                    .map(|s| frag(s, (s - 10) * 96_256, 96_256, 48_000))
+                    .collect(),
                 130_000,
             )),
             epoch_ms: 1_700_000_000_000,
@@ -302,7 +303,7 @@ mod tests {
 
     #[test]
     fn gaps_in_time_get_t_and_holes_in_numbers_restart_the_timeline() {
-        let frags = vec![
+        let frags = [
             frag(1, 0, 180_000, 90_000),
             frag(2, 180_000, 180_000, 90_000),
             frag(3, 900_000, 90_000, 90_000), // restart later: explicit t
@@ -313,8 +314,8 @@ mod tests {
         assert!(out.contains(
             "<S t=\"0\" d=\"180000\" r=\"1\"/>\n          <S t=\"900000\" d=\"90000\"/>\n          <S d=\"180000\"/>"
         ), "{out}");
-        let holes = vec![frag(1, 0, 1, 1), frag(3, 2, 1, 1), frag(4, 3, 1, 1)];
-        let tail = contiguous_tail(holes.iter().collect());
+        let holes = [frag(1, 0, 1, 1), frag(3, 2, 1, 1), frag(4, 3, 1, 1)];
+        let tail = contiguous_tail(&holes.iter().collect::<Vec<_>>());
         assert_eq!(tail.iter().map(|f| f.sequence).collect::<Vec<_>>(), [3, 4]);
     }
 

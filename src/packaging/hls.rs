@@ -107,7 +107,11 @@ pub fn bitrates(items: impl Iterator<Item = (u64, u32)>) -> (u64, u64) {
 
 /// Peak and average bits/s of a window of TS segments (TS overhead included).
 pub fn segment_bitrates(segments: &[Arc<Segment>]) -> (u64, u64) {
-    bitrates(segments.iter().map(|s| (s.data.len() as u64, s.duration_ms)))
+    bitrates(
+        segments
+            .iter()
+            .map(|s| (s.data.len() as u64, s.duration_ms)),
+    )
 }
 
 /// The audio group every variant refers to; `uri` is `None` when the audio is muxed into
@@ -200,7 +204,14 @@ pub fn fmp4_playlist(
     let longest = fragments.iter().map(|s| s.duration_ms).max().unwrap_or(0);
     let first_seq = fragments.first().map_or(0, |s| s.sequence);
     let mut out = String::with_capacity(160 + fragments.len() * 96);
-    media_header_version(&mut out, longest, target_ms, first_seq, discontinuity_seq, 7);
+    media_header_version(
+        &mut out,
+        longest,
+        target_ms,
+        first_seq,
+        discontinuity_seq,
+        7,
+    );
     out.push_str("#EXT-X-MAP:URI=\"init.mp4\"\n");
     for (i, f) in fragments.iter().enumerate() {
         if i > 0 && f.discontinuity {

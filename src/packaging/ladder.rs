@@ -58,7 +58,9 @@ impl LadderSegmenter {
     pub fn new(target: Duration, renditions: usize) -> Self {
         LadderSegmenter {
             leader: Segmenter::new(target),
-            followers: (1..renditions.max(1)).map(|_| Follower::default()).collect(),
+            followers: (1..renditions.max(1))
+                .map(|_| Follower::default())
+                .collect(),
             target,
         }
     }
@@ -163,9 +165,11 @@ impl Follower {
                 return;
             };
             // Drop what precedes the cut's start (pre-roll, or a leader that skipped ahead).
-            while self.chunks.front().is_some_and(|c| {
-                c.pts.is_none_or(|p| p + SAME_INSTANT < cut.start_pts)
-            }) {
+            while self
+                .chunks
+                .front()
+                .is_some_and(|c| c.pts.is_none_or(|p| p + SAME_INSTANT < cut.start_pts))
+            {
                 self.chunks.pop_front();
             }
             let mut data = BytesMut::new();
@@ -221,11 +225,11 @@ mod tests {
         let mut out = Vec::new();
         for i in 0..frames + lag {
             if i < frames {
-                out.extend(l.push(&chunk(0, i * 40, i % 50 == 0), 1_000 + i * 40));
+                out.extend(l.push(&chunk(0, i * 40, i.is_multiple_of(50)), 1_000 + i * 40));
             }
             if i >= lag {
                 let j = i - lag;
-                out.extend(l.push(&chunk(1, j * 40, j % 50 == 0), 1_000 + i * 40));
+                out.extend(l.push(&chunk(1, j * 40, j.is_multiple_of(50)), 1_000 + i * 40));
             }
         }
         out
@@ -233,7 +237,10 @@ mod tests {
 
     fn check_aligned(out: &[(usize, Segment)], segments: usize) {
         let of = |r: usize| -> Vec<&Segment> {
-            out.iter().filter(|(x, _)| *x == r).map(|(_, s)| s).collect()
+            out.iter()
+                .filter(|(x, _)| *x == r)
+                .map(|(_, s)| s)
+                .collect()
         };
         let (a, b) = (of(0), of(1));
         assert_eq!(a.len(), segments);
@@ -264,11 +271,11 @@ mod tests {
         let mut out = Vec::new();
         // Rendition 1 delivers 3 GOPs before rendition 0 delivers anything.
         for j in 0..151 {
-            out.extend(l.push(&chunk(1, j * 40, j % 50 == 0), 0));
+            out.extend(l.push(&chunk(1, j * 40, j.is_multiple_of(50)), 0));
         }
         assert!(out.is_empty());
         for i in 0..151 {
-            out.extend(l.push(&chunk(0, i * 40, i % 50 == 0), 0));
+            out.extend(l.push(&chunk(0, i * 40, i.is_multiple_of(50)), 0));
         }
         check_aligned(&out, 3);
     }
@@ -287,7 +294,7 @@ mod tests {
     fn misaligned_keyframes_are_counted() {
         let mut l = LadderSegmenter::new(Duration::from_secs(2), 2);
         for i in 0..201u64 {
-            l.push(&chunk(0, i * 40, i % 50 == 0), 0);
+            l.push(&chunk(0, i * 40, i.is_multiple_of(50)), 0);
             // rendition 1 has its keyframes 5 frames late
             l.push(&chunk(1, i * 40, i % 50 == 5), 0);
         }
@@ -298,9 +305,12 @@ mod tests {
     fn a_single_rendition_is_the_plain_segmenter() {
         let mut l = LadderSegmenter::new(Duration::from_secs(2), 1);
         let out: Vec<_> = (0..101u64)
-            .flat_map(|i| l.push(&chunk(0, i * 40, i % 50 == 0), 0))
+            .flat_map(|i| l.push(&chunk(0, i * 40, i.is_multiple_of(50)), 0))
             .collect();
         assert_eq!(out.len(), 2);
-        assert!(l.push(&chunk(3, 0, true), 0).is_empty(), "unknown rendition");
+        assert!(
+            l.push(&chunk(3, 0, true), 0).is_empty(),
+            "unknown rendition"
+        );
     }
 }

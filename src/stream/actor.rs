@@ -46,10 +46,7 @@ impl StreamActor {
         dvr: Option<(Arc<Archive>, RecorderInput)>,
     ) -> (Self, StreamHandle, mpsc::Sender<Feed>) {
         let (archive, recorder) = dvr.unzip();
-        let renditions = config
-            .transcoder
-            .as_ref()
-            .map_or(1, |t| t.video.0.len());
+        let renditions = config.transcoder.as_ref().map_or(1, |t| t.video.0.len());
         // Every rendition sends its own chunks through the one feed.
         let (feed_tx, feed) = mpsc::channel(super::FEED_CAPACITY * renditions);
         let (snapshot, snapshot_rx) = watch::channel(Arc::new(Snapshot::default()));
@@ -73,9 +70,7 @@ impl StreamActor {
             feed,
             ladder: LadderSegmenter::new(config.segment_duration.duration(), renditions),
             renditions: (0..renditions)
-                .map(|_| {
-                    Rendition::new(Window::new(config.segment_count.get(), target_ms))
-                })
+                .map(|_| Rendition::new(Window::new(config.segment_count.get(), target_ms)))
                 .collect(),
             audio: None,
             epoch_ms: None,

@@ -170,7 +170,10 @@ impl Audio {
         if slot.as_ref().is_none_or(|a| a.aac != aac) {
             let fragments = FragmentTrack {
                 init: Some(fmp4::audio_init(&aac).into()),
-                fragments: slot.take().map(|a| a.fragments.fragments).unwrap_or_default(),
+                fragments: slot
+                    .take()
+                    .map(|a| a.fragments.fragments)
+                    .unwrap_or_default(),
             };
             *slot = Some(Audio {
                 track: AudioTrack::new(aac.sample_rate),

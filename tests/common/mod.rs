@@ -3,6 +3,8 @@
 //! HTTP client. Every child process is killed when its guard drops.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod mp4;
+
 use std::io::Read;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
