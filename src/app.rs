@@ -69,39 +69,52 @@ impl App {
         let mut dvr_roots = vec![config.dvr.root.clone()];
         for stream in &config.streams {
             let counters = Arc::new(StreamCounters::default());
-            let dvr = match &stream.dvr {
-                Some(settings) => {
-                    let root = settings
-                        .root
-                        .clone()
-                        .unwrap_or_else(|| config.dvr.root.clone());
-                    if !dvr_roots.contains(&root) {
-                        dvr_roots.push(root.clone());
-                    }
-                    let archive = Arc::new(
-                        Archive::open(&root, &stream.name)
-                            .with_context(|| format!("opening the archive of {}", stream.name))?,
-                    );
-                    let limits = Limits {
-                        expiration_ms: Some(
-                            settings.expiration.map_or(config.dvr.expiration_s, |s| s.0) * 1000,
-                        ),
-                        storage_limit: settings.storage_limit.map(|b| b.0),
-                    };
-                    let (input, join) = recorder::start(
-                        &stream.name,
-                        archive.clone(),
-                        RecorderSettings {
-                            limits,
-                            disk_usage_limit: config.dvr.disk_usage_limit,
-                        },
-                    )
-                    .context("starting a DVR writer thread")?;
-                    recorders.push(join);
-                    Some((archive, input))
+            let renditions = stream.transcoder.as_ref().map_or(1, |t| t.video.0.len());
+            let mut dvr = Vec::with_capacity(renditions);
+            for index in 0..renditions {
+                let Some(settings) = stream.dvr.as_ref().filter(|d| d.records(index)) else {
+                    dvr.push(None);
+                    continue;
+                };
+                let root = settings
+                    .root
+                    .clone()
+                    .unwrap_or_else(|| config.dvr.root.clone());
+                if !dvr_roots.contains(&root) {
+                    dvr_roots.push(root.clone());
                 }
-                None => None,
-            };
+                // The first rendition records in ROOT/NAME (as a pass-through stream does),
+                // the others beside it in ROOT/NAME/tracks-vNa1.
+                let (dir, name) = match index {
+                    0 => (root.clone(), stream.name.clone()),
+                    n => (root.join(&stream.name), format!("tracks-v{}a1", n + 1)),
+                };
+                let archive = Arc::new(
+                    Archive::open(&dir, &name)
+                        .with_context(|| format!("opening the archive of {}", stream.name))?,
+                );
+                let limits = Limits {
+                    expiration_ms: Some(
+                        settings.expiration.map_or(config.dvr.expiration_s, |s| s.0) * 1000,
+                    ),
+                    storage_limit: settings.storage_limit.map(|b| b.0),
+                };
+                let label = match index {
+                    0 => stream.name.clone(),
+                    n => format!("{}/tracks-v{}a1", stream.name, n + 1),
+                };
+                let (input, join) = recorder::start(
+                    &label,
+                    archive.clone(),
+                    RecorderSettings {
+                        limits,
+                        disk_usage_limit: config.dvr.disk_usage_limit,
+                    },
+                )
+                .context("starting a DVR writer thread")?;
+                recorders.push(join);
+                dvr.push(Some((archive, input)));
+            }
             let (actor, handle, feed) = StreamActor::new(stream, counters.clone(), dvr);
             handles.push(handle);
             let span = info_span!("stream", stream = %stream.name);

@@ -401,3 +401,109 @@ fn nvenc_required_without_nvenc_fails_that_stream_only() {
     wait_ready(&server, "/plain/index.fmp4.m3u8");
     wait_ready(&server, "/plain/index.mpd");
 }
+
+#[test]
+fn the_archive_records_and_plays_back_every_rendition() {
+    let ladder = |extra: &str| {
+        format!(
+            "inputs = [{{ url = \"fake://fake\" }}]\n[transcoder]\nhw = \"cpu\"\npreset = \"ultrafast\"\n\
+             [[transcoder.video]]\nbitrate = \"300k\"\nsize = \"320x180\"\n\
+             [[transcoder.video]]\nbitrate = \"120k\"\nsize = \"160x90\"\n[dvr]\nexpiration = \"1h\"\n{extra}"
+        )
+    };
+    let server = Server::start(&[("all", &ladder("")), ("low", &ladder("renditions = [2]\n"))]);
+    let status = |stream: &str| -> serde_json::Value {
+        let r = get(&server.url(&format!("/{stream}/recording_status.json")));
+        assert_eq!(r.status, 200, "{}", r.text());
+        serde_json::from_slice(&r.body).unwrap()
+    };
+    let mut st = serde_json::Value::Null;
+    wait_until(Duration::from_secs(60), "10 s recorded", || {
+        st = status("all");
+        st["duration"].as_u64().unwrap_or(0) >= 10
+            && status("low")["duration"].as_u64().unwrap_or(0) >= 10
+    });
+    let from = st["from"].as_u64().unwrap() + 1;
+
+    // Without a selector, a ladder's archive playlist is a master over its renditions.
+    let master = get(&server.url(&format!("/all/archive-{from}-8.m3u8")));
+    assert_eq!(master.status, 200);
+    let text = master.text();
+    for (i, (w, h)) in [(320, 180), (160, 90)].iter().enumerate() {
+        let uri = format!("tracks-v{}a1/archive-{from}-8.m3u8", i + 1);
+        assert!(text.contains(&uri), "{text}");
+        assert!(text.contains(&format!("RESOLUTION={w}x{h}")), "{text}");
+        let media = get(&server.url(&format!("/all/{uri}")));
+        assert_eq!(media.status, 200, "{uri}");
+        let p = Playlist::parse(&media.text());
+        assert!(media.text().contains("#EXT-X-ENDLIST"));
+        assert!(p.segments.len() >= 3, "{uri}: {:?}", p.segments);
+        // Each archived segment is that rendition's picture.
+        let seg = server.url(&format!("/all/tracks-v{}a1/{}", i + 1, p.segments[0].1));
+        let probe = run_with_timeout(
+            30,
+            "ffprobe",
+            &[
+                "-v",
+                "error",
+                "-select_streams",
+                "v",
+                "-show_entries",
+                "stream=width,height",
+                "-of",
+                "csv=p=0",
+                &seg,
+            ],
+        );
+        let first = String::from_utf8_lossy(&probe.stdout)
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_owned();
+        assert_eq!(first, format!("{w},{h}"), "{seg}");
+    }
+    let out = ffmpeg_decode(&server.url(&format!("/all/archive-{from}-8.m3u8")), 6, 60);
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // On disk: the first rendition where a pass-through stream records, the others beside it.
+    let root = server.dir.path().join("dvr/all");
+    assert!(root.join("tracks-v2a1").is_dir());
+    let year = chrono_year();
+    assert!(root.join(&year).is_dir() && root.join("tracks-v2a1").join(&year).is_dir());
+
+    // A configured subset: only rendition 2 of "low" is recorded.
+    assert!(!server.dir.path().join("dvr/low").join(&year).exists());
+    assert!(
+        server
+            .dir
+            .path()
+            .join("dvr/low/tracks-v2a1")
+            .join(&year)
+            .is_dir()
+    );
+    let only = get(&server.url(&format!("/low/archive-{from}-8.m3u8"))).text();
+    assert!(
+        only.contains("#EXTINF") && !only.contains("STREAM-INF"),
+        "{only}"
+    );
+    assert_eq!(
+        get(&server.url(&format!("/low/tracks-v1a1/archive-{from}-8.m3u8"))).status,
+        404
+    );
+    assert_eq!(
+        get(&server.url(&format!("/low/tracks-v2a1/archive-{from}-8.m3u8"))).status,
+        200
+    );
+}
+
+/// The current UTC year, as the archive's top folder names it.
+fn chrono_year() -> String {
+    let out = std::process::Command::new("date")
+        .args(["-u", "+%Y"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}

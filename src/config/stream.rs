@@ -31,8 +31,21 @@ pub struct StreamDvr {
     pub root: Option<std::path::PathBuf>,
     /// Archive depth: `"3d"`, `"12h"`, `"30m"` or seconds.
     pub expiration: Option<Span>,
-    /// Most bytes the stream's archive may take: `"500G"`, `"20M"` or bytes.
+    /// Most bytes the stream's archive may take: `"500G"`, `"20M"` or bytes (applies to
+    /// each recorded rendition of a ladder).
     pub storage_limit: Option<ByteSize>,
+    /// Which renditions of the transcoder's ladder to record, 1-based (`[1, 3]`); all when
+    /// absent. A pass-through stream has one rendition.
+    pub renditions: Option<Vec<u32>>,
+}
+
+impl StreamDvr {
+    /// Whether rendition `index` (0-based) is recorded.
+    pub fn records(&self, index: usize) -> bool {
+        self.renditions
+            .as_ref()
+            .is_none_or(|r| r.iter().any(|&n| n as usize == index + 1))
+    }
 }
 
 /// A duration written as seconds or with a `s`/`m`/`h`/`d` suffix.
@@ -269,6 +282,14 @@ impl StreamConfig {
     /// Parses one stream file's text; `name` comes from the file name.
     pub fn parse(name: &str, text: &str, defaults: Defaults) -> Result<Self, toml::de::Error> {
         let file: StreamFile = toml::from_str(text)?;
+        let ladder = file.transcoder.as_ref().map_or(1, |t| t.video.0.len());
+        if let Some(r) = file.dvr.as_ref().and_then(|d| d.renditions.as_ref()) {
+            if r.is_empty() || r.iter().any(|&n| n == 0 || n as usize > ladder) {
+                return Err(serde::de::Error::custom(format!(
+                    "`[dvr] renditions` must list renditions 1..={ladder} (this stream has {ladder}), got {r:?}"
+                )));
+            }
+        }
         let mut inputs = file.inputs.0;
         inputs.sort_by_key(|i| i.priority);
         Ok(StreamConfig {

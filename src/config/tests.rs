@@ -185,3 +185,19 @@ fn dvr_table_with_flussonic_units() {
         assert!(e.starts_with("streams/s.toml:3:"), "{bad}: {e}");
     }
 }
+
+#[test]
+fn dvr_renditions_must_exist_in_the_ladder() {
+    let ladder = "inputs = [{ url = \"fake://fake\" }]\n[transcoder]\n\
+                  [[transcoder.video]]\nbitrate = \"300k\"\nsize = \"320x180\"\n\
+                  [[transcoder.video]]\nbitrate = \"100k\"\nsize = \"160x90\"\n";
+    let ok = stream(&format!("{ladder}[dvr]\nrenditions = [2]\n")).unwrap();
+    let dvr = ok.dvr.unwrap();
+    assert!(!dvr.records(0) && dvr.records(1));
+    for bad in ["renditions = [3]", "renditions = [0]", "renditions = []"] {
+        let err = err(&format!("{ladder}[dvr]\n{bad}\n"));
+        assert!(err.contains("renditions 1..=2"), "{bad}: {err}");
+    }
+    let plain = "inputs = [{ url = \"fake://fake\" }]\n[dvr]\nrenditions = [2]\n";
+    assert!(err(plain).contains("renditions 1..=1"));
+}

@@ -28,19 +28,21 @@ const CHUNK: u64 = 256 * 1024;
 /// A VOD playlist whose range ended this long ago no longer changes.
 const SETTLED_MS: u64 = 60_000;
 
-fn archive(handle: &StreamHandle) -> Result<&Arc<Archive>, HttpError> {
-    handle
-        .archive
-        .as_ref()
-        .ok_or(HttpError::NotFound("DVR is not enabled for this stream"))
+/// The rendition (0-based) a `tracks-…` selector of an archive URL names: `v2a1` or `v2`.
+fn rendition_of(tracks: &str) -> Option<usize> {
+    let rest = tracks.strip_prefix('v')?;
+    let digits = rest.strip_suffix("a1").unwrap_or(rest);
+    let n: usize = digits.parse().ok()?;
+    n.checked_sub(1)
 }
 
-/// The bytes of an archived segment named by `path`, if the archive has it.
+/// The bytes of an archived segment of rendition `rendition` named by `path`, if recorded.
 pub(super) async fn archived_segment(
     handle: &StreamHandle,
+    rendition: usize,
     path: &str,
 ) -> Result<Option<Bytes>, HttpError> {
-    let Some(archive) = &handle.archive else {
+    let Some(Some(archive)) = handle.archives.get(rendition) else {
         return Ok(None);
     };
     let Some((second_ms, duration_ms)) = parse_segment_path(path) else {
@@ -61,14 +63,124 @@ pub(super) async fn archived_segment(
     }
 }
 
+/// Serves an archive URL. With `tracks` (`/NAME/tracks-v2a1/…`) it reads that rendition's
+/// archive; without, a ladder that records several renditions gets a master playlist over
+/// them, and everything else reads the first recorded rendition.
 pub(super) async fn serve(
     state: &super::AppState,
     handle: &StreamHandle,
+    tracks: Option<&str>,
     request: DvrRequest,
     range: Option<&str>,
     query: Option<&str>,
 ) -> Result<Response<Body>, HttpError> {
-    let archive = archive(handle)?;
+    let recorded: Vec<(usize, &Arc<Archive>)> = handle
+        .archives
+        .iter()
+        .enumerate()
+        .filter_map(|(i, a)| Some((i, a.as_ref()?)))
+        .collect();
+    let Some(&(_, first)) = recorded.first() else {
+        return Err(HttpError::NotFound("DVR is not enabled for this stream"));
+    };
+    let archive = match tracks {
+        Some(t) => rendition_of(t)
+            .and_then(|i| handle.archives.get(i))
+            .and_then(Option::as_ref)
+            .ok_or(HttpError::NotFound("this rendition is not recorded"))?,
+        None if recorded.len() > 1 => {
+            if let Some(file) = playlist_file(request) {
+                return archive_master(handle, &recorded, &file);
+            }
+            first
+        }
+        None => first,
+    };
+    serve_archive(state, handle, archive, request, range, query).await
+}
+
+/// The file name of a playlist request, as the master's variants repeat it per rendition.
+fn playlist_file(request: DvrRequest) -> Option<String> {
+    Some(match request {
+        DvrRequest::Playlist {
+            from,
+            duration: Some(d),
+        } => format!("archive-{from}-{d}.m3u8"),
+        DvrRequest::Playlist {
+            from,
+            duration: None,
+        } => format!("archive-{from}-now.m3u8"),
+        DvrRequest::TimeshiftAbs { from } => format!("timeshift_abs-{from}.m3u8"),
+        DvrRequest::TimeshiftRel { ago } => format!("timeshift_rel-{ago}.m3u8"),
+        DvrRequest::Rewind { ago } => format!("rewind-{ago}.m3u8"),
+        DvrRequest::Export { .. } | DvrRequest::Status => return None,
+    })
+}
+
+/// Segments whose sizes give an archived rendition's bandwidth in a master playlist.
+const BANDWIDTH_SEGMENTS: usize = 30;
+
+/// A master playlist over the recorded renditions: `tracks-vNa1/FILE` each, with the live
+/// stream's resolution and codecs and the bandwidth of its newest archived segments.
+fn archive_master(
+    handle: &StreamHandle,
+    recorded: &[(usize, &Arc<Archive>)],
+    file: &str,
+) -> Result<Response<Body>, HttpError> {
+    let snap = handle.current();
+    let unknown = crate::media::MediaInfo::default();
+    let mut variants = Vec::new();
+    for (i, archive) in recorded {
+        let index = archive.read();
+        if index.is_empty() {
+            continue;
+        }
+        let (peak, average) = crate::packaging::hls::bitrates(
+            index
+                .iter()
+                .rev()
+                .take(BANDWIDTH_SEGMENTS)
+                .map(|e| (e.size, e.duration_ms)),
+        );
+        let media = snap
+            .renditions
+            .get(*i)
+            .and_then(|r| r.media.clone())
+            .unwrap_or_else(|| unknown.clone());
+        variants.push((media, peak, average, format!("tracks-v{}a1/{file}", i + 1)));
+    }
+    if variants.is_empty() {
+        return Err(HttpError::NotFound("no recording in this range"));
+    }
+    let listed: Vec<crate::packaging::hls::Variant<'_>> = variants
+        .iter()
+        .map(
+            |(media, peak, average, uri)| crate::packaging::hls::Variant {
+                media,
+                peak: *peak,
+                average: *average,
+                uri,
+            },
+        )
+        .collect();
+    let text = crate::packaging::hls::master_playlist(&listed);
+    Ok(bytes_response(
+        handle,
+        StatusCode::OK,
+        PLAYLIST_TYPE,
+        "public, max-age=1",
+        text.into(),
+    ))
+}
+
+async fn serve_archive(
+    state: &super::AppState,
+    handle: &StreamHandle,
+    archive: &Arc<Archive>,
+    request: DvrRequest,
+    range: Option<&str>,
+    query: Option<&str>,
+) -> Result<Response<Body>, HttpError> {
     let now = crate::media::utc::now_ms();
     let target = handle.segment_ms;
     let no_recording = HttpError::NotFound("no recording in this range");

@@ -117,11 +117,9 @@ async fn serve_route(
             let (index, rendition) = select(&snap, tracks.as_deref())?;
             let data = match rendition.segment(&path) {
                 Some(segment) => segment.data.clone(),
-                // The archive records the first rendition.
-                None if index == 0 => super::dvr::archived_segment(handle, &path)
+                None => super::dvr::archived_segment(handle, index, &path)
                     .await?
                     .ok_or(HttpError::NotFound("segment expired or never existed"))?,
-                None => return Err(HttpError::NotFound("segment expired or never existed")),
             };
             segment_response(handle, data, range, TS_TYPE, SEGMENT_CACHE)
         }
@@ -145,9 +143,13 @@ async fn serve_route(
             let handle = lookup(&stream)?;
             Ok(mpegts(handle, state.shutdown.clone()))
         }
-        Route::Dvr { stream, request } => {
+        Route::Dvr {
+            stream,
+            tracks,
+            request,
+        } => {
             let handle = lookup(&stream)?;
-            super::dvr::serve(state, handle, request, range, query).await
+            super::dvr::serve(state, handle, tracks.as_deref(), request, range, query).await
         }
         Route::Api(_) | Route::Time => Err(HttpError::NotFound("no such resource")),
     }
@@ -203,11 +205,8 @@ fn select<'a>(
     if snap.renditions.is_empty() {
         return Err(HttpError::NotReady);
     }
-    match snap.rendition(tracks) {
-        Some(found) => Ok(found),
-        None if snap.media().is_none() => Err(HttpError::NotReady),
-        None => Err(HttpError::NotFound("track selection not available")),
-    }
+    snap.rendition(tracks)
+        .ok_or(HttpError::NotFound("track selection not available"))
 }
 
 pub(super) fn bytes_response(

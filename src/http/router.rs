@@ -38,8 +38,13 @@ pub enum Route {
     Dash { stream: String },
     /// `/time`: the server clock (ISO 8601), DASH `UTCTiming`.
     Time,
-    /// Archive playback and export under `/NAME/…`.
-    Dvr { stream: String, request: DvrRequest },
+    /// Archive playback and export under `/NAME/…` or, for one rendition of a ladder,
+    /// `/NAME/tracks-v2a1/…`.
+    Dvr {
+        stream: String,
+        tracks: Option<String>,
+        request: DvrRequest,
+    },
     /// Anything under `/flussonic/api/` or `/streamer/api/` (always authenticated).
     Api(ApiRoute),
 }
@@ -200,8 +205,10 @@ pub fn route(path: &str) -> Result<Route, RouteError> {
     }
     let (last, before) = parts.split_last().ok_or(RouteError::NotFound)?;
     if let Some(request) = dvr_request(last)? {
+        let (tracks, name) = split_tracks(before)?;
         return Ok(Route::Dvr {
-            stream: stream_name(before)?,
+            stream: stream_name(name)?,
+            tracks,
             request,
         });
     }
@@ -627,9 +634,30 @@ mod tests {
     }
 
     #[test]
+    fn archive_urls_of_one_rendition() {
+        assert_eq!(
+            route("/cam/tracks-v2a1/archive-1795305600-60.m3u8"),
+            Ok(Route::Dvr {
+                stream: s("cam"),
+                tracks: Some(s("v2a1")),
+                request: DvrRequest::Playlist {
+                    from: 1_795_305_600,
+                    duration: Some(60)
+                }
+            })
+        );
+        assert!(matches!(
+            route("/cam/archive-1795305600-60.m3u8"),
+            Ok(Route::Dvr { tracks: None, .. })
+        ));
+    }
+
+    #[test]
     fn archive_urls() {
         let dvr = |p: &str| match route(p) {
-            Ok(Route::Dvr { stream, request }) => (stream, request),
+            Ok(Route::Dvr {
+                stream, request, ..
+            }) => (stream, request),
             other => panic!("{p}: {other:?}"),
         };
         assert_eq!(

@@ -146,7 +146,9 @@ fn stream_inf(out: &mut String, v: &Variant<'_>, codecs: &str) {
             let _ = write!(out, ",FRAME-RATE={:.3}", f64::from(n) / f64::from(d));
         }
     }
-    let _ = write!(out, ",CODECS=\"{codecs}\"");
+    if !codecs.is_empty() {
+        let _ = write!(out, ",CODECS=\"{codecs}\"");
+    }
     if v.media.audio.is_some() {
         let _ = write!(out, ",AUDIO=\"{AUDIO_GROUP}\"");
     }

@@ -121,17 +121,18 @@ impl Snapshot {
         self.renditions.first().map_or(&[], |r| &r.live)
     }
 
-    /// The rendition a TS track selector names: `None` selects the first; `v2a1` the second
-    /// (`v2` when the stream has no audio).
+    /// The rendition a TS track selector names: `None` selects the first; `v2a1` (or `v2`)
+    /// the second. The TS segments always carry the stream's audio.
     pub fn rendition(&self, tracks: Option<&str>) -> Option<(usize, &RenditionSnapshot)> {
-        match tracks {
-            None => self.renditions.first().map(|r| (0, r)),
-            Some(t) => self
-                .renditions
-                .iter()
-                .enumerate()
-                .find(|(i, r)| r.tracks(*i) == t),
-        }
+        let index = match tracks {
+            None => 0,
+            Some(t) => {
+                let rest = t.strip_prefix('v')?;
+                let n: usize = rest.strip_suffix("a1").unwrap_or(rest).parse().ok()?;
+                n.checked_sub(1)?
+            }
+        };
+        self.renditions.get(index).map(|r| (index, r))
     }
 
     /// The fMP4 track a selector names: `v1`…`vN` (video) or `a1` (audio).

@@ -33,8 +33,8 @@ pub struct StreamActor {
     snapshot: watch::Sender<Arc<Snapshot>>,
     live: broadcast::Sender<Chunk>,
     counters: Arc<StreamCounters>,
-    /// The DVR writer of this stream, when recording.
-    recorder: Option<RecorderInput>,
+    /// The DVR writer of each rendition that records.
+    recorders: Vec<Option<RecorderInput>>,
     target_ms: u32,
 }
 
@@ -43,9 +43,9 @@ impl StreamActor {
     pub fn new(
         config: &crate::config::StreamConfig,
         counters: Arc<StreamCounters>,
-        dvr: Option<(Arc<Archive>, RecorderInput)>,
+        dvr: Vec<Option<(Arc<Archive>, RecorderInput)>>,
     ) -> (Self, StreamHandle, mpsc::Sender<Feed>) {
-        let (archive, recorder) = dvr.unzip();
+        let (archives, recorders): (Vec<_>, Vec<_>) = dvr.into_iter().map(Option::unzip).unzip();
         let renditions = config.transcoder.as_ref().map_or(1, |t| t.video.0.len());
         // Every rendition sends its own chunks through the one feed.
         let (feed_tx, feed) = mpsc::channel(super::FEED_CAPACITY * renditions);
@@ -62,7 +62,8 @@ impl StreamActor {
             segment_ms: config.segment_duration.as_millis(),
             segment_count: config.segment_count.get(),
             inputs: config.inputs.iter().map(|i| i.url.to_string()).collect(),
-            archive,
+            archive: archives.first().cloned().flatten(),
+            archives: archives.into(),
         };
         let target_ms = config.segment_duration.as_millis();
         let actor = StreamActor {
@@ -78,7 +79,7 @@ impl StreamActor {
             snapshot,
             live,
             counters,
-            recorder,
+            recorders,
             target_ms,
         };
         (actor, handle, feed_tx)
@@ -152,9 +153,7 @@ impl StreamActor {
         }
         self.add_fragments(rendition, &segment, epoch_ms);
         let segment = Arc::new(segment);
-        if rendition == 0
-            && let Some(recorder) = &self.recorder
-        {
+        if let Some(Some(recorder)) = self.recorders.get(rendition) {
             recorder.offer(&segment);
         }
         let Some(r) = self.renditions.get_mut(rendition) else {
