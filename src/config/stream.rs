@@ -283,12 +283,12 @@ impl StreamConfig {
     pub fn parse(name: &str, text: &str, defaults: Defaults) -> Result<Self, toml::de::Error> {
         let file: StreamFile = toml::from_str(text)?;
         let ladder = file.transcoder.as_ref().map_or(1, |t| t.video.0.len());
-        if let Some(r) = file.dvr.as_ref().and_then(|d| d.renditions.as_ref()) {
-            if r.is_empty() || r.iter().any(|&n| n == 0 || n as usize > ladder) {
-                return Err(serde::de::Error::custom(format!(
-                    "`[dvr] renditions` must list renditions 1..={ladder} (this stream has {ladder}), got {r:?}"
-                )));
-            }
+        if let Some(r) = file.dvr.as_ref().and_then(|d| d.renditions.as_ref())
+            && (r.is_empty() || r.iter().any(|&n| n == 0 || n as usize > ladder))
+        {
+            return Err(serde::de::Error::custom(format!(
+                "`[dvr] renditions` must list renditions 1..={ladder} (this stream has {ladder}), got {r:?}"
+            )));
         }
         let mut inputs = file.inputs.0;
         inputs.sort_by_key(|i| i.priority);
