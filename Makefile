@@ -23,6 +23,7 @@ run: deps build
 	@echo "Headwater demo: http://127.0.0.1:$(PORT)/demo/index.m3u8 (HLS)"
 	@echo "                http://127.0.0.1:$(PORT)/demo/mpegts (HTTP MPEG-TS)"
 	@echo "                http://127.0.0.1:$(PORT)/demo/rewind-3600.m3u8 (archive, DVR on)"
+	@echo "                http://127.0.0.1:$(PORT)/ladder/index.m3u8 (ABR ladder; also index.fmp4.m3u8, index.mpd)"
 	@echo "                http://127.0.0.1:$(PORT)/flussonic/api/metrics (metrics, user viewer / viewer-demo)"
 	./target/release/headwater --config config/headwater.toml --listen $(LISTEN)
 
@@ -53,7 +54,7 @@ test-deps:
 	  echo "installing: $$missing"; \
 	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
 	fi
-	@cd tests/browser && { [ -d node_modules/hls.js ] && [ -d node_modules/playwright-core ] || npm ci --no-audit --no-fund; }
+	@cd tests/browser && { [ -d node_modules/hls.js ] && [ -d node_modules/dashjs ] && [ -d node_modules/playwright-core ] || npm ci --no-audit --no-fund; }
 
 clean:
 	$(CARGO) clean

@@ -22,6 +22,17 @@ const LADDER: &str = "title = \"ladder\"\ninputs = [{ url = \"fake://fake\" }]\n
 const RUNGS: [(&str, u32, u32, f64); 2] =
     [("v1", 640, 360, 800_000.0), ("v2", 320, 180, 300_000.0)];
 
+/// `/flussonic/api/v3/streams/NAME` with the viewer's credentials.
+fn stream_json(server: &Server, name: &str) -> serde_json::Value {
+    let json = request(
+        "GET",
+        &server.url(&format!("/flussonic/api/v3/streams/{name}")),
+        &[("Authorization", &format!("Basic {}", b64("viewer:pw")))],
+    );
+    assert_eq!(json.status, 200);
+    serde_json::from_slice(&json.body).unwrap()
+}
+
 fn wait_ready(server: &Server, path: &str) -> String {
     let mut text = String::new();
     wait_until(Duration::from_secs(60), path, || {
@@ -324,12 +335,7 @@ fn a_two_rung_ladder_in_hls_ts_fmp4_and_dash() {
         log.contains("transcoder requested=\"auto\" hw=\"cpu\" decoder=avdec_h264 encoder=x264enc renditions=2"),
         "{log}"
     );
-    let json = request(
-        "GET",
-        &server.url("/flussonic/api/v3/streams/ladder"),
-        &[("Authorization", &format!("Basic {}", b64("viewer:pw")))],
-    );
-    let v: serde_json::Value = serde_json::from_slice(&json.body).unwrap();
+    let v = stream_json(&server, "ladder");
     let t = &v["stats"]["transcoder"];
     assert_eq!(t["hw"], "cpu", "{v}");
     assert_eq!(t["encoder"], "x264enc");
@@ -368,12 +374,7 @@ fn nvenc_required_without_nvenc_fails_that_stream_only() {
     let refusals = log.matches("transcoder cannot start").count();
     assert_eq!(refusals, 1, "logged once, not per retry:\n{log}");
     assert!(log.contains("refusing to fall back to the CPU"), "{log}");
-    let json = request(
-        "GET",
-        &server.url("/flussonic/api/v3/streams/gpu"),
-        &[("Authorization", &format!("Basic {}", b64("viewer:pw")))],
-    );
-    let v: serde_json::Value = serde_json::from_slice(&json.body).unwrap();
+    let v = stream_json(&server, "gpu");
     assert_eq!(v["stats"]["transcoder"]["hw"], "none", "{v}");
     assert!(
         v["stats"]["transcoder"]["error"]

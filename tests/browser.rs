@@ -128,6 +128,7 @@ fn a_udp_pass_through_stream_plays_as_ts_fmp4_and_dash() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+    play(&server, "/udp/index.m3u8", "hls", false);
     play(&server, "/udp/index.fmp4.m3u8", "hls", false);
     play(&server, "/udp/index.mpd", "dash", false);
 }

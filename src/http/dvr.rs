@@ -4,7 +4,7 @@
 //! from the URL).
 
 use super::body::{Body, Counted};
-use super::hls::{PLAYLIST_TYPE, TS_TYPE, bytes_response};
+use super::hls::{PLAYLIST_TYPE, TS_TYPE, bytes_response, playlist_response};
 use super::range::{RangeRequest, parse_range};
 use super::{DvrRequest, HttpError};
 use crate::dvr::playlist::{self, Kind};
@@ -164,13 +164,7 @@ fn archive_master(
         )
         .collect();
     let text = crate::packaging::hls::master_playlist(&listed);
-    Ok(bytes_response(
-        handle,
-        StatusCode::OK,
-        PLAYLIST_TYPE,
-        "public, max-age=1",
-        text.into(),
-    ))
+    Ok(playlist_response(handle, PLAYLIST_TYPE, text.into()))
 }
 
 async fn serve_archive(
@@ -218,13 +212,7 @@ async fn serve_archive(
                 return Err(no_recording);
             }
             let text = playlist::render(&entries, Kind::Event, target, 0);
-            Ok(bytes_response(
-                handle,
-                StatusCode::OK,
-                PLAYLIST_TYPE,
-                "public, max-age=1",
-                text.into(),
-            ))
+            Ok(playlist_response(handle, PLAYLIST_TYPE, text.into()))
         }
         DvrRequest::TimeshiftRel { ago } => {
             let cutoff = now.saturating_sub(ago * 1000);
@@ -290,13 +278,7 @@ fn live_window(
         prev = Some(e);
     }
     let text = playlist::render(entries, Kind::Live, handle.segment_ms, discontinuities);
-    Ok(bytes_response(
-        handle,
-        StatusCode::OK,
-        PLAYLIST_TYPE,
-        "public, max-age=1",
-        text.into(),
-    ))
+    Ok(playlist_response(handle, PLAYLIST_TYPE, text.into()))
 }
 
 /// `recording_status.json`: the `dvr_info` object, or with `request=ranges` the legacy array

@@ -2,7 +2,9 @@
 //! path or DASH number) and the live DASH manifest, all from the current snapshot.
 
 use super::body::Body;
-use super::hls::{PLAYLIST_CACHE, PLAYLIST_TYPE, SEGMENT_CACHE, bytes_response, segment_response};
+use super::hls::{
+    PLAYLIST_TYPE, SEGMENT_CACHE, bytes_response, playlist_response, segment_response,
+};
 use super::{FragmentKey, HttpError, Route};
 use crate::packaging::{Snapshot, TrackSnapshot, dash};
 use crate::stream::StreamHandle;
@@ -27,26 +29,14 @@ pub(super) fn serve(
                 .fmp4_master_playlist
                 .clone()
                 .ok_or(HttpError::NotReady)?;
-            Ok(bytes_response(
-                handle,
-                StatusCode::OK,
-                PLAYLIST_TYPE,
-                PLAYLIST_CACHE,
-                text,
-            ))
+            Ok(playlist_response(handle, PLAYLIST_TYPE, text))
         }
         Route::Fmp4Playlist { track, .. } => {
             let text = track_of(&snap, &track)?
                 .playlist
                 .clone()
                 .ok_or(HttpError::NotReady)?;
-            Ok(bytes_response(
-                handle,
-                StatusCode::OK,
-                PLAYLIST_TYPE,
-                PLAYLIST_CACHE,
-                text,
-            ))
+            Ok(playlist_response(handle, PLAYLIST_TYPE, text))
         }
         Route::Init { track, .. } => {
             let init = track_of(&snap, &track)?
@@ -84,13 +74,7 @@ pub(super) fn serve(
             };
             let text =
                 dash::mpd(&snap, crate::media::utc::now_ms(), &utc).ok_or(HttpError::NotReady)?;
-            Ok(bytes_response(
-                handle,
-                StatusCode::OK,
-                MPD_TYPE,
-                PLAYLIST_CACHE,
-                text.into(),
-            ))
+            Ok(playlist_response(handle, MPD_TYPE, text.into()))
         }
         _ => Err(HttpError::NotFound("no such resource")),
     }

@@ -83,13 +83,7 @@ async fn serve_route(
             let handle = lookup(&stream)?;
             let snap = handle.current();
             let text = snap.master_playlist.clone().ok_or(HttpError::NotReady)?;
-            Ok(bytes_response(
-                handle,
-                StatusCode::OK,
-                PLAYLIST_TYPE,
-                PLAYLIST_CACHE,
-                text,
-            ))
+            Ok(playlist_response(handle, PLAYLIST_TYPE, text))
         }
         Route::Media { stream, tracks } => {
             let handle = lookup(&stream)?;
@@ -99,13 +93,7 @@ async fn serve_route(
                 .media_playlist
                 .clone()
                 .ok_or(HttpError::NotReady)?;
-            Ok(bytes_response(
-                handle,
-                StatusCode::OK,
-                PLAYLIST_TYPE,
-                PLAYLIST_CACHE,
-                text,
-            ))
+            Ok(playlist_response(handle, PLAYLIST_TYPE, text))
         }
         Route::Segment {
             stream,
@@ -207,6 +195,15 @@ fn select<'a>(
     }
     snap.rendition(tracks)
         .ok_or(HttpError::NotFound("track selection not available"))
+}
+
+/// A live playlist or manifest (changes every segment: cached for about a second).
+pub(super) fn playlist_response(
+    handle: &StreamHandle,
+    content_type: &'static str,
+    text: Bytes,
+) -> Response<Body> {
+    bytes_response(handle, StatusCode::OK, content_type, PLAYLIST_CACHE, text)
 }
 
 pub(super) fn bytes_response(

@@ -110,7 +110,7 @@ impl Outputs {
         }
         let mut added = vec![decoder.clone(), tee.clone()];
         for (i, rung) in plan.transcoder.video.0.iter().enumerate() {
-            let queue = raw_queue(&format!("vq{i}"))?;
+            let queue = time_queue(&format!("vq{i}"), RENDITION_QUEUE_NS)?;
             let scale = make("videoscale", &format!("scale{i}"))?;
             let convert = make("videoconvert", &format!("convert{i}"))?;
             let caps = make("capsfilter", &format!("size{i}"))?;
@@ -203,10 +203,8 @@ impl Outputs {
         pipeline.add(&tee).map_err(IngestError::from)?;
         added.push(tee.clone());
         for (i, mux) in self.muxes.iter().enumerate() {
-            let queue = make("queue", &format!("aq{i}"))?;
-            queue.set_property("max-size-time", RENDITION_QUEUE_NS * 2);
-            queue.set_property("max-size-buffers", 0u32);
-            queue.set_property("max-size-bytes", 0u32);
+            // Audio is small: hold more time than the video queues so it never limits them.
+            let queue = time_queue(&format!("aq{i}"), RENDITION_QUEUE_NS * 2)?;
             pipeline.add(&queue).map_err(IngestError::from)?;
             tee.link(&queue).map_err(IngestError::from)?;
             link_to_mux(&queue.static_pad("src").expect("queue has a src pad"), mux)?;
@@ -233,9 +231,10 @@ fn make(factory: &str, name: &str) -> Result<gst::Element, IngestError> {
         .map_err(|_| IngestError::MissingElement(factory.to_owned()))
 }
 
-fn raw_queue(name: &str) -> Result<gst::Element, IngestError> {
+/// A queue bounded by time only (`ns` of buffers).
+fn time_queue(name: &str, ns: u64) -> Result<gst::Element, IngestError> {
     let queue = make("queue", name)?;
-    queue.set_property("max-size-time", RENDITION_QUEUE_NS);
+    queue.set_property("max-size-time", ns);
     queue.set_property("max-size-buffers", 0u32);
     queue.set_property("max-size-bytes", 0u32);
     Ok(queue)

@@ -193,9 +193,10 @@ impl Demuxed {
         self.aac.as_ref().ok_or(Fmp4Error::NoAudioStream)
     }
 
-    /// First audio PTS minus first video DTS (90 kHz): how far audio starts after video.
+    /// First audio PTS minus the first video sample's PTS (90 kHz): how far audio starts
+    /// after the picture a run's video `tfdt` presents (see `VideoTrack`).
     pub fn audio_lead(&self) -> Option<i64> {
-        let v = self.video.first()?.dts;
+        let v = self.video.first()?.pts;
         let a = self.audio.first()?.pts;
         Some(i64::try_from(i128::from(a) - i128::from(v)).unwrap_or(0))
     }

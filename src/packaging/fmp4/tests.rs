@@ -353,3 +353,43 @@ fn segment_errors_are_specific() {
         Err(Fmp4Error::NoAudioStream)
     ));
 }
+
+#[test]
+fn the_first_picture_of_a_run_is_presented_at_its_tfdt() {
+    // The fixture has B-frames: its IDR is presented after its decode time.
+    let d = demux_all();
+    let first = &d[0].video[0];
+    assert!(first.pts > first.dts, "fixture reorders frames");
+    let mut track = VideoTrack::new();
+    for (seq, seg) in d.iter().enumerate() {
+        let frag = track
+            .fragment(seq as u64, (seq == 0).then_some(0), &seg.video)
+            .unwrap();
+        let traf = find(find(&frag.data, &[(b"moof", 0)]), &[(b"traf", 0)]);
+        let trun = find(traf, &[(b"trun", 0)]);
+        assert_eq!(trun[0], 1, "signed composition offsets");
+        let flags = be32(trun) & 0xff_ffff;
+        let stride = 4 * (flags & 0xf00).count_ones() as usize;
+        let count = be32(&trun[4..]) as usize;
+        // duration, size, flags, cto: the cto is the last field of each entry.
+        let cto = |i: usize| {
+            i32::from_be_bytes(
+                trun[12 + i * stride + stride - 4..][..4]
+                    .try_into()
+                    .unwrap(),
+            )
+        };
+        assert_eq!(cto(0), 0, "segment {seq}: keyframe presented at tfdt");
+        let mut decode = frag.base_time as i64;
+        let mut earliest = i64::MAX;
+        for (i, s) in seg.video.iter().enumerate() {
+            earliest = earliest.min(decode + i64::from(cto(i)));
+            decode += (seg.video.get(i + 1).map_or(3600, |n| n.dts - s.dts)) as i64;
+        }
+        assert_eq!(
+            earliest, frag.base_time as i64,
+            "segment {seq} starts presenting at tfdt"
+        );
+        assert_eq!(count, seg.video.len());
+    }
+}

@@ -61,6 +61,11 @@ pub struct VideoTrack {
     previous: Option<VideoPrevious>,
     /// Last real sample duration seen (> 0); lasts a fragment's final sample when it is alone.
     frame_duration: Option<u32>,
+    /// PTS − DTS of the first sample of the run (the B-frame reorder delay), taken off every
+    /// composition offset so that the run's first picture is presented at its `tfdt`: the
+    /// fragment's earliest presentation time is then its `tfdt`, as the MPD timeline and
+    /// HLS players assume (no hole at the start). Constant within a run.
+    composition_shift: i64,
 }
 
 impl VideoTrack {
@@ -95,10 +100,17 @@ impl VideoTrack {
             .or(self.frame_duration)
             .unwrap_or(DEFAULT_FRAME_TICKS);
         durations.push(last);
+        if run_start.is_some() || self.previous.is_none() {
+            self.composition_shift = i64::try_from(i128::from(first.pts) - i128::from(first.dts))
+                .unwrap_or(0)
+                .max(0);
+        }
         let mut samples = Vec::with_capacity(video.len());
         for (index, (s, &duration)) in video.iter().zip(&durations).enumerate() {
             let cto = i64::try_from(i128::from(s.pts) - i128::from(s.dts)).ok();
-            let cto = cto.and_then(|c| i32::try_from(c).ok());
+            let cto = cto
+                .map(|c| c - self.composition_shift)
+                .and_then(|c| i32::try_from(c).ok());
             samples.push(TrunSample {
                 duration,
                 size: u32::try_from(s.data.len()).map_err(|_| Fmp4Error::TooLarge)?,
