@@ -130,7 +130,12 @@ fn every_panel_query_returns_data_from_a_live_headwater() {
     let port = free_port(true);
     let _feeder = udp_feeder(port, "");
     let server = Server::start(&[
-        ("demo", "inputs = [{ url = \"fake://fake\" }]\n"),
+        // A one-rung ladder, so the transcoding panels have data.
+        (
+            "demo",
+            "inputs = [{ url = \"fake://fake\" }]\n[transcoder]\nhw = \"cpu\"\npreset = \"ultrafast\"\n\
+             [[transcoder.video]]\nbitrate = \"200k\"\nsize = \"320x180\"\n",
+        ),
         (
             "cam",
             &format!("inputs = [{{ url = \"udp://127.0.0.1:{port}\" }}]\n[dvr]\n"),
