@@ -163,8 +163,8 @@ def streams():
     b.panel("Retention deletes", "timeseries", [q(f"rate(flussonic_dvr_deleted_bytes_total{{{SSEL}}}[{RI}]) * 8", "{{name}}")],
             w=12, unit="bps", desc="Archive bytes removed by expiration, storage_limit and disk_usage_limit")
     b.row("Transcoding")
-    b.panel("Transcoder", "table", [q(f"flussonic_stream_transcoder_info{{{SSEL}}}", "{{name}}")], w=12,
-            desc="Where each transcoded stream's codecs run (hw: nvenc, nvdec = GPU decode + CPU encode, cpu; none = cannot start); 1 running, 0 refused",
+    b.panel("Transcoder", "table", [q(f"flussonic_stream_transcoder_info{{{SSEL}}} == 1", "{{name}}")], w=12,
+            desc="Where each transcoded stream's codecs run now (hw: nvenc, nvdec = GPU decode + CPU encode, cpu; none = cannot start)",
             extra={"options": {"showHeader": True}, "transformations": [{"id": "labelsToFields", "options": {}}]})
     b.panel("Rendition bitrate", "timeseries", [q(f"flussonic_stream_rendition_bitrate{{{SSEL}}}", "{{name}} {{track}}")],
             w=12, unit="bps", desc="Bits per second of each rendition of a ladder over the live window")

@@ -257,6 +257,7 @@ fn a_two_rung_ladder_in_hls_ts_fmp4_and_dash() {
         let bits: f64 = frags.values().map(|f| f.info.mdat_len as f64 * 8.0).sum();
         assert!(secs >= 20.0, "{track}: only {secs} s collected");
         let rate = bits / secs;
+        println!("{track}: {rate:.0} bit/s of video over {secs:.1} s (target {target})");
         assert!(
             (rate - target).abs() <= 0.2 * target,
             "{track}: {rate:.0} bit/s over {secs:.1} s, target {target}"
@@ -356,6 +357,10 @@ fn a_two_rung_ladder_in_hls_ts_fmp4_and_dash() {
         Some(1.0),
         "{scrape}"
     );
+    assert_eq!(
+        metric(&scrape, "flussonic_stream_transcoder_up", "name=\"ladder\""),
+        Some(1.0)
+    );
 }
 
 #[test]
@@ -390,6 +395,11 @@ fn nvenc_required_without_nvenc_fails_that_stream_only() {
             "flussonic_stream_transcoder_info",
             "name=\"gpu\",hw=\"none\",decoder=\"\",encoder=\"\""
         ),
+        Some(1.0),
+        "{scrape}"
+    );
+    assert_eq!(
+        metric(&scrape, "flussonic_stream_transcoder_up", "name=\"gpu\""),
         Some(0.0),
         "{scrape}"
     );
@@ -486,10 +496,16 @@ fn the_archive_records_and_plays_back_every_rendition() {
             .is_dir()
     );
     let only = get(&server.url(&format!("/low/archive-{from}-8.m3u8"))).text();
+    // Only rendition 2 records: the playlist is a master naming it, so that its relative
+    // paths reach rendition 2 (and not rendition 1's live segments of the same names).
+    assert_eq!(only.matches("#EXT-X-STREAM-INF").count(), 1, "{only}");
     assert!(
-        only.contains("#EXTINF") && !only.contains("STREAM-INF"),
+        only.contains(&format!("tracks-v2a1/archive-{from}-8.m3u8")),
         "{only}"
     );
+    // Status reports the recording rendition.
+    let status = get(&server.url("/low/recording_status.json"));
+    assert_eq!(status.status, 200);
     assert_eq!(
         get(&server.url(&format!("/low/tracks-v1a1/archive-{from}-8.m3u8"))).status,
         404

@@ -442,3 +442,27 @@ fn walk_dirs(dir: &std::path::Path) -> Vec<String> {
     }
     out
 }
+
+#[test]
+fn the_archive_plays_while_the_source_is_down_after_a_restart() {
+    let port = free_port(true);
+    let stream = format!(
+        "inputs = [{{ url = \"udp://127.0.0.1:{port}\", source_timeout = 3 }}]\n[dvr]\nexpiration = \"1h\"\n"
+    );
+    let server = Server::start(&[("cam", &stream)]);
+    let feeder = udp_feeder(port, "");
+    let st = wait_recorded(&server, "cam", 6, Duration::from_secs(40));
+    let from = st["from"].as_u64().unwrap();
+    drop(feeder);
+    // Restarted with the source still down: no live segment, no media info.
+    let server = server.crash_and_restart();
+    assert_eq!(get(&server.url("/cam/index.m3u8")).status, 503);
+    let text = get(&server.url(&format!("/cam/archive-{from}-6.m3u8"))).text();
+    let p = Playlist::parse(&text);
+    assert!(!p.segments.is_empty(), "{text}");
+    for (_, uri, _) in &p.segments {
+        let r = get(&server.url(&format!("/cam/{uri}")));
+        assert_eq!(r.status, 200, "archived {uri} while the source is down");
+        assert_eq!(r.body[0], 0x47);
+    }
+}

@@ -112,7 +112,8 @@ fn stream_json(state: &AppState, h: &crate::stream::StreamHandle) -> serde_json:
         let mut tracks = Vec::new();
         for (i, r) in snapshot.renditions.iter().enumerate() {
             if let Some(v) = r.media.as_ref().and_then(|m| m.video.as_ref()) {
-                let (_, bitrate) = crate::packaging::hls::segment_bitrates(&r.live);
+                // Video alone (the fMP4 track), kbit/s over the live window.
+                let bitrate = r.video.average_bitrate;
                 tracks.push(json!({
                     "track_id": format!("v{}", i + 1), "content": "video", "codec": v.codec,
                     "width": v.width, "height": v.height, "bitrate": bitrate / 1000,

@@ -88,7 +88,9 @@ pub(super) async fn serve(
             .and_then(|i| handle.archives.get(i))
             .and_then(Option::as_ref)
             .ok_or(HttpError::NotFound("this rendition is not recorded"))?,
-        None if recorded.len() > 1 => {
+        // Several renditions, or only others than the first: the playlist's relative segment
+        // paths must name their rendition (`tracks-vNa1/…`), which a master over them does.
+        None if recorded.len() > 1 || recorded[0].0 != 0 => {
             if let Some(file) = playlist_file(request) {
                 return archive_master(handle, &recorded, &file);
             }

@@ -14,6 +14,8 @@ pub const CPU_ENCODER: &str = "x264enc";
 pub trait ElementRegistry {
     /// True when an element factory of this name can be made here.
     fn has(&self, factory: &str) -> bool;
+    /// The CUDA device an NVIDIA element works on (its `cuda-device-id`), when it says.
+    fn cuda_device(&self, factory: &str) -> Option<u32>;
 }
 
 /// GStreamer's registry. `nvcodec` registers its elements only when CUDA and a device are
@@ -25,15 +27,47 @@ impl ElementRegistry for GstRegistry {
     fn has(&self, factory: &str) -> bool {
         gstreamer::ElementFactory::find(factory).is_some()
     }
+
+    fn cuda_device(&self, factory: &str) -> Option<u32> {
+        use gstreamer::prelude::*;
+        let element = gstreamer::ElementFactory::make(factory).build().ok()?;
+        if !element.has_property("cuda-device-id") {
+            return None;
+        }
+        let value = element.property_value("cuda-device-id");
+        value
+            .get::<u32>()
+            .ok()
+            .or_else(|| value.get::<i32>().ok().and_then(|v| u32::try_from(v).ok()))
+    }
 }
 
-/// The NVIDIA element names nvcodec registers for CUDA device `id` (GStreamer 1.22: the
-/// first device gets the plain names, others `nvh264deviceNdec`/`…enc`).
-pub fn nv_elements(id: DeviceId) -> (String, String) {
-    match id.0 {
-        0 => ("nvh264dec".into(), "nvh264enc".into()),
-        n => (format!("nvh264device{n}dec"), format!("nvh264device{n}enc")),
+/// Most NVIDIA devices looked at.
+const MAX_NV_DEVICES: u32 = 16;
+
+/// The nvcodec element of `kind` (`dec` or `enc`) that works on CUDA device `id`, if any.
+///
+/// nvcodec (GStreamer 1.22) names the first device it registers an element for `nvh264enc`
+/// and the following ones `nvh264device1enc`, `nvh264device2enc`… in registration order, which
+/// is not the CUDA device id when a device lacks the engine (an H100 has no NVENC). So each
+/// candidate's `cuda-device-id` decides; only an element that does not say is matched by its
+/// name's position.
+pub fn nv_element(registry: &dyn ElementRegistry, kind: &str, id: DeviceId) -> Option<String> {
+    let names = std::iter::once(format!("nvh264{kind}"))
+        .chain((1..MAX_NV_DEVICES).map(|n| format!("nvh264device{n}{kind}")));
+    let mut by_position = None;
+    for (position, name) in names.enumerate() {
+        if !registry.has(&name) {
+            continue;
+        }
+        match registry.cuda_device(&name) {
+            Some(device) if device == id.0 => return Some(name),
+            Some(_) => {}
+            None if position as u32 == id.0 => by_position = Some(name),
+            None => {}
+        }
     }
+    by_position
 }
 
 /// The chosen decoder and encoder of one transcoded stream.
@@ -74,8 +108,8 @@ impl fmt::Display for CodecChoice {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CodecError {
     #[error(
-        "hw = \"nvenc\" but {encoder} is not available (no NVIDIA GPU {device}, no CUDA driver, \
-         or a GPU without NVENC such as H100/A100); refusing to fall back to the CPU"
+        "hw = \"nvenc\" but no {encoder} works on CUDA device {device} (no NVIDIA GPU there, no \
+         CUDA driver, or a GPU without NVENC such as H100/A100); refusing to fall back to the CPU"
     )]
     NvencUnavailable { encoder: String, device: u32 },
     #[error("GStreamer element {0} is missing (install the package that provides it)")]
@@ -93,7 +127,8 @@ pub fn choose(
     device: DeviceId,
     registry: &dyn ElementRegistry,
 ) -> Result<CodecChoice, CodecError> {
-    let (nv_dec, nv_enc) = nv_elements(device);
+    let nv_dec = nv_element(registry, "dec", device);
+    let nv_enc = nv_element(registry, "enc", device);
     let require = |name: &str| -> Result<String, CodecError> {
         if registry.has(name) {
             Ok(name.to_owned())
@@ -101,11 +136,10 @@ pub fn choose(
             Err(CodecError::Missing(name.to_owned()))
         }
     };
-    let prefer = |gpu: &str, cpu: &str| -> Result<String, CodecError> {
-        if registry.has(gpu) {
-            Ok(gpu.to_owned())
-        } else {
-            require(cpu)
+    let prefer = |gpu: &Option<String>, cpu: &str| -> Result<String, CodecError> {
+        match gpu {
+            Some(gpu) => Ok(gpu.clone()),
+            None => require(cpu),
         }
     };
     match hw {
@@ -114,15 +148,15 @@ pub fn choose(
             encoder: require(CPU_ENCODER)?,
         }),
         Hw::Nvenc => {
-            if !registry.has(&nv_enc) {
+            let Some(encoder) = nv_enc else {
                 return Err(CodecError::NvencUnavailable {
-                    encoder: nv_enc,
+                    encoder: "nvh264enc".into(),
                     device: device.0,
                 });
-            }
+            };
             Ok(CodecChoice {
                 decoder: prefer(&nv_dec, CPU_DECODER)?,
-                encoder: nv_enc,
+                encoder,
             })
         }
         Hw::Auto => Ok(CodecChoice {
@@ -169,17 +203,21 @@ mod tests {
     use super::*;
     use std::collections::HashSet;
 
-    /// A registry holding exactly the listed factories.
-    struct Fake(HashSet<&'static str>);
+    /// A registry holding exactly the listed factories; NVIDIA ones say their CUDA device
+    /// when listed in `devices`.
+    struct Fake(HashSet<&'static str>, Vec<(&'static str, u32)>);
 
     impl ElementRegistry for Fake {
         fn has(&self, factory: &str) -> bool {
             self.0.contains(factory)
         }
+        fn cuda_device(&self, factory: &str) -> Option<u32> {
+            self.1.iter().find(|(f, _)| *f == factory).map(|(_, d)| *d)
+        }
     }
 
     fn fake(names: &[&'static str]) -> Fake {
-        Fake(names.iter().copied().collect())
+        Fake(names.iter().copied().collect(), Vec::new())
     }
 
     const CPU: &[&str] = &["avdec_h264", "x264enc"];
@@ -260,6 +298,36 @@ mod tests {
             choose(Hw::Nvenc, DeviceId(1), &fake(names)),
             Err(CodecError::NvencUnavailable { device: 1, .. })
         ));
+    }
+
+    #[test]
+    fn elements_are_matched_by_their_cuda_device_not_their_name() {
+        // GPU 0 is an H100 (NVDEC only), GPU 1 has NVENC: nvcodec names GPU 1's encoder
+        // `nvh264enc` because it is the first encoder it registers.
+        let registry = Fake(
+            [
+                "avdec_h264",
+                "x264enc",
+                "nvh264dec",
+                "nvh264device1dec",
+                "nvh264enc",
+            ]
+            .into_iter()
+            .collect(),
+            vec![("nvh264dec", 0), ("nvh264device1dec", 1), ("nvh264enc", 1)],
+        );
+        assert_eq!(
+            choose(Hw::Nvenc, DeviceId(1), &registry),
+            Ok(pair("nvh264device1dec", "nvh264enc"))
+        );
+        assert!(matches!(
+            choose(Hw::Nvenc, DeviceId(0), &registry),
+            Err(CodecError::NvencUnavailable { device: 0, .. })
+        ));
+        assert_eq!(
+            choose(Hw::Auto, DeviceId(0), &registry),
+            Ok(pair("nvh264dec", "x264enc"))
+        );
     }
 
     #[test]

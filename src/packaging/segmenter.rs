@@ -46,6 +46,9 @@ pub struct Segmenter {
     /// (start PTS, end PTS) of the last segment emitted: where the other renditions of a
     /// ladder cut theirs.
     last_cut: Option<(Duration, Duration)>,
+    /// A run ended (timestamp jump or [`Segmenter::break_run`]) since [`Segmenter::take_break`]
+    /// was last called.
+    broke: bool,
 }
 
 impl Segmenter {
@@ -61,7 +64,14 @@ impl Segmenter {
             min_step: None,
             discarded_chunks: 0,
             last_cut: None,
+            broke: false,
         }
+    }
+
+    /// True once after the run ended (by a timestamp jump or [`Segmenter::break_run`]): the
+    /// segment just returned, if any, was the last of its run.
+    pub fn take_break(&mut self) -> bool {
+        std::mem::take(&mut self.broke)
     }
 
     /// PTS range of the last segment emitted (`start..end`).
@@ -128,6 +138,7 @@ impl Segmenter {
         self.last_pts = None;
         self.min_step = None;
         self.pending_discontinuity = true;
+        self.broke = true;
         segment
     }
 

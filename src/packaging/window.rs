@@ -42,9 +42,25 @@ impl Window {
     ///
     /// A segment leaving the playlist stays fetchable for its own duration plus the duration of
     /// the playlist that last listed it (RFC 8216 §6.2.2), then it is freed.
+    ///
+    /// A segment whose sequence does not follow the last one (a rendition lost one) retires
+    /// the whole window first: a media playlist numbers its segments from the first, so a
+    /// hole inside it would misnumber every later segment.
     pub fn push(&mut self, segment: Arc<Segment>, now_ms: u64) {
+        let gap = self
+            .live
+            .back()
+            .is_some_and(|last| segment.sequence != last.sequence + 1);
+        let keep = if gap { 0 } else { self.capacity };
+        self.retire_beyond(keep, now_ms);
         self.live.push_back(segment);
-        while self.live.len() > self.capacity {
+        self.retire_beyond(self.capacity, now_ms);
+        self.expire(now_ms);
+    }
+
+    /// Moves the oldest live segments to the retired list until at most `keep` remain.
+    fn retire_beyond(&mut self, keep: usize, now_ms: u64) {
+        while self.live.len() > keep {
             let Some(old) = self.live.pop_front() else {
                 break;
             };
@@ -58,7 +74,6 @@ impl Window {
                 free_at_ms,
             });
         }
-        self.expire(now_ms);
     }
 
     /// Frees retired segments whose grace period has passed; true when any was freed.
@@ -89,6 +104,11 @@ impl Window {
             .front()
             .map(|r| r.segment.sequence)
             .or_else(|| self.live.front().map(|s| s.sequence))
+    }
+
+    /// Sequence of the newest segment.
+    pub fn last_sequence(&self) -> Option<u64> {
+        self.live.back().map(|s| s.sequence)
     }
 
     /// Sequence of the oldest segment in the live playlist.
@@ -163,6 +183,30 @@ mod tests {
         assert_eq!(w.discontinuity_sequence(), 0);
         w.push(Arc::new(segment(3, false)), 0);
         assert_eq!(w.discontinuity_sequence(), 1);
+    }
+
+    #[test]
+    fn a_hole_in_the_sequence_restarts_the_window() {
+        let mut w = Window::new(4, 2000);
+        for seq in [0, 1, 2] {
+            w.push(Arc::new(segment(seq, false)), 0);
+        }
+        w.push(Arc::new(segment(4, true)), 0);
+        let live: Vec<u64> = w.live().map(|s| s.sequence).collect();
+        assert_eq!(live, [4], "3 is missing: the playlist restarts at 4");
+        let text = w.rendition(None).media_playlist.unwrap();
+        assert!(
+            std::str::from_utf8(&text)
+                .unwrap()
+                .contains("#EXT-X-MEDIA-SEQUENCE:4\n")
+        );
+        assert_eq!(
+            w.oldest_sequence(),
+            Some(0),
+            "the older ones are still served"
+        );
+        w.push(Arc::new(segment(5, false)), 0);
+        assert_eq!(w.live().count(), 2);
     }
 
     #[test]

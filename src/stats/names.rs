@@ -40,6 +40,8 @@ pub const STREAM_ALIVE: &str = "flussonic_stream_alive";
 pub const STREAM_INPUT_ACTIVE: &str = "flussonic_stream_input_active";
 /// Labels `name`, `hw`, `decoder`, `encoder`: where a transcoded stream's codecs run.
 pub const STREAM_TRANSCODER: &str = "flussonic_stream_transcoder_info";
+/// Label `name`: 1 while the transcoder can run, 0 when no codec pair is usable.
+pub const STREAM_TRANSCODER_UP: &str = "flussonic_stream_transcoder_up";
 /// Labels `name`, `track` (`v1`, `v2`…): each rendition's bits/s over the live window.
 pub const STREAM_RENDITION_BITRATE: &str = "flussonic_stream_rendition_bitrate";
 
@@ -89,7 +91,11 @@ pub fn describe() {
     );
     describe_gauge!(
         STREAM_TRANSCODER,
-        "1 while the transcoder runs with these codecs (hw: nvenc, nvdec or cpu), 0 when it cannot start"
+        "1 for the codecs a transcoded stream uses now (hw: nvenc, nvdec or cpu; none when it cannot start), 0 for an earlier choice"
+    );
+    describe_gauge!(
+        STREAM_TRANSCODER_UP,
+        "1 while a transcoded stream has a usable decoder and encoder, 0 when it cannot start"
     );
     describe_gauge!(
         STREAM_RENDITION_BITRATE,

@@ -16,6 +16,8 @@ const ALIVE_MS: u64 = 12_000;
 pub(super) struct StreamSampler {
     /// Stream → (mono ms, bytes_in) samples covering at least the bitrate window.
     input: HashMap<String, VecDeque<(u64, u64)>>,
+    /// Stream → (hw, decoder, encoder) labels last exported as its transcoder info.
+    transcoders: HashMap<String, (String, String, String)>,
 }
 
 impl StreamSampler {
@@ -61,9 +63,20 @@ impl StreamSampler {
                     .set(state);
             }
             if let Some(t) = c.transcoder() {
-                gauge!(names::STREAM_TRANSCODER, "name" => name.clone(), "hw" => t.hw,
-                    "decoder" => t.decoder, "encoder" => t.encoder)
-                .set(if t.error.is_none() { 1.0 } else { 0.0 });
+                let info = |(hw, decoder, encoder): &(String, String, String)| {
+                    gauge!(names::STREAM_TRANSCODER, "name" => name.clone(), "hw" => hw.clone(),
+                        "decoder" => decoder.clone(), "encoder" => encoder.clone())
+                };
+                let labels = (t.hw.clone(), t.decoder.clone(), t.encoder.clone());
+                // An earlier choice (a GPU appeared or vanished) stays exported, at 0.
+                if let Some(before) = self.transcoders.insert(name.clone(), labels.clone())
+                    && before != labels
+                {
+                    info(&before).set(0.0);
+                }
+                info(&labels).set(1.0);
+                gauge!(names::STREAM_TRANSCODER_UP, "name" => name.clone())
+                    .set(if t.error.is_none() { 1.0 } else { 0.0 });
             }
             let snapshot = stream.current();
             for (i, r) in snapshot.renditions.iter().enumerate() {

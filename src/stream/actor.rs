@@ -49,7 +49,13 @@ impl StreamActor {
         let renditions = config.transcoder.as_ref().map_or(1, |t| t.video.0.len());
         // Every rendition sends its own chunks through the one feed.
         let (feed_tx, feed) = mpsc::channel(super::FEED_CAPACITY * renditions);
-        let (snapshot, snapshot_rx) = watch::channel(Arc::new(Snapshot::default()));
+        // Every rendition exists from the start (without segments), so that archive segments
+        // of a stream whose source is down are found by rendition.
+        let (snapshot, snapshot_rx) = watch::channel(Arc::new(Snapshot {
+            renditions: vec![Default::default(); renditions],
+            target_ms: config.segment_duration.as_millis(),
+            ..Snapshot::default()
+        }));
         let (live, _) = broadcast::channel(super::LIVE_CAPACITY);
         let name: Arc<str> = config.name.as_str().into();
         let handle = StreamHandle {
@@ -62,7 +68,7 @@ impl StreamActor {
             segment_ms: config.segment_duration.as_millis(),
             segment_count: config.segment_count.get(),
             inputs: config.inputs.iter().map(|i| i.url.to_string()).collect(),
-            archive: archives.first().cloned().flatten(),
+            archive: archives.iter().flatten().next().cloned(),
             archives: archives.into(),
         };
         let target_ms = config.segment_duration.as_millis();
@@ -150,6 +156,17 @@ impl StreamActor {
             self.counters
                 .last_segment_ms
                 .store(mono_ms(), std::sync::atomic::Ordering::Relaxed);
+        }
+        let mut segment = segment;
+        if let Some(last) = self
+            .renditions
+            .get(rendition)
+            .and_then(|r| r.window.last_sequence())
+            && segment.sequence != last + 1
+        {
+            // This rendition lost a segment (its pipeline died first): what follows does
+            // not continue what it has.
+            segment.discontinuity = true;
         }
         self.add_fragments(rendition, &segment, epoch_ms);
         let segment = Arc::new(segment);

@@ -91,7 +91,7 @@ pub struct StreamHandle {
     pub segment_count: usize,
     /// Configured inputs in priority order, as shown to operators (credentials masked).
     pub inputs: Arc<[String]>,
-    /// The first rendition's archive, when it records (what metrics and status report).
+    /// The first recording rendition's archive (what metrics and status report).
     pub archive: Option<Arc<crate::dvr::Archive>>,
     /// Each rendition's archive (index 0 is `archive`); `None` where it does not record.
     pub archives: Arc<[Option<Arc<crate::dvr::Archive>>]>,
