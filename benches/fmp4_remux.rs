@@ -28,6 +28,8 @@ fn snapshot(renditions: usize, fragments: u64) -> Snapshot {
             base_time: seq * d,
             duration: d,
             timescale,
+            init: Bytes::new(),
+            init_version: 0,
         })
     };
     let track = |timescale: u32, d: u64| TrackSnapshot {

@@ -38,11 +38,15 @@ pub(super) fn serve(
                 .ok_or(HttpError::NotReady)?;
             Ok(playlist_response(handle, PLAYLIST_TYPE, text))
         }
-        Route::Init { track, .. } => {
-            let init = track_of(&snap, &track)?
-                .init
-                .clone()
-                .ok_or(HttpError::NotReady)?;
+        Route::Init { track, version, .. } => {
+            let t = track_of(&snap, &track)?;
+            let init = match version {
+                None => t.init.clone().ok_or(HttpError::NotReady)?,
+                Some(_) => t
+                    .init_version(version)
+                    .cloned()
+                    .ok_or(HttpError::NotFound("init segment no longer in use"))?,
+            };
             Ok(bytes_response(
                 handle,
                 StatusCode::OK,

@@ -26,8 +26,13 @@ pub enum Route {
     Fmp4Master { stream: String },
     /// `/NAME/tracks-v2/index.fmp4.m3u8` (video rendition) or `tracks-a1/…` (audio).
     Fmp4Playlist { stream: String, track: String },
-    /// `/NAME/tracks-TRACK/init.mp4`: a track's fMP4 init segment.
-    Init { stream: String, track: String },
+    /// `/NAME/tracks-TRACK/init.mp4` (the current) or `init-N.mp4` (version N): a track's
+    /// fMP4 init segment.
+    Init {
+        stream: String,
+        track: String,
+        version: Option<u32>,
+    },
     /// `/NAME/tracks-TRACK/N.m4s` (DASH `$Number$`) or `…/YYYY/MM/DD/HH/MM/SS-DDDDD.m4s` (HLS).
     Fragment {
         stream: String,
@@ -231,13 +236,25 @@ pub fn route(path: &str) -> Result<Route, RouteError> {
                 track: single_track(track)?,
             }),
         },
-        "init.mp4" => match split_tracks(before)? {
-            (Some(track), name) => Ok(Route::Init {
-                stream: stream_name(name)?,
-                track: single_track(track)?,
-            }),
-            (None, _) => Err(RouteError::NotFound),
-        },
+        file if file == "init.mp4" || file.starts_with("init-") && file.ends_with(".mp4") => {
+            let version = match file
+                .strip_prefix("init-")
+                .and_then(|f| f.strip_suffix(".mp4"))
+            {
+                None => None,
+                Some(v) => Some(digits(v).and_then(|v| u32::try_from(v).ok()).ok_or(
+                    RouteError::Malformed("init segment version must be a number"),
+                )?),
+            };
+            match split_tracks(before)? {
+                (Some(track), name) => Ok(Route::Init {
+                    stream: stream_name(name)?,
+                    track: single_track(track)?,
+                    version,
+                }),
+                (None, _) => Err(RouteError::NotFound),
+            }
+        }
         file if file.ends_with(".m4s") => {
             let number = digits(&file[..file.len() - 4]);
             let (key, prefix) = match number {
@@ -518,9 +535,22 @@ mod tests {
             route("/x/tracks-a1/init.mp4"),
             Ok(Route::Init {
                 stream: s("x"),
-                track: s("a1")
+                track: s("a1"),
+                version: None
             })
         );
+        assert_eq!(
+            route("/x/tracks-v2/init-3.mp4"),
+            Ok(Route::Init {
+                stream: s("x"),
+                track: s("v2"),
+                version: Some(3)
+            })
+        );
+        assert!(matches!(
+            route("/x/tracks-v2/init-x.mp4"),
+            Err(RouteError::Malformed(_))
+        ));
         assert_eq!(
             route("/x/tracks-v1/1234.m4s"),
             Ok(Route::Fragment {

@@ -214,6 +214,8 @@ mod tests {
             base_time,
             duration,
             timescale,
+            init: Bytes::new(),
+            init_version: 0,
         })
     }
 

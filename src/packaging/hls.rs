@@ -196,8 +196,9 @@ pub fn fmp4_master_playlist(variants: &[Variant<'_>], audio_uri: Option<&str>) -
     out
 }
 
-/// A live fMP4 media playlist (version 7) of one track: `EXT-X-MAP` names the init segment,
-/// fragments are named like the TS segments with `.m4s`.
+/// A live fMP4 media playlist (version 7) of one track: `EXT-X-MAP` names the init segment
+/// (again where a fragment needs a newer one), fragments are named like the TS segments with
+/// `.m4s`.
 pub fn fmp4_playlist(
     fragments: &[Arc<FragmentEntry>],
     target_ms: u32,
@@ -214,10 +215,19 @@ pub fn fmp4_playlist(
         discontinuity_seq,
         7,
     );
-    out.push_str("#EXT-X-MAP:URI=\"init.mp4\"\n");
+    let mut map = None;
     for (i, f) in fragments.iter().enumerate() {
         if i > 0 && f.discontinuity {
             out.push_str("#EXT-X-DISCONTINUITY\n");
+        }
+        // A new init segment (new codec configuration) applies from this fragment on.
+        if map != Some(f.init_version) {
+            map = Some(f.init_version);
+            let _ = writeln!(
+                out,
+                "#EXT-X-MAP:URI=\"{}\"",
+                super::init_name(f.init_version)
+            );
         }
         if i == 0 || f.discontinuity {
             program_date_time(&mut out, f.start_ms);
@@ -369,10 +379,20 @@ mod tests {
                 base_time: 0,
                 duration: 180_000,
                 timescale: 90_000,
+                init: Bytes::new(),
+                init_version: u32::from(sequence == 7),
             })
         };
         assert_eq!(
-            fmp4_playlist(&[frag(5, t0, false), frag(6, t0 + 3000, true)], 2000, 1),
+            fmp4_playlist(
+                &[
+                    frag(5, t0, false),
+                    frag(6, t0 + 3000, true),
+                    frag(7, t0 + 5000, false)
+                ],
+                2000,
+                1
+            ),
             "#EXTM3U\n\
              #EXT-X-TARGETDURATION:2\n\
              #EXT-X-VERSION:7\n\
@@ -385,7 +405,10 @@ mod tests {
              #EXT-X-DISCONTINUITY\n\
              #EXT-X-PROGRAM-DATE-TIME:2022-03-22T08:06:40.000Z\n\
              #EXTINF:2.000,\n\
-             2022/03/22/08/06/40-02000.m4s\n"
+             2022/03/22/08/06/40-02000.m4s\n\
+             #EXT-X-MAP:URI=\"init-1.mp4\"\n\
+             #EXTINF:2.000,\n\
+             2022/03/22/08/06/42-02000.m4s\n"
         );
     }
 }

@@ -65,6 +65,18 @@ pub struct FragmentEntry {
     pub base_time: u64,
     pub duration: u64,
     pub timescale: u32,
+    /// The init segment this fragment decodes with, and its version in the track (0 for the
+    /// first; a new one when the codec configuration changed, e.g. a new resolution).
+    pub init: Bytes,
+    pub init_version: u32,
+}
+
+/// The name of a track's init segment version, relative to its playlist.
+pub fn init_name(version: u32) -> String {
+    match version {
+        0 => "init.mp4".to_owned(),
+        v => format!("init-{v}.mp4"),
+    }
 }
 
 impl FragmentEntry {
@@ -81,6 +93,14 @@ impl TrackSnapshot {
     /// A fragment by HLS path (`…/SS-DDDDD.m4s`); newest wins.
     pub fn by_path(&self, path: &str) -> Option<&Arc<FragmentEntry>> {
         self.all().find(|f| f.path() == path)
+    }
+
+    /// Init segment version `version` while a fragment still uses it; `None` is the current.
+    pub fn init_version(&self, version: Option<u32>) -> Option<&Bytes> {
+        match version {
+            None => self.init.as_ref(),
+            Some(v) => self.all().find(|f| f.init_version == v).map(|f| &f.init),
+        }
     }
 
     /// A fragment by sequence number (DASH `$Number$`).

@@ -19,11 +19,21 @@ fn ticks(ms_after_epoch: u64, timescale: u32) -> u64 {
 pub(super) struct FragmentTrack {
     /// `ftyp`+`moov` of the current configuration.
     init: Option<Bytes>,
+    /// Version of `init`: 0 for the first, +1 at each change.
+    init_version: u32,
     /// Oldest first; pruned with the TS window.
     fragments: VecDeque<Arc<FragmentEntry>>,
 }
 
 impl FragmentTrack {
+    /// Makes `init` the current init segment (a new version after the first).
+    fn set_init(&mut self, init: Bytes) {
+        if self.init.is_some() {
+            self.init_version += 1;
+        }
+        self.init = Some(init);
+    }
+
     fn push(&mut self, segment: &Segment, fragment: fmp4::Fragment) {
         self.fragments.push_back(Arc::new(FragmentEntry {
             sequence: segment.sequence,
@@ -34,6 +44,8 @@ impl FragmentTrack {
             base_time: fragment.base_time,
             duration: fragment.duration,
             timescale: fragment.timescale,
+            init: self.init.clone().unwrap_or_default(),
+            init_version: self.init_version,
         }));
     }
 
@@ -113,7 +125,7 @@ impl Rendition {
                     Some((v.width, v.height))
                 })
                 .unwrap_or((0, 0));
-            self.track.init = Some(fmp4::video_init(avc, w, h).into());
+            self.track.set_init(fmp4::video_init(avc, w, h).into());
             self.avc = Some(avc.clone());
         }
         let run_start = (segment.discontinuity || !self.started).then(|| {
@@ -168,13 +180,8 @@ impl Audio {
             return Ok(());
         };
         if slot.as_ref().is_none_or(|a| a.aac != aac) {
-            let fragments = FragmentTrack {
-                init: Some(fmp4::audio_init(&aac).into()),
-                fragments: slot
-                    .take()
-                    .map(|a| a.fragments.fragments)
-                    .unwrap_or_default(),
-            };
+            let mut fragments = slot.take().map(|a| a.fragments).unwrap_or_default();
+            fragments.set_init(fmp4::audio_init(&aac).into());
             *slot = Some(Audio {
                 track: AudioTrack::new(aac.sample_rate),
                 aac,
@@ -209,5 +216,66 @@ impl Audio {
             window.target_ms(),
             window.discontinuity_sequence(),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Three 1 s segments of real mpegtsmux output (160x90 H.264 + AAC).
+    const SEGMENTS: [&[u8]; 3] = [
+        include_bytes!("../../tests/fixtures/fmp4/seg0.ts"),
+        include_bytes!("../../tests/fixtures/fmp4/seg1.ts"),
+        include_bytes!("../../tests/fixtures/fmp4/seg2.ts"),
+    ];
+
+    #[test]
+    fn a_new_codec_configuration_gets_a_new_init_segment_version() {
+        let epoch = 1_795_305_600_000;
+        let mut r = Rendition::new(Window::new(6, 1000));
+        for (i, ts) in SEGMENTS.iter().enumerate() {
+            let seg = Segment {
+                sequence: i as u64,
+                start_ms: epoch + i as u64 * 1000,
+                duration_ms: 1000,
+                discontinuity: false,
+                data: Bytes::from_static(ts),
+            };
+            let mut demuxed = fmp4::demux(ts).unwrap();
+            if i == 2 {
+                // The source changed its parameter sets.
+                demuxed.avc.as_mut().unwrap().pps.push(0x80);
+            }
+            r.add_fragment(&seg, &demuxed, epoch).unwrap();
+            r.window.push(Arc::new(seg), 0);
+        }
+        let snap = r.snapshot();
+        let text = String::from_utf8(snap.video.playlist.clone().unwrap().to_vec()).unwrap();
+        let maps: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("#EXT-X-MAP"))
+            .collect();
+        assert_eq!(
+            maps,
+            [
+                "#EXT-X-MAP:URI=\"init.mp4\"",
+                "#EXT-X-MAP:URI=\"init-1.mp4\""
+            ],
+            "{text}"
+        );
+        let before_third = text.split("#EXT-X-MAP:URI=\"init-1.mp4\"").next().unwrap();
+        assert_eq!(before_third.matches(".m4s").count(), 2, "{text}");
+        let (v0, v1) = (
+            snap.video.init_version(Some(0)).unwrap(),
+            snap.video.init_version(Some(1)).unwrap(),
+        );
+        assert_ne!(v0, v1);
+        assert_eq!(
+            snap.video.init_version(None),
+            Some(v1),
+            "init.mp4 is the current one"
+        );
+        assert_eq!(snap.video.live[0].base_time, 0, "tfdt 0 at the epoch");
     }
 }
