@@ -66,6 +66,7 @@ fn main() -> anyhow::Result<()> {
             config.streams.len(),
             config.server.listen
         );
+        report_transcoders(&config);
         return Ok(());
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -94,4 +95,43 @@ fn main() -> anyhow::Result<()> {
         app.run_until_stopped().await;
         anyhow::Ok(())
     })
+}
+
+/// `check-config`: where each transcoded stream's codecs would run on this host. A stream that
+/// cannot run here (NVENC required but absent) is a warning: the file itself is valid.
+fn report_transcoders(config: &Config) {
+    use headwater::ingest::codecs::{GstRegistry, choose};
+    let transcoded: Vec<_> = config
+        .streams
+        .iter()
+        .filter_map(|s| Some((s, s.transcoder.as_ref()?)))
+        .collect();
+    if transcoded.is_empty() {
+        return;
+    }
+    if let Err(e) = headwater::gst_util::init() {
+        println!("warning: cannot check the transcoders here: {e}");
+        return;
+    }
+    for (stream, t) in transcoded {
+        let rungs: Vec<String> = t
+            .video
+            .0
+            .iter()
+            .map(|r| format!("{}@{}k", r.size, r.bitrate.kbps()))
+            .collect();
+        match choose(t.hw, t.deviceid, &GstRegistry) {
+            Ok(c) => println!(
+                "stream {}: transcoder hw = \"{}\" runs as {} ({c}) on this host: {}",
+                stream.name,
+                t.hw.as_str(),
+                c.hw_label(),
+                rungs.join(", ")
+            ),
+            Err(e) => println!(
+                "warning: stream {}: transcoder cannot run on this host: {e}",
+                stream.name
+            ),
+        }
+    }
 }

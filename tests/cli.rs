@@ -25,7 +25,43 @@ fn check_config_accepts_the_shipped_configuration() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("configuration OK: 2 stream(s)"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("configuration OK: 2 stream(s)"), "{stdout}");
+    // The shipped ladder: where it would run on this host.
+    // (cpu here and in CI; nvdec or nvenc on a host with an NVIDIA GPU)
+    assert!(
+        stdout.contains("stream ladder: transcoder hw = \"auto\" runs as ")
+            && stdout.contains("on this host: 640x360@800k, 320x180@300k"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn check_config_warns_when_nvenc_is_required_but_absent() {
+    // Needs a host without NVENC (CI, this VM).
+    let probe = run_with_timeout(20, "gst-inspect-1.0", &["--exists", "nvh264enc"]);
+    if probe.status.success() {
+        eprintln!("nvh264enc exists here: the warning cannot be exercised on this host");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("streams")).unwrap();
+    let cfg = dir.path().join("h.toml");
+    std::fs::write(&cfg, "[server]\nstreams = \"streams\"\n").unwrap();
+    std::fs::write(
+        dir.path().join("streams/gpu.toml"),
+        "inputs = [{ url = \"fake://fake\" }]\n[transcoder]\nhw = \"nvenc\"\n\
+         [[transcoder.video]]\nbitrate = \"1M\"\nsize = \"640x360\"\n",
+    )
+    .unwrap();
+    let out = headwater(&["--config", cfg.to_str().unwrap(), "check-config"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "the file is valid");
+    assert!(
+        stdout.contains("warning: stream gpu: transcoder cannot run on this host")
+            && stdout.contains("refusing to fall back to the CPU"),
+        "{stdout}"
+    );
 }
 
 #[test]
