@@ -45,25 +45,7 @@ fn wait_ready(server: &Server, path: &str) -> String {
 
 /// ffprobe's `codec_type,width,height` lines for a URL.
 fn probe_streams(url: &str) -> String {
-    let out = run_with_timeout(
-        60,
-        "ffprobe",
-        &[
-            "-v",
-            "error",
-            "-show_entries",
-            "stream=codec_type,width,height",
-            "-of",
-            "csv=p=0",
-            url,
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "ffprobe {url}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    ffprobe_csv(url, &["-show_entries", "stream=codec_type,width,height"])
 }
 
 /// A fragment downloaded from an fMP4 playlist.
@@ -284,24 +266,11 @@ fn a_two_rung_ladder_in_hls_ts_fmp4_and_dash() {
             "{track}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let count = run_with_timeout(
-            60,
-            "ffprobe",
-            &[
-                "-v",
-                "error",
-                "-count_packets",
-                "-show_entries",
-                "stream=nb_read_packets",
-                "-of",
-                "csv=p=0",
-                p,
-            ],
+        let count = ffprobe_csv(
+            p,
+            &["-count_packets", "-show_entries", "stream=nb_read_packets"],
         );
-        let n: usize = String::from_utf8_lossy(&count.stdout)
-            .trim()
-            .parse()
-            .unwrap();
+        let n: usize = count.trim().parse().unwrap();
         assert_eq!(n, samples, "{track}: every sample readable");
     }
     // DASH $Number$ names the same fragments as the HLS paths.
@@ -457,26 +426,16 @@ fn the_archive_records_and_plays_back_every_rendition() {
         assert!(p.segments.len() >= 3, "{uri}: {:?}", p.segments);
         // Each archived segment is that rendition's picture.
         let seg = server.url(&format!("/all/tracks-v{}a1/{}", i + 1, p.segments[0].1));
-        let probe = run_with_timeout(
-            30,
-            "ffprobe",
+        let probe = ffprobe_csv(
+            &seg,
             &[
-                "-v",
-                "error",
                 "-select_streams",
                 "v",
                 "-show_entries",
                 "stream=width,height",
-                "-of",
-                "csv=p=0",
-                &seg,
             ],
         );
-        let first = String::from_utf8_lossy(&probe.stdout)
-            .lines()
-            .next()
-            .unwrap_or("")
-            .to_owned();
+        let first = probe.lines().next().unwrap_or("").to_owned();
         assert_eq!(first, format!("{w},{h}"), "{seg}");
     }
     let out = ffmpeg_decode(&server.url(&format!("/all/archive-{from}-8.m3u8")), 6, 60);

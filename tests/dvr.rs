@@ -32,28 +32,10 @@ fn wait_recorded(
 }
 
 fn ffprobe_duration(url: &str) -> f64 {
-    let out = run_with_timeout(
-        60,
-        "ffprobe",
-        &[
-            "-v",
-            "error",
-            "-show_entries",
-            "format=duration",
-            "-of",
-            "csv=p=0",
-            url,
-        ],
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
+    let out = ffprobe_csv(url, &["-show_entries", "format=duration"]);
+    out.trim()
         .parse()
-        .unwrap_or_else(|_| {
-            panic!(
-                "no duration for {url}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        })
+        .unwrap_or_else(|_| panic!("no duration for {url}: {out}"))
 }
 
 #[test]
@@ -127,20 +109,10 @@ fn record_play_back_and_export() {
     std::fs::write(&file, &mp4.body).unwrap();
     let d = ffprobe_duration(file.to_str().unwrap());
     assert!((d - 20.0).abs() <= 2.1, "mp4 duration {d}");
-    let out = run_with_timeout(
-        20,
-        "ffprobe",
-        &[
-            "-v",
-            "error",
-            "-show_entries",
-            "stream=codec_name",
-            "-of",
-            "csv=p=0",
-            file.to_str().unwrap(),
-        ],
+    let codecs = ffprobe_csv(
+        file.to_str().unwrap(),
+        &["-show_entries", "stream=codec_name"],
     );
-    let codecs = String::from_utf8_lossy(&out.stdout);
     assert!(
         codecs.contains("h264") && codecs.contains("aac"),
         "{codecs}"

@@ -126,20 +126,7 @@ fn check_decodes(server: &Server, stream: &str) {
         stderr.trim().is_empty(),
         "ffmpeg reported errors on {stream}: {stderr}"
     );
-    let out = run_with_timeout(
-        30,
-        "ffprobe",
-        &[
-            "-v",
-            "error",
-            "-show_entries",
-            "stream=codec_name,codec_type",
-            "-of",
-            "csv=p=0",
-            &url,
-        ],
-    );
-    let streams = String::from_utf8_lossy(&out.stdout);
+    let streams = ffprobe_csv(&url, &["-show_entries", "stream=codec_name,codec_type"]);
     assert!(
         streams.contains("h264,video") && streams.contains("aac,audio"),
         "{stream}: {streams}"

@@ -396,6 +396,21 @@ pub fn run_with_timeout(secs: u64, program: &str, args: &[&str]) -> Output {
         .unwrap_or_else(|e| panic!("cannot run {program}: {e}"))
 }
 
+/// `ffprobe -v error ARGS -of csv=p=0 INPUT` (a real reader of our output) with a 60 s limit:
+/// its stdout, or a panic with its stderr when it fails.
+pub fn ffprobe_csv(input: &str, args: &[&str]) -> String {
+    let mut all = vec!["-v", "error"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["-of", "csv=p=0", input]);
+    let out = run_with_timeout(60, "ffprobe", &all);
+    assert!(
+        out.status.success(),
+        "ffprobe {input}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// ffmpeg decoding `seconds` of `url` (a real client), with a hard timeout of `limit` s.
 pub fn ffmpeg_decode(url: &str, seconds: u32, limit: u64) -> Output {
     let seconds = seconds.to_string();
@@ -451,28 +466,21 @@ pub fn ts_pids(data: &[u8], n: usize) -> Vec<u16> {
 
 /// `ffprobe` of the first video frame of a file: (key_frame, pict_type).
 pub fn first_video_frame(path: &Path) -> String {
-    let out = run_with_timeout(
-        20,
-        "ffprobe",
+    ffprobe_csv(
+        path.to_str().unwrap(),
         &[
-            "-v",
-            "error",
             "-select_streams",
             "v",
             "-show_entries",
             "frame=key_frame,pict_type",
             "-read_intervals",
             "%+#1",
-            "-of",
-            "csv=p=0",
-            path.to_str().unwrap(),
         ],
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .to_owned()
+    )
+    .lines()
+    .next()
+    .unwrap_or_default()
+    .to_owned()
 }
 
 pub fn b64(s: &str) -> String {
