@@ -6,7 +6,9 @@ use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use headwater::media::{AudioInfo, MediaInfo, VideoInfo};
 use headwater::packaging::fmp4::{AudioTrack, VideoTrack, demux};
-use headwater::packaging::{FragmentEntry, RenditionSnapshot, Snapshot, TrackSnapshot, dash};
+use headwater::packaging::{
+    FragmentEntry, InitSegment, RenditionSnapshot, Snapshot, TrackSnapshot, dash,
+};
 use std::hint::black_box;
 use std::sync::Arc;
 
@@ -18,7 +20,21 @@ const SEGMENTS: [&[u8]; 3] = [
 ];
 
 fn snapshot(renditions: usize, fragments: u64) -> Snapshot {
-    let frag = |seq: u64, timescale: u32, d: u64| {
+    let init = |timescale: u32| {
+        Arc::new(InitSegment {
+            data: Bytes::from_static(b"init"),
+            codec: if timescale == 90_000 {
+                "avc1.4d401f"
+            } else {
+                "mp4a.40.2"
+            }
+            .into(),
+            sample_rate: if timescale == 90_000 { 0 } else { timescale },
+            channels: 2,
+            ..InitSegment::default()
+        })
+    };
+    let frag = |init: &Arc<InitSegment>, seq: u64, timescale: u32, d: u64| {
         Arc::new(FragmentEntry {
             sequence: seq,
             start_ms: 1_795_305_600_000 + seq * 2000,
@@ -28,15 +44,19 @@ fn snapshot(renditions: usize, fragments: u64) -> Snapshot {
             base_time: seq * d,
             duration: d,
             timescale,
-            init: Bytes::new(),
-            init_version: 0,
+            init: init.clone(),
         })
     };
-    let track = |timescale: u32, d: u64| TrackSnapshot {
-        init: Some(Bytes::from_static(b"init")),
-        live: (0..fragments).map(|s| frag(s, timescale, d)).collect(),
-        peak_bitrate: 1_000_000,
-        ..Default::default()
+    let track = |timescale: u32, d: u64| {
+        let init = init(timescale);
+        TrackSnapshot {
+            live: (0..fragments)
+                .map(|s| frag(&init, s, timescale, d))
+                .collect(),
+            init: Some(init),
+            peak_bitrate: 1_000_000,
+            ..Default::default()
+        }
     };
     Snapshot {
         renditions: (0..renditions)

@@ -1,6 +1,6 @@
 //! A real browser: Debian's headless Chromium with hls.js and dash.js plays the live demo
-//! stream, a transcoded ladder (switching renditions on command) and a pass-through UDP
-//! stream in all three packagings. Needs `chromium` and `tests/browser/node_modules` (both
+//! stream, a transcoded ladder (switching renditions on command), a pass-through UDP
+//! stream in all three packagings, and keeps playing when that source changes resolution. Needs `chromium` and `tests/browser/node_modules` (both
 //! installed by `make test`).
 
 mod common;
@@ -45,6 +45,15 @@ fn chromium_with_hls_js_plays_the_demo_stream() {
 /// Runs `play.mjs` on `path` with `player` (`hls`/`dash`), optionally forcing a rendition
 /// switch; returns the JSON status line after asserting that it played.
 fn play(server: &Server, path: &str, player: &str, switch: bool) -> String {
+    play_args(server, path, player, 5, switch)
+}
+
+/// [`play`] for `seconds` of playout, without a switch.
+fn play_for(server: &Server, path: &str, player: &str, seconds: u32) -> String {
+    play_args(server, path, player, seconds, false)
+}
+
+fn play_args(server: &Server, path: &str, player: &str, seconds: u32, switch: bool) -> String {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/play.mjs");
     let mut args = vec![
         "-k".to_owned(),
@@ -54,7 +63,7 @@ fn play(server: &Server, path: &str, player: &str, switch: bool) -> String {
         script.into(),
         server.base.clone(),
         path.into(),
-        "5".into(),
+        seconds.to_string(),
         "90".into(),
         String::new(),
         format!("--player={player}"),
@@ -131,4 +140,71 @@ fn a_udp_pass_through_stream_plays_as_ts_fmp4_and_dash() {
     play(&server, "/udp/index.m3u8", "hls", false);
     play(&server, "/udp/index.fmp4.m3u8", "hls", false);
     play(&server, "/udp/index.mpd", "dash", false);
+}
+
+/// A contribution encoder restarts with another picture size: HLS-fMP4 gets a new init
+/// segment (`EXT-X-MAP`), DASH a new Period, and players already watching go on across it.
+#[test]
+fn players_keep_playing_when_the_source_changes_resolution() {
+    let port = free_port(true);
+    let server = Server::start(&[(
+        "change",
+        &format!("inputs = [{{ url = \"udp://127.0.0.1:{port}\" }}]\n"),
+    )]);
+    let before = udp_feeder_sized(port, (320, 240), "");
+    server.wait_segments("change", 3, Duration::from_secs(40));
+    wait_until(Duration::from_secs(30), "DASH manifest", || {
+        get(&server.url("/change/index.mpd")).status == 200
+    });
+    let init0 = get(&server.url("/change/tracks-v1/init.mp4")).body;
+    // Players start on the 320x240 picture and must still be playing well after the change.
+    let server_ref = &server;
+    let statuses = std::thread::scope(|s| {
+        let players: Vec<_> = [
+            ("/change/index.m3u8", "hls"),
+            ("/change/index.fmp4.m3u8", "hls"),
+            ("/change/index.mpd", "dash"),
+        ]
+        .into_iter()
+        .map(|(path, player)| s.spawn(move || (path, play_for(server_ref, path, player, 24))))
+        .collect();
+        std::thread::sleep(Duration::from_secs(8));
+        drop(before);
+        let _after = udp_feeder_sized(port, (480, 270), "");
+        wait_until(Duration::from_secs(40), "a second DASH Period", || {
+            get(&server.url("/change/index.mpd"))
+                .text()
+                .matches("<Period ")
+                .count()
+                == 2
+        });
+        let playlist = get(&server.url("/change/tracks-v1/index.fmp4.m3u8")).text();
+        assert!(
+            playlist.contains("#EXT-X-MAP:URI=\"init.mp4\"")
+                && playlist.contains("#EXT-X-MAP:URI=\"init-1.mp4\""),
+            "{playlist}"
+        );
+        // init.mp4 still names the first picture's init while the playlist lists it.
+        assert_eq!(get(&server.url("/change/tracks-v1/init.mp4")).body, init0);
+        assert_ne!(get(&server.url("/change/tracks-v1/init-1.mp4")).body, init0);
+        players
+            .into_iter()
+            .map(|p| p.join().unwrap())
+            .collect::<Vec<_>>()
+    });
+    for (path, status) in statuses {
+        let json: serde_json::Value = status
+            .lines()
+            .find(|l| l.starts_with('{'))
+            .and_then(|l| serde_json::from_str(l).ok())
+            .unwrap_or_default();
+        let sizes: Vec<&str> = json["sizes"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|s| s.as_str()).collect())
+            .unwrap_or_default();
+        assert!(
+            sizes.first() == Some(&"320x240") && sizes.last() == Some(&"480x270"),
+            "{path}: the player did not go on to the new picture: {status}"
+        );
+    }
 }

@@ -161,6 +161,7 @@ fn stream_json(state: &AppState, h: &crate::stream::StreamHandle) -> serde_json:
             "bytes_in": StreamCounters::get(&c.bytes_in),
             "bytes_out": StreamCounters::get(&c.bytes_out),
             "retry_count": StreamCounters::get(&c.retries),
+            "broken_audio_frames": StreamCounters::get(&c.broken_audio_frames),
             "online_clients": h.sessions.active(now, state.session_timeout_ms),
             "start_running_at": started,
             "lifetime": if started > 0 { crate::media::utc::now_ms().saturating_sub(started) } else { 0 },

@@ -40,12 +40,12 @@ pub(super) fn serve(
         }
         Route::Init { track, version, .. } => {
             let t = track_of(&snap, &track)?;
-            let init = match version {
-                None => t.init.clone().ok_or(HttpError::NotReady)?,
-                Some(_) => t
-                    .init_version(version)
-                    .cloned()
-                    .ok_or(HttpError::NotFound("init segment no longer in use"))?,
+            let init = match (version, t.init_version(version)) {
+                (_, Some(init)) => init.clone(),
+                (None, None) => return Err(HttpError::NotReady),
+                (Some(_), None) => {
+                    return Err(HttpError::NotFound("init segment no longer in use"));
+                }
             };
             Ok(bytes_response(
                 handle,

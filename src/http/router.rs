@@ -26,8 +26,8 @@ pub enum Route {
     Fmp4Master { stream: String },
     /// `/NAME/tracks-v2/index.fmp4.m3u8` (video rendition) or `tracks-a1/…` (audio).
     Fmp4Playlist { stream: String, track: String },
-    /// `/NAME/tracks-TRACK/init.mp4` (the current) or `init-N.mp4` (version N): a track's
-    /// fMP4 init segment.
+    /// `/NAME/tracks-TRACK/init.mp4` (version 0 while listed, else the current) or
+    /// `init-N.mp4` (version N): a track's fMP4 init segment.
     Init {
         stream: String,
         track: String,

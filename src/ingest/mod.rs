@@ -7,6 +7,7 @@
 //! the stream actor, counting what it has to drop. A file input ends normally at its end and
 //! is started again at once (loop), which is not counted as a failure.
 
+mod adts;
 mod backoff;
 pub mod codecs;
 pub mod dvb;
@@ -101,6 +102,13 @@ pub(crate) struct InputMeter {
 }
 
 impl InputMeter {
+    /// One source PES had a broken AAC tail cut off.
+    fn count_broken_audio(&self) {
+        self.counters
+            .broken_audio_frames
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
     fn add(&self, bytes: u64) {
         if self.gate.forward.load(Ordering::Relaxed) {
             self.counters.bytes_in.fetch_add(bytes, Ordering::Relaxed);

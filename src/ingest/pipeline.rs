@@ -314,6 +314,9 @@ impl Demux<'_> {
         if let Some(sink) = parsebin.static_pad("sink") {
             meter_pad(&sink, self.meter.clone());
         }
+        if let Some(bin) = parsebin.downcast_ref::<gst::Bin>() {
+            super::adts::repair_demuxed_aac(bin, self.meter.clone());
+        }
         let pipeline_weak = self.pipeline.downgrade();
         let outputs = self.outputs.clone();
         parsebin.connect_pad_added(move |_, pad| {

@@ -4,7 +4,8 @@
 //! and durations, so the timeline and the media agree exactly. Rendered per request because
 //! `publishTime` and the `UTCTiming` URL (the request's host) change; pure text work.
 
-use super::snapshot::{FragmentEntry, Snapshot, TrackSnapshot};
+use super::snapshot::{FragmentEntry, InitSegment, Snapshot, TrackSnapshot, init_name};
+use crate::media::VideoInfo;
 use crate::media::utc::Civil;
 use std::collections::BTreeSet;
 use std::fmt::Write;
@@ -13,21 +14,34 @@ use std::sync::Arc;
 /// Renders the MPD at wall-clock `now_ms`; `None` until the first rendition has fragments.
 /// `utc_timing_url` is where clients read the server's clock (ISO 8601 over HTTP).
 pub fn mpd(snap: &Snapshot, now_ms: u64, utc_timing_url: &str) -> Option<String> {
-    let video: Vec<(usize, &TrackSnapshot)> = snap
+    let video: Vec<VideoTrack<'_>> = snap
         .renditions
         .iter()
         .enumerate()
-        .filter(|(_, r)| r.video.init.is_some() && !r.video.live.is_empty() && r.media.is_some())
-        .map(|(i, r)| (i, &r.video))
+        .filter(|(_, r)| r.video.init.is_some() && !r.video.live.is_empty())
+        .filter_map(|(i, r)| {
+            Some(VideoTrack {
+                id: i + 1,
+                info: r.media.as_ref()?.video.as_ref()?,
+                track: &r.video,
+            })
+        })
         .collect();
-    let (_, first) = video.first()?;
+    let first = video.first()?;
     // Only the segments every listed rendition has, so that any switch finds its segment.
     let common: BTreeSet<u64> = video
         .iter()
-        .map(|(_, t)| t.live.iter().map(|f| f.sequence).collect::<BTreeSet<u64>>())
+        .map(|v| {
+            v.track
+                .live
+                .iter()
+                .map(|f| f.sequence)
+                .collect::<BTreeSet<u64>>()
+        })
         .reduce(|a, b| a.intersection(&b).copied().collect())
         .unwrap_or_default();
     let listed: Vec<&Arc<FragmentEntry>> = first
+        .track
         .live
         .iter()
         .filter(|f| common.contains(&f.sequence))
@@ -36,6 +50,13 @@ pub fn mpd(snap: &Snapshot, now_ms: u64, utc_timing_url: &str) -> Option<String>
     if timeline.is_empty() {
         return None;
     }
+    let audio_info = snap.media().and_then(|m| m.audio.as_ref());
+    let audio: Vec<&Arc<FragmentEntry>> = match (&snap.audio, audio_info) {
+        (Some(track), Some(_)) if track.init.is_some() => {
+            contiguous_tail(&track.live.iter().collect::<Vec<_>>())
+        }
+        _ => Vec::new(),
+    };
     let target_s = f64::from(snap.target_ms) / 1000.0;
     let depth_ms: u64 = timeline.iter().map(|f| u64::from(f.duration_ms)).sum();
     let longest = timeline.iter().map(|f| f.duration_ms).max().unwrap_or(0);
@@ -55,72 +76,11 @@ pub fn mpd(snap: &Snapshot, now_ms: u64, utc_timing_url: &str) -> Option<String>
         duration(3.0 * target_s),
         duration(f64::from(longest) / 1000.0),
     );
-    out.push_str("  <Period id=\"0\" start=\"PT0S\">\n");
-    let max_w = video
-        .iter()
-        .filter_map(|(i, _)| snap.renditions[*i].media.as_ref()?.video.as_ref())
-        .map(|v| (v.width, v.height))
-        .max()
-        .unwrap_or((0, 0));
-    let _ = writeln!(
-        out,
-        "    <AdaptationSet id=\"0\" contentType=\"video\" mimeType=\"video/mp4\" segmentAlignment=\"true\" \
-         startWithSAP=\"1\" maxWidth=\"{}\" maxHeight=\"{}\">",
-        max_w.0, max_w.1
-    );
-    template(&mut out, &timeline);
-    for (i, track) in &video {
-        let Some(v) = snap.renditions[*i]
-            .media
-            .as_ref()
-            .and_then(|m| m.video.as_ref())
-        else {
-            continue;
-        };
-        let _ = write!(
-            out,
-            "      <Representation id=\"v{}\" bandwidth=\"{}\" codecs=\"{}\" width=\"{}\" height=\"{}\" sar=\"1:1\"",
-            i + 1,
-            track.peak_bitrate.max(1),
-            v.codec,
-            v.width,
-            v.height
-        );
-        if let Some((n, d)) = v.frame_rate {
-            if d == 1 {
-                let _ = write!(out, " frameRate=\"{n}\"");
-            } else {
-                let _ = write!(out, " frameRate=\"{n}/{d}\"");
-            }
-        }
-        out.push_str("/>\n");
+    let periods = periods(&video, &timeline, &audio);
+    for (n, period) in periods.iter().enumerate() {
+        let last = n + 1 == periods.len();
+        render_period(&mut out, snap, &video, period, last);
     }
-    out.push_str("    </AdaptationSet>\n");
-    let audio_info = snap.media().and_then(|m| m.audio.as_ref());
-    if let (Some(track), Some(info)) = (&snap.audio, audio_info)
-        && track.init.is_some()
-    {
-        let frags = contiguous_tail(&track.live.iter().collect::<Vec<_>>());
-        if !frags.is_empty() {
-            out.push_str(
-                "    <AdaptationSet id=\"1\" contentType=\"audio\" mimeType=\"audio/mp4\" segmentAlignment=\"true\" \
-                 startWithSAP=\"1\" lang=\"und\">\n",
-            );
-            template(&mut out, &frags);
-            let _ = writeln!(
-                out,
-                "      <Representation id=\"a1\" bandwidth=\"{}\" codecs=\"{}\" audioSamplingRate=\"{}\">\n        \
-                 <AudioChannelConfiguration schemeIdUri=\"urn:mpeg:dash:23003:3:audio_channel_configuration:2011\" value=\"{}\"/>\n      \
-                 </Representation>",
-                track.peak_bitrate.max(1),
-                info.codec,
-                info.sample_rate,
-                info.channels
-            );
-            out.push_str("    </AdaptationSet>\n");
-        }
-    }
-    out.push_str("  </Period>\n");
     let _ = writeln!(
         out,
         "  <UTCTiming schemeIdUri=\"urn:mpeg:dash:utc:http-iso:2014\" value=\"{}\"/>",
@@ -128,6 +88,202 @@ pub fn mpd(snap: &Snapshot, now_ms: u64, utc_timing_url: &str) -> Option<String>
     );
     out.push_str("</MPD>\n");
     Some(out)
+}
+
+/// A rendition listed in the MPD.
+struct VideoTrack<'a> {
+    /// 1-based: `v1` is the best.
+    id: usize,
+    /// Current media information (frame rate; size and codec when the init lacks them).
+    info: &'a VideoInfo,
+    track: &'a TrackSnapshot,
+}
+
+/// A stretch of the timeline in which no track changes its init segment: one DASH Period.
+struct Period<'a> {
+    /// The init segment of each video track (in `video` order), then of audio if any.
+    inits: Vec<Arc<InitSegment>>,
+    /// The first rendition's fragments, which give every video track's timeline.
+    video: Vec<&'a Arc<FragmentEntry>>,
+    audio: Vec<&'a Arc<FragmentEntry>>,
+}
+
+impl Period<'_> {
+    /// Stable across MPD updates and unique over the stream's life: track versions only grow.
+    fn id(&self) -> String {
+        let versions: Vec<String> = self.inits.iter().map(|i| i.version.to_string()).collect();
+        versions.join(".")
+    }
+
+    /// Wall-clock ms at which the period begins; `None` for the first configuration of every
+    /// track, which begins at the availability start (Period start 0, no time offset).
+    fn start_ms(&self) -> Option<u64> {
+        self.inits
+            .iter()
+            .any(|i| i.version > 0)
+            .then(|| self.inits.iter().map(|i| i.since_ms).max().unwrap_or(0))
+    }
+}
+
+/// Splits the timeline (and audio) where any track's init segment changes: players load an
+/// init segment per Period, so a new codec configuration needs a new Period.
+fn periods<'a>(
+    video: &[VideoTrack<'_>],
+    timeline: &[&'a Arc<FragmentEntry>],
+    audio: &[&'a Arc<FragmentEntry>],
+) -> Vec<Period<'a>> {
+    let mut periods: Vec<Period<'a>> = Vec::new();
+    for f in timeline {
+        let mut inits: Vec<Arc<InitSegment>> = video
+            .iter()
+            .filter_map(|v| v.track.by_number(f.sequence).map(|g| g.init.clone()))
+            .collect();
+        // Audio decodes with the init of its newest fragment up to this segment.
+        let audio_init = audio
+            .iter()
+            .take_while(|a| a.sequence <= f.sequence)
+            .last()
+            .or(audio.first())
+            .map(|a| a.init.clone());
+        inits.extend(audio_init);
+        match periods.last_mut() {
+            Some(p) if p.inits == inits => p.video.push(f),
+            _ => periods.push(Period {
+                inits,
+                video: vec![f],
+                audio: Vec::new(),
+            }),
+        }
+    }
+    // Each audio fragment goes to the period that starts at or before it, when it decodes
+    // with that period's audio init.
+    for a in audio {
+        let at = periods
+            .iter()
+            .rposition(|p| p.video.first().is_some_and(|v| v.sequence <= a.sequence))
+            .unwrap_or(0);
+        if let Some(p) = periods.get_mut(at)
+            && p.inits.last() == Some(&a.init)
+        {
+            p.audio.push(a);
+        }
+    }
+    periods
+}
+
+fn render_period(
+    out: &mut String,
+    snap: &Snapshot,
+    video: &[VideoTrack<'_>],
+    period: &Period<'_>,
+    last: bool,
+) {
+    let start_ms = period.start_ms();
+    let offset_ms = start_ms.map_or(0, |ms| ms.saturating_sub(snap.epoch_ms));
+    let _ = writeln!(
+        out,
+        "  <Period id=\"{}\" start=\"{}\">",
+        period.id(),
+        match start_ms {
+            None => "PT0S".to_owned(),
+            Some(_) => duration(offset_ms as f64 / 1000.0),
+        }
+    );
+    let video_inits = &period.inits[..video.len().min(period.inits.len())];
+    let size = |v: &VideoTrack<'_>, init: &InitSegment| {
+        if init.width > 0 && init.height > 0 {
+            (init.width, init.height)
+        } else {
+            (v.info.width, v.info.height)
+        }
+    };
+    let max = video
+        .iter()
+        .zip(video_inits)
+        .map(|(v, i)| size(v, i))
+        .max()
+        .unwrap_or((0, 0));
+    let _ = writeln!(
+        out,
+        "    <AdaptationSet id=\"0\" contentType=\"video\" mimeType=\"video/mp4\" segmentAlignment=\"true\" \
+         startWithSAP=\"1\" maxWidth=\"{}\" maxHeight=\"{}\">",
+        max.0, max.1
+    );
+    // One template for the set when every rendition decodes with the same init version.
+    let shared = video_inits
+        .first()
+        .map(|i| i.version)
+        .filter(|v| video_inits.iter().all(|i| i.version == *v));
+    if let Some(version) = shared {
+        template(out, &period.video, version, start_ms.map(|_| offset_ms));
+    }
+    for (v, init) in video.iter().zip(video_inits) {
+        let (w, h) = size(v, init);
+        let codec = if init.codec.is_empty() {
+            &v.info.codec
+        } else {
+            &init.codec
+        };
+        let _ = write!(
+            out,
+            "      <Representation id=\"v{}\" bandwidth=\"{}\" codecs=\"{}\" width=\"{}\" height=\"{}\" sar=\"1:1\"",
+            v.id,
+            v.track.peak_bitrate.max(1),
+            codec,
+            w,
+            h
+        );
+        // The frame rate is known for the current configuration only.
+        if let (true, Some((n, d))) = (last, v.info.frame_rate) {
+            if d == 1 {
+                let _ = write!(out, " frameRate=\"{n}\"");
+            } else {
+                let _ = write!(out, " frameRate=\"{n}/{d}\"");
+            }
+        }
+        if shared.is_some() {
+            out.push_str("/>\n");
+        } else {
+            out.push_str(">\n");
+            template(
+                out,
+                &period.video,
+                init.version,
+                start_ms.map(|_| offset_ms),
+            );
+            out.push_str("      </Representation>\n");
+        }
+    }
+    out.push_str("    </AdaptationSet>\n");
+    let audio_track = snap.audio.as_ref();
+    if let (Some(track), Some(init), false) = (
+        audio_track,
+        period.inits.get(video.len()),
+        period.audio.is_empty(),
+    ) {
+        out.push_str(
+            "    <AdaptationSet id=\"1\" contentType=\"audio\" mimeType=\"audio/mp4\" segmentAlignment=\"true\" \
+             startWithSAP=\"1\" lang=\"und\">\n",
+        );
+        template(
+            out,
+            &period.audio,
+            init.version,
+            start_ms.map(|_| offset_ms),
+        );
+        let _ = writeln!(
+            out,
+            "      <Representation id=\"a1\" bandwidth=\"{}\" codecs=\"{}\" audioSamplingRate=\"{}\">\n        \
+             <AudioChannelConfiguration schemeIdUri=\"urn:mpeg:dash:23003:3:audio_channel_configuration:2011\" value=\"{}\"/>\n      \
+             </Representation>",
+            track.peak_bitrate.max(1),
+            init.codec,
+            init.sample_rate,
+            init.channels
+        );
+        out.push_str("    </AdaptationSet>\n");
+    }
+    out.push_str("  </Period>\n");
 }
 
 /// The newest run of consecutive sequence numbers: `$Number$` counts one per `S`, so a hole
@@ -142,16 +298,33 @@ fn contiguous_tail<'a>(frags: &[&'a Arc<FragmentEntry>]) -> Vec<&'a Arc<Fragment
 
 /// `SegmentTemplate` with its timeline; `t` is written whenever a fragment does not start
 /// where the previous one ended (a source restart), repeats are folded into `r`.
-fn template(out: &mut String, frags: &[&Arc<FragmentEntry>]) {
+/// `init_version` names the init segment; `period_offset_ms` (a Period after the first
+/// configuration) becomes the `presentationTimeOffset`, as the `t` values stay the track's own.
+fn template(
+    out: &mut String,
+    frags: &[&Arc<FragmentEntry>],
+    init_version: u32,
+    period_offset_ms: Option<u64>,
+) {
     let Some(first) = frags.first() else {
         return;
     };
-    let _ = writeln!(
+    let _ = write!(
         out,
-        "      <SegmentTemplate timescale=\"{}\" initialization=\"tracks-$RepresentationID$/init.mp4\" \
-         media=\"tracks-$RepresentationID$/$Number$.m4s\" startNumber=\"{}\">",
-        first.timescale, first.sequence
+        "      <SegmentTemplate timescale=\"{}\" initialization=\"tracks-$RepresentationID$/{}\" \
+         media=\"tracks-$RepresentationID$/$Number$.m4s\" startNumber=\"{}\"",
+        first.timescale,
+        init_name(init_version),
+        first.sequence
     );
+    if let Some(ms) = period_offset_ms {
+        let _ = write!(
+            out,
+            " presentationTimeOffset=\"{}\"",
+            ms * u64::from(first.timescale) / 1000
+        );
+    }
+    out.push_str(">\n");
     out.push_str("        <SegmentTimeline>\n");
     // (t, d, r) runs
     let mut runs: Vec<(u64, u64, u32)> = Vec::new();
@@ -204,24 +377,63 @@ mod tests {
     use crate::packaging::RenditionSnapshot;
     use bytes::Bytes;
 
+    const EPOCH: u64 = 1_700_000_000_000;
+
     fn frag(sequence: u64, base_time: u64, duration: u64, timescale: u32) -> Arc<FragmentEntry> {
+        let init = if timescale == 90_000 {
+            Arc::new(InitSegment::default())
+        } else {
+            audio_init(0, EPOCH)
+        };
+        frag_with(&init, sequence, base_time, duration, timescale)
+    }
+
+    fn frag_with(
+        init: &Arc<InitSegment>,
+        sequence: u64,
+        base_time: u64,
+        duration: u64,
+        timescale: u32,
+    ) -> Arc<FragmentEntry> {
         Arc::new(FragmentEntry {
             sequence,
-            start_ms: 1_700_000_000_000 + sequence * 2000,
+            start_ms: EPOCH + sequence * 2000,
             duration_ms: 2000,
             discontinuity: false,
             data: Bytes::from_static(b"x"),
             base_time,
             duration,
             timescale,
-            init: Bytes::new(),
-            init_version: 0,
+            init: init.clone(),
+        })
+    }
+
+    fn video_init(version: u32, w: u32, h: u32, since_ms: u64) -> Arc<InitSegment> {
+        Arc::new(InitSegment {
+            data: Bytes::from(vec![version as u8]),
+            version,
+            codec: format!("avc1.64{w:04x}"),
+            width: w,
+            height: h,
+            since_ms,
+            ..InitSegment::default()
+        })
+    }
+
+    fn audio_init(version: u32, since_ms: u64) -> Arc<InitSegment> {
+        Arc::new(InitSegment {
+            version,
+            codec: "mp4a.40.2".into(),
+            sample_rate: 48_000,
+            channels: 2,
+            since_ms,
+            ..InitSegment::default()
         })
     }
 
     fn track(frags: Vec<Arc<FragmentEntry>>, peak: u64) -> TrackSnapshot {
         TrackSnapshot {
-            init: Some(Bytes::from_static(b"init")),
+            init: frags.last().map(|f| f.init.clone()),
             live: frags,
             peak_bitrate: peak,
             ..Default::default()
@@ -267,7 +479,7 @@ mod tests {
                     .collect(),
                 130_000,
             )),
-            epoch_ms: 1_700_000_000_000,
+            epoch_ms: EPOCH,
             target_ms: 2000,
             ..Default::default()
         };
@@ -276,7 +488,7 @@ mod tests {
             text,
             r#"<?xml version="1.0" encoding="UTF-8"?>
 <MPD xmlns="urn:mpeg:dash:schema:mpd:2011" profiles="urn:mpeg:dash:profile:isoff-live:2011" type="dynamic" availabilityStartTime="2023-11-14T22:13:20.000Z" publishTime="2023-11-14T22:13:50.000Z" minimumUpdatePeriod="PT2.000S" minBufferTime="PT2.000S" timeShiftBufferDepth="PT6.000S" suggestedPresentationDelay="PT6.000S" maxSegmentDuration="PT2.000S">
-  <Period id="0" start="PT0S">
+  <Period id="0.0.0" start="PT0S">
     <AdaptationSet id="0" contentType="video" mimeType="video/mp4" segmentAlignment="true" startWithSAP="1" maxWidth="640" maxHeight="360">
       <SegmentTemplate timescale="90000" initialization="tracks-$RepresentationID$/init.mp4" media="tracks-$RepresentationID$/$Number$.m4s" startNumber="10">
         <SegmentTimeline>
@@ -312,13 +524,127 @@ mod tests {
             frag(4, 990_000, 180_000, 90_000),
         ];
         let mut out = String::new();
-        template(&mut out, &frags.iter().collect::<Vec<_>>());
+        template(&mut out, &frags.iter().collect::<Vec<_>>(), 0, None);
         assert!(out.contains(
             "<S t=\"0\" d=\"180000\" r=\"1\"/>\n          <S t=\"900000\" d=\"90000\"/>\n          <S d=\"180000\"/>"
         ), "{out}");
         let holes = [frag(1, 0, 1, 1), frag(3, 2, 1, 1), frag(4, 3, 1, 1)];
         let tail = contiguous_tail(&holes.iter().collect::<Vec<_>>());
         assert_eq!(tail.iter().map(|f| f.sequence).collect::<Vec<_>>(), [3, 4]);
+    }
+
+    /// Segments 10..=15 of 2 s; the source changes its picture from segment 13 on.
+    fn resolution_change(ladder_follows: bool) -> Snapshot {
+        let at13 = EPOCH + 26_000;
+        let (a, b) = (
+            video_init(0, 640, 360, EPOCH),
+            video_init(1, 1280, 720, at13),
+        );
+        let (c, d) = (
+            video_init(0, 320, 180, EPOCH),
+            video_init(1, 480, 270, at13),
+        );
+        let v = |old: &Arc<InitSegment>, new: &Arc<InitSegment>| -> Vec<Arc<FragmentEntry>> {
+            (10..16)
+                .map(|s| {
+                    frag_with(
+                        if s < 13 { old } else { new },
+                        s,
+                        s * 180_000,
+                        180_000,
+                        90_000,
+                    )
+                })
+                .collect()
+        };
+        let mut renditions = vec![rendition(1280, 720, v(&a, &b), 900_000)];
+        if ladder_follows {
+            renditions.push(rendition(480, 270, v(&c, &d), 300_000));
+        } else {
+            renditions.push(rendition(320, 180, v(&c, &c), 300_000));
+        }
+        let audio = audio_init(0, EPOCH);
+        Snapshot {
+            renditions,
+            audio: Some(track(
+                (10..16)
+                    .map(|s| frag_with(&audio, s, s * 96_000, 96_000, 48_000))
+                    .collect(),
+                130_000,
+            )),
+            epoch_ms: EPOCH,
+            target_ms: 2000,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_new_codec_configuration_starts_a_new_period() {
+        let text = mpd(&resolution_change(true), EPOCH + 40_000, "/time").unwrap();
+        let periods: Vec<&str> = text.split("<Period ").skip(1).collect();
+        assert_eq!(periods.len(), 2, "{text}");
+        let (old, new) = (periods[0], periods[1]);
+        assert!(old.starts_with(r#"id="0.0.0" start="PT0S">"#), "{old}");
+        assert!(
+            old.contains(r#"initialization="tracks-$RepresentationID$/init.mp4" media="tracks-$RepresentationID$/$Number$.m4s" startNumber="10">"#),
+            "{old}"
+        );
+        assert!(
+            old.contains(r#"<S t="1800000" d="180000" r="2"/>"#),
+            "{old}"
+        );
+        assert!(
+            old.contains(r#"codecs="avc1.640280" width="640" height="360""#),
+            "{old}"
+        );
+        assert!(
+            !old.contains("frameRate"),
+            "only the current period knows it: {old}"
+        );
+        assert!(
+            old.contains(r#"<S t="960000" d="96000" r="2"/>"#),
+            "audio 10..=12: {old}"
+        );
+        assert!(new.starts_with(r#"id="1.1.0" start="PT26.000S">"#), "{new}");
+        assert!(
+            new.contains(r#"initialization="tracks-$RepresentationID$/init-1.mp4" media="tracks-$RepresentationID$/$Number$.m4s" startNumber="13" presentationTimeOffset="2340000">"#),
+            "{new}"
+        );
+        assert!(
+            new.contains(r#"<S t="2340000" d="180000" r="2"/>"#),
+            "{new}"
+        );
+        assert!(
+            new.contains(r#"width="1280" height="720" sar="1:1" frameRate="25""#),
+            "{new}"
+        );
+        assert!(new.contains(r#"width="480" height="270""#), "{new}");
+        assert!(new.contains(r#"maxWidth="1280" maxHeight="720""#), "{new}");
+        // Audio did not change, but a Period carries every track; its offset is in 48 kHz.
+        assert!(
+            new.contains(r#"initialization="tracks-$RepresentationID$/init.mp4" media="tracks-$RepresentationID$/$Number$.m4s" startNumber="13" presentationTimeOffset="1248000">"#),
+            "{new}"
+        );
+        assert!(new.contains(r#"<S t="1248000" d="96000" r="2"/>"#), "{new}");
+    }
+
+    #[test]
+    fn renditions_on_different_init_versions_get_their_own_templates() {
+        let text = mpd(&resolution_change(false), EPOCH + 40_000, "/time").unwrap();
+        let new = text.split("<Period ").nth(2).unwrap();
+        assert!(new.starts_with(r#"id="1.0.0" start="PT26.000S">"#), "{new}");
+        let reps: Vec<&str> = new.split("<Representation ").skip(1).collect();
+        assert!(reps[0].starts_with(r#"id="v1""#), "{new}");
+        assert!(
+            reps[0].contains("tracks-$RepresentationID$/init-1.mp4"),
+            "{new}"
+        );
+        assert!(reps[1].starts_with(r#"id="v2""#), "{new}");
+        assert!(
+            reps[1].contains("tracks-$RepresentationID$/init.mp4"),
+            "{new}"
+        );
+        assert!(reps[1].contains("</Representation>"), "{new}");
     }
 
     #[test]

@@ -221,12 +221,12 @@ pub fn fmp4_playlist(
             out.push_str("#EXT-X-DISCONTINUITY\n");
         }
         // A new init segment (new codec configuration) applies from this fragment on.
-        if map != Some(f.init_version) {
-            map = Some(f.init_version);
+        if map != Some(f.init.version) {
+            map = Some(f.init.version);
             let _ = writeln!(
                 out,
                 "#EXT-X-MAP:URI=\"{}\"",
-                super::init_name(f.init_version)
+                super::init_name(f.init.version)
             );
         }
         if i == 0 || f.discontinuity {
@@ -241,6 +241,7 @@ pub fn fmp4_playlist(
 mod tests {
     use super::*;
     use crate::media::{AudioInfo, VideoInfo};
+    use crate::packaging::InitSegment;
     use bytes::Bytes;
 
     fn seg(sequence: u64, start_ms: u64, duration_ms: u32, disc: bool, len: usize) -> Arc<Segment> {
@@ -379,8 +380,10 @@ mod tests {
                 base_time: 0,
                 duration: 180_000,
                 timescale: 90_000,
-                init: Bytes::new(),
-                init_version: u32::from(sequence == 7),
+                init: Arc::new(InitSegment {
+                    version: u32::from(sequence == 7),
+                    ..InitSegment::default()
+                }),
             })
         };
         assert_eq!(

@@ -14,5 +14,7 @@ mod window;
 
 pub use ladder::LadderSegmenter;
 pub use segmenter::Segmenter;
-pub use snapshot::{FragmentEntry, RenditionSnapshot, Snapshot, TrackSnapshot, init_name};
+pub use snapshot::{
+    FragmentEntry, InitSegment, RenditionSnapshot, Snapshot, TrackSnapshot, init_name,
+};
 pub use window::Window;

@@ -38,8 +38,8 @@ pub struct RenditionSnapshot {
 /// One fMP4 track: an init segment and a fragment per live segment.
 #[derive(Debug, Clone, Default)]
 pub struct TrackSnapshot {
-    /// `ftyp`+`moov`; `None` until the first fragment was made.
-    pub init: Option<Bytes>,
+    /// The current init segment; `None` until the first fragment was made.
+    pub init: Option<Arc<InitSegment>>,
     /// Fragments of the live window, oldest first.
     pub live: Vec<Arc<FragmentEntry>>,
     /// Fragments of retired segments, still served.
@@ -65,10 +65,29 @@ pub struct FragmentEntry {
     pub base_time: u64,
     pub duration: u64,
     pub timescale: u32,
-    /// The init segment this fragment decodes with, and its version in the track (0 for the
-    /// first; a new one when the codec configuration changed, e.g. a new resolution).
-    pub init: Bytes,
-    pub init_version: u32,
+    /// The init segment this fragment decodes with.
+    pub init: Arc<InitSegment>,
+}
+
+/// One init segment of a track and the format it describes, so that manifests can describe
+/// the fragments that decode with it even after the source has changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InitSegment {
+    /// `ftyp`+`moov`.
+    pub data: Bytes,
+    /// 0 for the track's first; +1 at each codec configuration change (e.g. a new resolution).
+    pub version: u32,
+    /// RFC 6381 codec string (`avc1.4d401e`, `mp4a.40.2`).
+    pub codec: String,
+    /// Picture size; 0 for audio.
+    pub width: u32,
+    pub height: u32,
+    /// Sample rate (Hz) and channel configuration; 0 for video.
+    pub sample_rate: u32,
+    pub channels: u8,
+    /// UTC ms at which the first fragment decoding with it starts (where a DASH Period for
+    /// it begins).
+    pub since_ms: u64,
 }
 
 /// The name of a track's init segment version, relative to its playlist.
@@ -95,12 +114,16 @@ impl TrackSnapshot {
         self.all().find(|f| f.path() == path)
     }
 
-    /// Init segment version `version` while a fragment still uses it; `None` is the current.
+    /// Init segment `version` while a fragment still uses it. `None` is `init.mp4`, the name
+    /// playlists give version 0: version 0 while a fragment uses it, else the current one (for
+    /// clients that only know the unversioned name).
     pub fn init_version(&self, version: Option<u32>) -> Option<&Bytes> {
-        match version {
-            None => self.init.as_ref(),
-            Some(v) => self.all().find(|f| f.init_version == v).map(|f| &f.init),
+        let wanted = version.unwrap_or(0);
+        if let Some(f) = self.all().find(|f| f.init.version == wanted) {
+            return Some(&f.init.data);
         }
+        let current = self.init.as_ref()?;
+        (version.is_none() || current.version == wanted).then_some(&current.data)
     }
 
     /// A fragment by sequence number (DASH `$Number$`).

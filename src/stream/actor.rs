@@ -168,7 +168,7 @@ impl StreamActor {
             // not continue what it has.
             segment.discontinuity = true;
         }
-        self.add_fragments(rendition, &segment, epoch_ms);
+        self.add_fragments(rendition, &mut segment, epoch_ms);
         let segment = Arc::new(segment);
         if let Some(Some(recorder)) = self.recorders.get(rendition) {
             recorder.offer(&segment);
@@ -186,12 +186,19 @@ impl StreamActor {
     }
 
     /// Remuxes a TS segment into its fMP4 video fragment (and, for the first rendition, the
-    /// audio fragment). A failure costs only the fMP4 outputs of that segment.
-    fn add_fragments(&mut self, rendition: usize, segment: &Segment, epoch_ms: u64) {
+    /// audio fragment). A failure costs only the fMP4 outputs of that segment. A segment whose
+    /// codec configuration differs from the one before is marked a discontinuity, so that
+    /// HLS players (MPEG-TS too) set up their decoders again.
+    fn add_fragments(&mut self, rendition: usize, segment: &mut Segment, epoch_ms: u64) {
         let Some(r) = self.renditions.get_mut(rendition) else {
             return;
         };
         let result = fmp4::demux(&segment.data).and_then(|demuxed| {
+            if r.changes_configuration(&demuxed)
+                || (rendition == 0 && Audio::changes_configuration(self.audio.as_ref(), &demuxed))
+            {
+                segment.discontinuity = true;
+            }
             r.add_fragment(segment, &demuxed, epoch_ms)?;
             if rendition == 0 {
                 Audio::add(&mut self.audio, segment, &demuxed, epoch_ms)?;

@@ -22,6 +22,9 @@ pub struct StreamCounters {
     pub retries: AtomicU64,
     /// Chunks lost because the actor's queue was full (should stay 0).
     pub dropped_chunks: AtomicU64,
+    /// Source PES packets whose AAC ended in a cut-off or corrupt frame (dropped before the
+    /// parser; see `ingest::adts`).
+    pub broken_audio_frames: AtomicU64,
     /// Segments produced.
     pub segments: AtomicU64,
     /// [`mono_ms`] of the last chunk from the source; 0 before any.

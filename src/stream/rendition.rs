@@ -4,8 +4,7 @@
 
 use crate::media::{MediaInfo, Segment};
 use crate::packaging::fmp4::{self, AacConfig, AudioTrack, AvcConfig, Demuxed, VideoTrack};
-use crate::packaging::{FragmentEntry, RenditionSnapshot, TrackSnapshot, Window, hls};
-use bytes::Bytes;
+use crate::packaging::{FragmentEntry, InitSegment, RenditionSnapshot, TrackSnapshot, Window, hls};
 use std::collections::VecDeque;
 use std::sync::Arc;
 
@@ -17,21 +16,20 @@ fn ticks(ms_after_epoch: u64, timescale: u32) -> u64 {
 /// One fMP4 track's init segment and fragments, kept as long as their TS segments are served.
 #[derive(Debug, Default)]
 pub(super) struct FragmentTrack {
-    /// `ftyp`+`moov` of the current configuration.
-    init: Option<Bytes>,
-    /// Version of `init`: 0 for the first, +1 at each change.
-    init_version: u32,
+    /// The init segment of the current configuration (its version: 0 for the first, +1 at
+    /// each change).
+    init: Option<Arc<InitSegment>>,
     /// Oldest first; pruned with the TS window.
     fragments: VecDeque<Arc<FragmentEntry>>,
 }
 
 impl FragmentTrack {
-    /// Makes `init` the current init segment (a new version after the first).
-    fn set_init(&mut self, init: Bytes) {
-        if self.init.is_some() {
-            self.init_version += 1;
-        }
-        self.init = Some(init);
+    /// Makes `init` the current init segment from `segment` on, numbering it after the
+    /// previous one.
+    fn set_init(&mut self, segment: &Segment, mut init: InitSegment) {
+        init.version = self.init.as_ref().map_or(0, |i| i.version + 1);
+        init.since_ms = segment.start_ms;
+        self.init = Some(Arc::new(init));
     }
 
     fn push(&mut self, segment: &Segment, fragment: fmp4::Fragment) {
@@ -45,7 +43,6 @@ impl FragmentTrack {
             duration: fragment.duration,
             timescale: fragment.timescale,
             init: self.init.clone().unwrap_or_default(),
-            init_version: self.init_version,
         }));
     }
 
@@ -109,6 +106,11 @@ impl Rendition {
         }
     }
 
+    /// The segment's H.264 configuration differs from the one before (none before: false).
+    pub(super) fn changes_configuration(&self, demuxed: &Demuxed) -> bool {
+        matches!((&self.avc, &demuxed.avc), (Some(old), Some(new)) if old != new)
+    }
+
     /// Adds the video fragment of `segment` (demuxed as `demuxed`); `epoch_ms` is tfdt 0.
     pub(super) fn add_fragment(
         &mut self,
@@ -125,7 +127,16 @@ impl Rendition {
                     Some((v.width, v.height))
                 })
                 .unwrap_or((0, 0));
-            self.track.set_init(fmp4::video_init(avc, w, h).into());
+            self.track.set_init(
+                segment,
+                InitSegment {
+                    data: fmp4::video_init(avc, w, h).into(),
+                    codec: avc.codec_string(),
+                    width: w,
+                    height: h,
+                    ..InitSegment::default()
+                },
+            );
             self.avc = Some(avc.clone());
         }
         let run_start = (segment.discontinuity || !self.started).then(|| {
@@ -168,6 +179,11 @@ pub(super) struct Audio {
 }
 
 impl Audio {
+    /// The segment's AAC configuration differs from the track's (no track yet: false).
+    pub(super) fn changes_configuration(audio: Option<&Audio>, demuxed: &Demuxed) -> bool {
+        matches!((audio, demuxed.aac), (Some(a), Some(new)) if a.aac != new)
+    }
+
     /// Adds the audio fragment of `segment`; creates the track on first audio, and again
     /// when the AAC configuration changes.
     pub(super) fn add(
@@ -181,7 +197,16 @@ impl Audio {
         };
         if slot.as_ref().is_none_or(|a| a.aac != aac) {
             let mut fragments = slot.take().map(|a| a.fragments).unwrap_or_default();
-            fragments.set_init(fmp4::audio_init(&aac).into());
+            fragments.set_init(
+                segment,
+                InitSegment {
+                    data: fmp4::audio_init(&aac).into(),
+                    codec: aac.codec_string(),
+                    sample_rate: aac.sample_rate,
+                    channels: aac.channels,
+                    ..InitSegment::default()
+                },
+            );
             *slot = Some(Audio {
                 track: AudioTrack::new(aac.sample_rate),
                 aac,
@@ -222,6 +247,7 @@ impl Audio {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
 
     /// Three 1 s segments of real mpegtsmux output (160x90 H.264 + AAC).
     const SEGMENTS: [&[u8]; 3] = [
@@ -273,9 +299,15 @@ mod tests {
         assert_ne!(v0, v1);
         assert_eq!(
             snap.video.init_version(None),
-            Some(v1),
-            "init.mp4 is the current one"
+            Some(v0),
+            "init.mp4 is version 0 while the playlist lists it"
         );
         assert_eq!(snap.video.live[0].base_time, 0, "tfdt 0 at the epoch");
+        assert_eq!(snap.video.live[2].init.since_ms, epoch + 2000);
+        // Once no fragment decodes with version 0, init.mp4 is the current one.
+        r.track.prune(Some(2));
+        let snap = r.snapshot();
+        assert_eq!(snap.video.init_version(None), Some(v1));
+        assert_eq!(snap.video.init_version(Some(0)), None);
     }
 }

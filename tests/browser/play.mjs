@@ -56,7 +56,7 @@ const lib = fs.readFileSync(path.join(here, libFile), 'utf8');
 const common = `
   const CFG = ${JSON.stringify({ src, doSwitch, SWITCH_AFTER })};
   const v = document.getElementById('v');
-  window.probe = { errors: [], fatal: false, frags: 0, played: 0, levels: [],
+  window.probe = { errors: [], fatal: false, frags: 0, played: 0, levels: [], sizes: [],
                    sw: { state: CFG.doSwitch ? 'waiting' : 'off' } };
   const size = () => v.videoWidth + 'x' + v.videoHeight;
   const fatal = (msg) => { probe.errors.push(msg); probe.fatal = true; };
@@ -76,6 +76,8 @@ const common = `
   };
   v.addEventListener('playing', () => { if (probe.playStart === undefined) probe.playStart = v.currentTime; last = v.currentTime; });
   v.addEventListener('timeupdate', tick);
+  // every picture size the element has shown, in order (a source that changes resolution)
+  v.addEventListener('resize', () => { if (probe.sizes[probe.sizes.length - 1] !== size()) probe.sizes.push(size()); });
   v.addEventListener('seeked', () => { last = v.currentTime; });
   function startSwitch() {
     const sw = probe.sw;
@@ -113,7 +115,7 @@ const hlsAdapter = `
                           return i >= 0 && hls.levels[i] ? lv(hls.levels[i], i) : null; };
   let switchedSeen = false, lastFragLevel = null;
   const requestSwitch = (t) => { hls.currentLevel = t.index; };
-  hls.on(Hls.Events.ERROR, (_, d) => { probe.errors.push(d.type + '/' + d.details + ' fatal=' + d.fatal);
+  hls.on(Hls.Events.ERROR, (_, d) => { probe.errors.push(d.type + '/' + d.details + ' fatal=' + d.fatal + (d.error && d.error.message ? ' (' + d.error.message + ')' : ''));
                                        if (d.fatal) probe.fatal = true; });
   hls.on(Hls.Events.FRAG_LOADED, () => probe.frags++);
   hls.on(Hls.Events.MANIFEST_PARSED, () => { probe.levels = levels();
@@ -223,7 +225,7 @@ try {
       const sw = { ...probe.sw };
       const r = (x) => x === undefined ? undefined : +x.toFixed(3);
       return { src, player, version: probe.version, currentTime: r(v.currentTime),
-               played: r(probe.played), w: v.videoWidth, h: v.videoHeight,
+               played: r(probe.played), w: v.videoWidth, h: v.videoHeight, sizes: probe.sizes,
                frames: q.totalVideoFrames, dropped: q.droppedVideoFrames, frags: probe.frags,
                levels: probe.levels.map(l => ({ ...l, size: l.width + 'x' + l.height })),
                switch: probe.sw.state === 'off' ? undefined : {

@@ -423,10 +423,15 @@ pub fn ffmpeg_decode(url: &str, seconds: u32, limit: u64) -> Output {
     )
 }
 
-/// `gst-launch-1.0` sending H.264 + AAC MPEG-TS to a UDP port in real time.
+/// `gst-launch-1.0` sending 320x240 H.264 + AAC MPEG-TS to a UDP port in real time.
 pub fn udp_feeder(port: u16, extra_video: &str) -> Proc {
+    udp_feeder_sized(port, (320, 240), extra_video)
+}
+
+/// [`udp_feeder`] with another picture size.
+pub fn udp_feeder_sized(port: u16, (width, height): (u32, u32), extra_video: &str) -> Proc {
     let desc = format!(
-        "videotestsrc is-live=true pattern=ball ! video/x-raw,format=I420,width=320,height=240,framerate=25/1 \
+        "videotestsrc is-live=true pattern=ball ! video/x-raw,format=I420,width={width},height={height},framerate=25/1 \
          ! x264enc tune=zerolatency speed-preset=ultrafast bitrate=400 key-int-max=25 {extra_video} \
          ! h264parse ! mpegtsmux name=m alignment=7 ! udpsink host=127.0.0.1 port={port} sync=false \
          audiotestsrc is-live=true freq=660 ! audio/x-raw,rate=48000,channels=2 ! avenc_aac bitrate=64000 ! aacparse ! m."

@@ -161,6 +161,8 @@ struct AudioTimeline {
     ideal: i128,
     /// `tfdt` + duration of the previous fragment.
     next_base: u64,
+    /// 90 kHz PTS of the previous fragment's last frame.
+    last_pts: u64,
 }
 
 /// Stateful packager of one AAC rendition; timescale = sample rate, every frame lasts 1024.
@@ -203,7 +205,24 @@ impl AudioTrack {
         if self.sample_rate == 0 {
             return Err(Fmp4Error::BadSampleRate(self.sample_rate));
         }
-        let first = audio.first().ok_or(Fmp4Error::NoSamples)?;
+        // A frame stamped before the one it follows (a demuxer's first frame of a restarted
+        // source, before it re-based its clock) has no place on the timeline: dropped, or it
+        // would stretch its neighbour over the whole jump.
+        let mut last = match (run_start, self.timeline) {
+            (None, Some(prev)) => Some(prev.last_pts),
+            _ => None,
+        };
+        let audio: Vec<&AudioFrame> = audio
+            .iter()
+            .filter(|f| {
+                let keep = last.is_none_or(|l| wrap_delta(f.pts, l) > 0);
+                if keep {
+                    last = Some(f.pts);
+                }
+                keep
+            })
+            .collect();
+        let first = *audio.first().ok_or(Fmp4Error::NoSamples)?;
         let frame = i128::from(AAC_FRAME_SAMPLES);
         let gap_limit = frame * 3 / 2;
         let mut samples = Vec::with_capacity(audio.len());
@@ -255,6 +274,7 @@ impl AudioTrack {
             first_pts: first.pts,
             ideal,
             next_base: base_time.saturating_add(duration),
+            last_pts: audio.last().map_or(first.pts, |f| f.pts),
         });
         Ok(Fragment {
             data: Bytes::from(data),
@@ -345,6 +365,23 @@ mod tests {
         ));
         let neg = t.fragment(0, None, &[vs(7200, 3600, true)]).unwrap();
         assert_eq!(neg.samples, 1);
+    }
+
+    #[test]
+    fn an_audio_frame_stamped_back_in_time_is_dropped() {
+        let mut t = AudioTrack::new(48_000);
+        let ticks = |k: u64| 900_000 + k * 1920;
+        let mut frames: Vec<AudioFrame> = (0..5).map(|k| af(ticks(k))).collect();
+        // a restarted source's first frame, 9 s early, then the clock goes on
+        frames.push(af(ticks(5) - 810_000));
+        frames.extend((5..10).map(|k| af(ticks(k))));
+        let a = t.fragment(0, Some(0), &frames).unwrap();
+        assert_eq!(a.duration, 10 * 1024, "not stretched over the jump");
+        // across fragments too
+        let b = t
+            .fragment(1, None, &[af(ticks(3)), af(ticks(10)), af(ticks(11))])
+            .unwrap();
+        assert_eq!((b.base_time, b.duration), (10 * 1024, 2 * 1024));
     }
 
     #[test]
