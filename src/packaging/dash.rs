@@ -133,21 +133,22 @@ fn periods<'a>(
     audio: &[&'a Arc<FragmentEntry>],
 ) -> Vec<Period<'a>> {
     let mut periods: Vec<Period<'a>> = Vec::new();
+    // Audio decodes with the init of its newest fragment up to each segment (both sorted).
+    let mut audio_at = 0;
     for f in timeline {
         let mut inits: Vec<Arc<InitSegment>> = video
             .iter()
             .filter_map(|v| v.track.by_number(f.sequence).map(|g| g.init.clone()))
             .collect();
-        // Audio decodes with the init of its newest fragment up to this segment.
-        let audio_init = audio
-            .iter()
-            .take_while(|a| a.sequence <= f.sequence)
-            .last()
-            .or(audio.first())
-            .map(|a| a.init.clone());
-        inits.extend(audio_init);
+        while audio
+            .get(audio_at + 1)
+            .is_some_and(|a| a.sequence <= f.sequence)
+        {
+            audio_at += 1;
+        }
+        inits.extend(audio.get(audio_at).map(|a| a.init.clone()));
         match periods.last_mut() {
-            Some(p) if p.inits == inits => p.video.push(f),
+            Some(p) if same_versions(&p.inits, &inits) => p.video.push(f),
             _ => periods.push(Period {
                 inits,
                 video: vec![f],
@@ -163,12 +164,17 @@ fn periods<'a>(
             .rposition(|p| p.video.first().is_some_and(|v| v.sequence <= a.sequence))
             .unwrap_or(0);
         if let Some(p) = periods.get_mut(at)
-            && p.inits.last() == Some(&a.init)
+            && p.inits.last().is_some_and(|i| i.version == a.init.version)
         {
             p.audio.push(a);
         }
     }
     periods
+}
+
+/// Init versions identify a track's init segments.
+fn same_versions(a: &[Arc<InitSegment>], b: &[Arc<InitSegment>]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.version == y.version)
 }
 
 fn render_period(
@@ -178,16 +184,13 @@ fn render_period(
     period: &Period<'_>,
     last: bool,
 ) {
-    let start_ms = period.start_ms();
-    let offset_ms = start_ms.map_or(0, |ms| ms.saturating_sub(snap.epoch_ms));
+    // Where the period starts after the availability start; `None`: at it, no offset.
+    let offset_ms = period.start_ms().map(|ms| ms.saturating_sub(snap.epoch_ms));
     let _ = writeln!(
         out,
         "  <Period id=\"{}\" start=\"{}\">",
         period.id(),
-        match start_ms {
-            None => "PT0S".to_owned(),
-            Some(_) => duration(offset_ms as f64 / 1000.0),
-        }
+        offset_ms.map_or("PT0S".to_owned(), |ms| duration(ms as f64 / 1000.0))
     );
     let video_inits = &period.inits[..video.len().min(period.inits.len())];
     let size = |v: &VideoTrack<'_>, init: &InitSegment| {
@@ -215,7 +218,7 @@ fn render_period(
         .map(|i| i.version)
         .filter(|v| video_inits.iter().all(|i| i.version == *v));
     if let Some(version) = shared {
-        template(out, &period.video, version, start_ms.map(|_| offset_ms));
+        template(out, &period.video, version, offset_ms);
     }
     for (v, init) in video.iter().zip(video_inits) {
         let (w, h) = size(v, init);
@@ -245,19 +248,13 @@ fn render_period(
             out.push_str("/>\n");
         } else {
             out.push_str(">\n");
-            template(
-                out,
-                &period.video,
-                init.version,
-                start_ms.map(|_| offset_ms),
-            );
+            template(out, &period.video, init.version, offset_ms);
             out.push_str("      </Representation>\n");
         }
     }
     out.push_str("    </AdaptationSet>\n");
-    let audio_track = snap.audio.as_ref();
     if let (Some(track), Some(init), false) = (
-        audio_track,
+        snap.audio.as_ref(),
         period.inits.get(video.len()),
         period.audio.is_empty(),
     ) {
@@ -265,12 +262,7 @@ fn render_period(
             "    <AdaptationSet id=\"1\" contentType=\"audio\" mimeType=\"audio/mp4\" segmentAlignment=\"true\" \
              startWithSAP=\"1\" lang=\"und\">\n",
         );
-        template(
-            out,
-            &period.audio,
-            init.version,
-            start_ms.map(|_| offset_ms),
-        );
+        template(out, &period.audio, init.version, offset_ms);
         let _ = writeln!(
             out,
             "      <Representation id=\"a1\" bandwidth=\"{}\" codecs=\"{}\" audioSamplingRate=\"{}\">\n        \
