@@ -117,18 +117,25 @@ fn players_switch_renditions_of_a_transcoded_ladder() {
     }
 }
 
-#[test]
-fn a_udp_pass_through_stream_plays_as_ts_fmp4_and_dash() {
+/// A server with one UDP pass-through stream `name`, fed `size` pictures, once its DASH
+/// manifest is served; returns the UDP port and the feeder too.
+fn udp_stream(name: &str, size: (u32, u32)) -> (Server, u16, Proc) {
     let port = free_port(true);
     let server = Server::start(&[(
-        "udp",
+        name,
         &format!("inputs = [{{ url = \"udp://127.0.0.1:{port}\" }}]\n"),
     )]);
-    let _feeder = udp_feeder(port, "");
-    server.wait_segments("udp", 3, Duration::from_secs(40));
+    let feeder = udp_feeder_sized(port, size, "");
+    server.wait_segments(name, 3, Duration::from_secs(40));
     wait_until(Duration::from_secs(30), "DASH manifest", || {
-        get(&server.url("/udp/index.mpd")).status == 200
+        get(&server.url(&format!("/{name}/index.mpd"))).status == 200
     });
+    (server, port, feeder)
+}
+
+#[test]
+fn a_udp_pass_through_stream_plays_as_ts_fmp4_and_dash() {
+    let (server, _port, _feeder) = udp_stream("udp", (320, 240));
     for path in ["/udp/index.m3u8", "/udp/index.fmp4.m3u8", "/udp/index.mpd"] {
         let out = ffmpeg_decode(&server.url(path), 4, 60);
         assert!(
@@ -146,16 +153,7 @@ fn a_udp_pass_through_stream_plays_as_ts_fmp4_and_dash() {
 /// segment (`EXT-X-MAP`), DASH a new Period, and players already watching go on across it.
 #[test]
 fn players_keep_playing_when_the_source_changes_resolution() {
-    let port = free_port(true);
-    let server = Server::start(&[(
-        "change",
-        &format!("inputs = [{{ url = \"udp://127.0.0.1:{port}\" }}]\n"),
-    )]);
-    let before = udp_feeder_sized(port, (320, 240), "");
-    server.wait_segments("change", 3, Duration::from_secs(40));
-    wait_until(Duration::from_secs(30), "DASH manifest", || {
-        get(&server.url("/change/index.mpd")).status == 200
-    });
+    let (server, port, before) = udp_stream("change", (320, 240));
     let init0 = get(&server.url("/change/tracks-v1/init.mp4")).body;
     // Players start on the 320x240 picture and must still be playing well after the change.
     let server_ref = &server;
