@@ -22,17 +22,6 @@ const LADDER: &str = "title = \"ladder\"\ninputs = [{ url = \"fake://fake\" }]\n
 const RUNGS: [(&str, u32, u32, f64); 2] =
     [("v1", 640, 360, 800_000.0), ("v2", 320, 180, 300_000.0)];
 
-/// `/flussonic/api/v3/streams/NAME` with the viewer's credentials.
-fn stream_json(server: &Server, name: &str) -> serde_json::Value {
-    let json = request(
-        "GET",
-        &server.url(&format!("/flussonic/api/v3/streams/{name}")),
-        &[("Authorization", &format!("Basic {}", b64("viewer:pw")))],
-    );
-    assert_eq!(json.status, 200);
-    serde_json::from_slice(&json.body).unwrap()
-}
-
 fn wait_ready(server: &Server, path: &str) -> String {
     let mut text = String::new();
     wait_until(Duration::from_secs(60), path, || {

@@ -1,16 +1,28 @@
 //! A real browser: Debian's headless Chromium with hls.js and dash.js plays the live demo
 //! stream, a transcoded ladder (switching renditions on command), a pass-through UDP
-//! stream in all three packagings, and keeps playing when that source changes resolution. Needs `chromium` and `tests/browser/node_modules` (both
-//! installed by `make test`).
+//! stream in all three packagings, and keeps playing when that source changes resolution.
+//! Needs `chromium` and `tests/browser/node_modules` (both installed by `make test`).
 
 mod common;
 
 use common::*;
 use std::process::Command;
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
+
+/// One browser test at a time: each runs up to three Chromium players next to its server and
+/// a real-time encoder, and two of them on a 2-core machine starve the encoders (whose late,
+/// bursty output is then what the players get to see).
+fn one_browser_test_at_a_time() -> MutexGuard<'static, ()> {
+    static BROWSERS: Mutex<()> = Mutex::new(());
+    BROWSERS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 #[test]
 fn chromium_with_hls_js_plays_the_demo_stream() {
+    let _alone = one_browser_test_at_a_time();
     let server = Server::start(&[(
         "demo",
         "title = \"demo\"\ninputs = [{ url = \"fake://fake\" }]\n",
@@ -93,6 +105,7 @@ fn play_args(server: &Server, path: &str, player: &str, seconds: u32, switch: bo
 
 #[test]
 fn players_switch_renditions_of_a_transcoded_ladder() {
+    let _alone = one_browser_test_at_a_time();
     let server = Server::start(&[(
         "ladder",
         "inputs = [{ url = \"fake://fake\" }]\n[transcoder]\nhw = \"cpu\"\npreset = \"ultrafast\"\n\
@@ -135,6 +148,7 @@ fn udp_stream(name: &str, size: (u32, u32)) -> (Server, u16, Proc) {
 
 #[test]
 fn a_udp_pass_through_stream_plays_as_ts_fmp4_and_dash() {
+    let _alone = one_browser_test_at_a_time();
     let (server, _port, _feeder) = udp_stream("udp", (320, 240));
     for path in ["/udp/index.m3u8", "/udp/index.fmp4.m3u8", "/udp/index.mpd"] {
         let out = ffmpeg_decode(&server.url(path), 4, 60);
@@ -153,6 +167,7 @@ fn a_udp_pass_through_stream_plays_as_ts_fmp4_and_dash() {
 /// segment (`EXT-X-MAP`), DASH a new Period, and players already watching go on across it.
 #[test]
 fn players_keep_playing_when_the_source_changes_resolution() {
+    let _alone = one_browser_test_at_a_time();
     let (server, port, before) = udp_stream("change", (320, 240));
     let init0 = get(&server.url("/change/tracks-v1/init.mp4")).body;
     // Players start on the 320x240 picture and must still be playing well after the change.
@@ -185,6 +200,25 @@ fn players_keep_playing_when_the_source_changes_resolution() {
         // init.mp4 still names the first picture's init while the playlist lists it.
         assert_eq!(get(&server.url("/change/tracks-v1/init.mp4")).body, init0);
         assert_ne!(get(&server.url("/change/tracks-v1/init-1.mp4")).body, init0);
+        // No segment mixes the two pictures: the new parameter sets cut a segment at once
+        // (a player sets its decoder up per segment).
+        let live = Playlist::parse(&get(&server.url("/change/mono.m3u8")).text());
+        for (_, uri, _) in &live.segments {
+            let sizes: std::collections::BTreeSet<String> = ffprobe_csv(
+                &server.url(&format!("/change/{uri}")),
+                &[
+                    "-select_streams",
+                    "v",
+                    "-show_entries",
+                    "frame=width,height",
+                ],
+            )
+            .lines()
+            .map(|l| l.trim_end_matches(',').to_owned())
+            .filter(|l| !l.is_empty())
+            .collect();
+            assert_eq!(sizes.len(), 1, "{uri} has pictures of sizes {sizes:?}");
+        }
         players
             .into_iter()
             .map(|p| p.join().unwrap())

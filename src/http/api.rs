@@ -162,6 +162,7 @@ fn stream_json(state: &AppState, h: &crate::stream::StreamHandle) -> serde_json:
             "bytes_out": StreamCounters::get(&c.bytes_out),
             "retry_count": StreamCounters::get(&c.retries),
             "broken_audio_frames": StreamCounters::get(&c.broken_audio_frames),
+            "broken_pes": StreamCounters::get(&c.broken_pes),
             "online_clients": h.sessions.active(now, state.session_timeout_ms),
             "start_running_at": started,
             "lifetime": if started > 0 { crate::media::utc::now_ms().saturating_sub(started) } else { 0 },

@@ -16,6 +16,7 @@ mod media;
 mod pipeline;
 pub mod publish;
 pub mod rtmp;
+mod splice;
 
 pub use backoff::Backoff;
 pub use publish::PublishSlots;
@@ -107,6 +108,11 @@ impl InputMeter {
         self.counters
             .broken_audio_frames
             .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// One source PES cut short was dropped before the demuxer.
+    fn count_broken_pes(&self) {
+        self.counters.broken_pes.fetch_add(1, Ordering::Relaxed);
     }
 
     fn add(&self, bytes: u64) {

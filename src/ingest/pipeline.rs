@@ -316,6 +316,7 @@ impl Demux<'_> {
         }
         if let Some(bin) = parsebin.downcast_ref::<gst::Bin>() {
             super::adts::repair_demuxed_aac(bin, self.meter.clone());
+            super::splice::guard_demuxer_input(bin, self.meter.clone());
         }
         let pipeline_weak = self.pipeline.downgrade();
         let outputs = self.outputs.clone();

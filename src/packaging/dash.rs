@@ -4,7 +4,9 @@
 //! and durations, so the timeline and the media agree exactly. Rendered per request because
 //! `publishTime` and the `UTCTiming` URL (the request's host) change; pure text work.
 
-use super::snapshot::{FragmentEntry, InitSegment, Snapshot, TrackSnapshot, init_name};
+use super::snapshot::{
+    FragmentEntry, InitSegment, Snapshot, TrackSnapshot, consecutive_tail, init_name,
+};
 use crate::media::VideoInfo;
 use crate::media::utc::Civil;
 use std::collections::BTreeSet;
@@ -46,14 +48,16 @@ pub fn mpd(snap: &Snapshot, now_ms: u64, utc_timing_url: &str) -> Option<String>
         .iter()
         .filter(|f| common.contains(&f.sequence))
         .collect();
-    let timeline = contiguous_tail(&listed);
+    let timeline = consecutive_tail(&listed, |f| f.sequence).to_vec();
     if timeline.is_empty() {
         return None;
     }
     let audio_info = snap.media().and_then(|m| m.audio.as_ref());
     let audio: Vec<&Arc<FragmentEntry>> = match (&snap.audio, audio_info) {
         (Some(track), Some(_)) if track.init.is_some() => {
-            contiguous_tail(&track.live.iter().collect::<Vec<_>>())
+            consecutive_tail(&track.live, |f| f.sequence)
+                .iter()
+                .collect()
         }
         _ => Vec::new(),
     };
@@ -276,16 +280,6 @@ fn render_period(
         out.push_str("    </AdaptationSet>\n");
     }
     out.push_str("  </Period>\n");
-}
-
-/// The newest run of consecutive sequence numbers: `$Number$` counts one per `S`, so a hole
-/// in the numbers cannot be described in one timeline.
-fn contiguous_tail<'a>(frags: &[&'a Arc<FragmentEntry>]) -> Vec<&'a Arc<FragmentEntry>> {
-    let mut start = frags.len().saturating_sub(1);
-    while start > 0 && frags[start - 1].sequence + 1 == frags[start].sequence {
-        start -= 1;
-    }
-    frags.get(start..).map(<[_]>::to_vec).unwrap_or_default()
 }
 
 /// `SegmentTemplate` with its timeline; `t` is written whenever a fragment does not start
@@ -521,7 +515,7 @@ mod tests {
             "<S t=\"0\" d=\"180000\" r=\"1\"/>\n          <S t=\"900000\" d=\"90000\"/>\n          <S d=\"180000\"/>"
         ), "{out}");
         let holes = [frag(1, 0, 1, 1), frag(3, 2, 1, 1), frag(4, 3, 1, 1)];
-        let tail = contiguous_tail(&holes.iter().collect::<Vec<_>>());
+        let tail = consecutive_tail(&holes, |f| f.sequence);
         assert_eq!(tail.iter().map(|f| f.sequence).collect::<Vec<_>>(), [3, 4]);
     }
 

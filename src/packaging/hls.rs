@@ -17,7 +17,7 @@ pub fn media_playlist(segments: &[Arc<Segment>], target_ms: u32, discontinuity_s
     let mut out = String::with_capacity(128 + segments.len() * 96);
     media_header(&mut out, longest, target_ms, first_seq, discontinuity_seq);
     for (i, seg) in segments.iter().enumerate() {
-        if i > 0 && seg.discontinuity {
+        if seg.discontinuity {
             out.push_str("#EXT-X-DISCONTINUITY\n");
         }
         if i == 0 || seg.discontinuity {
@@ -217,7 +217,7 @@ pub fn fmp4_playlist(
     );
     let mut map = None;
     for (i, f) in fragments.iter().enumerate() {
-        if i > 0 && f.discontinuity {
+        if f.discontinuity {
             out.push_str("#EXT-X-DISCONTINUITY\n");
         }
         // A new init segment (new codec configuration) applies from this fragment on.
@@ -278,6 +278,8 @@ mod tests {
         );
     }
 
+    /// A tag stays in front of the first segment until that segment leaves the window (and
+    /// the discontinuity sequence counts it): every segment keeps its discontinuity number.
     #[test]
     fn discontinuity_and_long_segments() {
         let t0 = 1_647_936_397_000;
@@ -293,6 +295,7 @@ mod tests {
              #EXT-X-VERSION:3\n\
              #EXT-X-MEDIA-SEQUENCE:7\n\
              #EXT-X-DISCONTINUITY-SEQUENCE:4\n\
+             #EXT-X-DISCONTINUITY\n\
              #EXT-X-PROGRAM-DATE-TIME:2022-03-22T08:06:37.000Z\n\
              #EXTINF:2.000,\n\
              2022/03/22/08/06/37-02000.ts\n\

@@ -15,6 +15,7 @@ mod window;
 pub use ladder::LadderSegmenter;
 pub use segmenter::Segmenter;
 pub use snapshot::{
-    FragmentEntry, InitSegment, RenditionSnapshot, Snapshot, TrackSnapshot, init_name,
+    FragmentEntry, InitSegment, RenditionSnapshot, Snapshot, TrackSnapshot, consecutive_tail,
+    init_name,
 };
 pub use window::Window;

@@ -1,5 +1,6 @@
 //! Cuts the muxed chunk flow into keyframe-aligned segments and gives each its wall-clock start.
 
+use super::fmp4::{self, AvcConfig};
 use crate::media::{Chunk, Segment};
 use bytes::BytesMut;
 use std::time::Duration;
@@ -49,6 +50,10 @@ pub struct Segmenter {
     /// A run ended (timestamp jump or [`Segmenter::break_run`]) since [`Segmenter::take_break`]
     /// was last called.
     broke: bool,
+    /// H.264 parameter sets of the last keyframe seen. A keyframe with other ones (an encoder
+    /// restarted at another size) cuts the segment at once: players set up their decoder per
+    /// segment and cannot decode the old pictures with the new configuration or the reverse.
+    params: Option<AvcConfig>,
 }
 
 impl Segmenter {
@@ -65,6 +70,7 @@ impl Segmenter {
             discarded_chunks: 0,
             last_cut: None,
             broke: false,
+            params: None,
         }
     }
 
@@ -94,10 +100,13 @@ impl Segmenter {
             }
             self.last_pts = Some(pts);
         }
+        let reconfigured = chunk.keyframe && self.reconfigured_by(chunk);
         match (&mut self.building, chunk.pts) {
             (Some(b), Some(pts)) if chunk.keyframe => {
                 let elapsed = pts.saturating_sub(b.start_pts);
-                if elapsed.as_nanos() * 100 >= self.target.as_nanos() * CUT_AT_PERCENT {
+                if reconfigured && !elapsed.is_zero()
+                    || elapsed.as_nanos() * 100 >= self.target.as_nanos() * CUT_AT_PERCENT
+                {
                     let done = self.finish(pts);
                     self.open(pts, now_ms, &chunk.data);
                     return done;
@@ -119,6 +128,17 @@ impl Segmenter {
             (None, _) => self.discarded_chunks += 1,
         }
         closed
+    }
+
+    /// Notes the parameter sets of keyframe `chunk`; true when they differ from the last ones.
+    /// A chunk whose parameter sets cannot be read changes nothing.
+    fn reconfigured_by(&mut self, chunk: &Chunk) -> bool {
+        let Some(params) = fmp4::parameter_sets(&chunk.data) else {
+            return false;
+        };
+        let changed = self.params.as_ref().is_some_and(|old| *old != params);
+        self.params = Some(params);
+        changed
     }
 
     /// The source stopped or restarted: closes the open segment with an estimated end and makes
@@ -272,6 +292,44 @@ mod tests {
         assert_eq!(seg.break_run().map(|s| s.duration_ms), Some(40));
         let out = run(&mut seg, 0, 51, 50, 9_000); // wall clock stepped back
         assert_eq!(out[0].start_ms, 12_040);
+    }
+
+    /// A keyframe chunk of real `mpegtsmux` output; `level` rewrites the SPS's level_idc.
+    fn keyframe_with_level(ms: u64, level: Option<u8>) -> Chunk {
+        let mut data = include_bytes!("../../tests/fixtures/fmp4/seg0.ts").to_vec();
+        if let Some(level) = level {
+            let sps = data
+                .windows(5)
+                .position(|w| w == [0, 0, 0, 1, 0x67])
+                .expect("SPS in the fixture");
+            data[sps + 7] = level;
+        }
+        Chunk {
+            data: Bytes::from(data),
+            pts: Some(Duration::from_millis(ms)),
+            keyframe: true,
+            rendition: 0,
+        }
+    }
+
+    #[test]
+    fn new_parameter_sets_cut_at_once() {
+        let mut seg = Segmenter::new(Duration::from_secs(2));
+        assert!(seg.push(&keyframe_with_level(0, None), 0).is_none());
+        for i in 1..10 {
+            assert!(seg.push(&chunk(i * 40, false), i * 40).is_none());
+        }
+        // 0.4 s into the segment the encoder restarts at another level: cut there.
+        let cut = seg.push(&keyframe_with_level(400, Some(0x29)), 400);
+        assert_eq!(cut.map(|s| s.duration_ms), Some(400));
+        // The same new parameter sets again do not cut before the target.
+        assert!(
+            seg.push(&keyframe_with_level(800, Some(0x29)), 800)
+                .is_none()
+        );
+        // Back to the old ones: cut again.
+        let cut = seg.push(&keyframe_with_level(1200, None), 1200);
+        assert_eq!(cut.map(|s| s.duration_ms), Some(800));
     }
 
     #[test]

@@ -90,6 +90,17 @@ pub struct InitSegment {
     pub since_ms: u64,
 }
 
+/// The newest run of `items` whose sequence numbers follow one another: players number
+/// segments by position (HLS media sequence, DASH `$Number$`), so a hole in the numbers
+/// (a segment that could not be packaged) cannot be listed inside one playlist or timeline.
+pub fn consecutive_tail<T>(items: &[T], sequence: impl Fn(&T) -> u64) -> &[T] {
+    let mut start = items.len().saturating_sub(1);
+    while start > 0 && sequence(&items[start - 1]) + 1 == sequence(&items[start]) {
+        start -= 1;
+    }
+    items.get(start..).unwrap_or_default()
+}
+
 /// The name of a track's init segment version, relative to its playlist.
 pub fn init_name(version: u32) -> String {
     match version {

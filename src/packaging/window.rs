@@ -98,6 +98,17 @@ impl Window {
         self.discontinuity_sequence
     }
 
+    /// The discontinuity sequence of a playlist that starts at segment `sequence` of this
+    /// window: the tags before it (slid out, or on live segments before it) are counted.
+    pub fn discontinuities_before(&self, sequence: u64) -> u64 {
+        let live = self
+            .live
+            .iter()
+            .filter(|s| s.sequence < sequence && s.discontinuity)
+            .count();
+        self.discontinuity_sequence + live as u64
+    }
+
     /// Sequence of the oldest segment still served (live or retired).
     pub fn oldest_sequence(&self) -> Option<u64> {
         self.retired

@@ -25,6 +25,9 @@ pub struct StreamCounters {
     /// Source PES packets whose AAC ended in a cut-off or corrupt frame (dropped before the
     /// parser; see `ingest::adts`).
     pub broken_audio_frames: AtomicU64,
+    /// Source PES packets cut short (a continuity gap before the next PES start) that were
+    /// dropped before the demuxer (see `ingest::splice`).
+    pub broken_pes: AtomicU64,
     /// Segments produced.
     pub segments: AtomicU64,
     /// [`mono_ms`] of the last chunk from the source; 0 before any.

@@ -4,7 +4,9 @@
 
 use crate::media::{MediaInfo, Segment};
 use crate::packaging::fmp4::{self, AacConfig, AudioTrack, AvcConfig, Demuxed, VideoTrack};
-use crate::packaging::{FragmentEntry, InitSegment, RenditionSnapshot, TrackSnapshot, Window, hls};
+use crate::packaging::{
+    FragmentEntry, InitSegment, RenditionSnapshot, TrackSnapshot, Window, consecutive_tail, hls,
+};
 use std::collections::VecDeque;
 use std::sync::Arc;
 
@@ -57,9 +59,11 @@ impl FragmentTrack {
         }
     }
 
-    /// The reader's view: fragments of segments from `first_live` on are live.
-    fn snapshot(&self, first_live: Option<u64>, target_ms: u32, disc_seq: u64) -> TrackSnapshot {
-        let split = first_live.unwrap_or(u64::MAX);
+    /// The reader's view: fragments of the TS `window`'s live segments are live. The HLS
+    /// playlist lists those after the last hole (a segment that could not be remuxed), so
+    /// that every fragment keeps its media sequence number across playlist updates.
+    fn snapshot(&self, window: &Window) -> TrackSnapshot {
+        let split = window.first_live_sequence().unwrap_or(u64::MAX);
         let (retired, live): (Vec<_>, Vec<_>) = self
             .fragments
             .iter()
@@ -67,8 +71,11 @@ impl FragmentTrack {
             .partition(|f| f.sequence < split);
         let (peak_bitrate, average_bitrate) =
             hls::bitrates(live.iter().map(|f| (f.data.len() as u64, f.duration_ms)));
-        let playlist = (self.init.is_some() && !live.is_empty())
-            .then(|| hls::fmp4_playlist(&live, target_ms, disc_seq).into());
+        let listed = consecutive_tail(&live, |f| f.sequence);
+        let playlist = listed.first().filter(|_| self.init.is_some()).map(|first| {
+            let disc_seq = window.discontinuities_before(first.sequence);
+            hls::fmp4_playlist(listed, window.target_ms(), disc_seq).into()
+        });
         TrackSnapshot {
             init: self.init.clone(),
             live,
@@ -160,11 +167,7 @@ impl Rendition {
 
     pub(super) fn snapshot(&self) -> RenditionSnapshot {
         let mut r = self.window.rendition(self.media.as_ref());
-        r.video = self.track.snapshot(
-            self.window.first_live_sequence(),
-            self.window.target_ms(),
-            self.window.discontinuity_sequence(),
-        );
+        r.video = self.track.snapshot(&self.window);
         r
     }
 }
@@ -236,11 +239,7 @@ impl Audio {
     }
 
     pub(super) fn snapshot(&self, window: &Window) -> TrackSnapshot {
-        self.fragments.snapshot(
-            window.first_live_sequence(),
-            window.target_ms(),
-            window.discontinuity_sequence(),
-        )
+        self.fragments.snapshot(window)
     }
 }
 
@@ -255,6 +254,50 @@ mod tests {
         include_bytes!("../../tests/fixtures/fmp4/seg1.ts"),
         include_bytes!("../../tests/fixtures/fmp4/seg2.ts"),
     ];
+
+    /// Segment 5 could not be remuxed: the fMP4 playlist lists 6 and 7 only, with the media
+    /// sequence and discontinuity sequence numbers they have in the TS playlist.
+    #[test]
+    fn the_fmp4_playlist_starts_after_a_segment_without_fragment() {
+        let epoch = 1_795_305_600_000;
+        let mut r = Rendition::new(Window::new(6, 1000));
+        for sequence in 3..=7 {
+            let ts = SEGMENTS[0];
+            let seg = Segment {
+                sequence,
+                start_ms: epoch + sequence * 1000,
+                duration_ms: 1000,
+                discontinuity: sequence == 4 || sequence == 6,
+                data: Bytes::from_static(ts),
+            };
+            if sequence != 5 {
+                let demuxed = fmp4::demux(ts).unwrap();
+                r.add_fragment(&seg, &demuxed, epoch).unwrap();
+            }
+            r.window.push(Arc::new(seg), 0);
+        }
+        let snap = r.snapshot();
+        assert_eq!(
+            snap.video.live.len(),
+            4,
+            "fragments of 3, 4, 6, 7 are served"
+        );
+        let text = String::from_utf8(snap.video.playlist.clone().unwrap().to_vec()).unwrap();
+        assert!(text.contains("#EXT-X-MEDIA-SEQUENCE:6\n"), "{text}");
+        // segment 4's tag precedes the listed ones; 6 keeps its own, in front of it
+        assert!(text.contains("#EXT-X-DISCONTINUITY-SEQUENCE:1\n"), "{text}");
+        assert_eq!(text.matches("#EXT-X-DISCONTINUITY\n").count(), 1, "{text}");
+        assert_eq!(text.matches(".m4s").count(), 2, "{text}");
+        let ts = String::from_utf8(snap.media_playlist.clone().unwrap().to_vec()).unwrap();
+        let six = crate::media::segment_path(epoch + 6000, 1000);
+        let (before_six, _) = ts.split_once(six.as_str()).expect("segment 6 listed");
+        assert_eq!(
+            before_six.matches("#EXT-X-DISCONTINUITY\n").count(),
+            2,
+            "{ts}"
+        );
+        assert!(ts.contains("#EXT-X-MEDIA-SEQUENCE:3\n"), "{ts}");
+    }
 
     #[test]
     fn a_new_codec_configuration_gets_a_new_init_segment_version() {

@@ -265,6 +265,17 @@ fn agent() -> ureq::Agent {
         .into()
 }
 
+/// `/flussonic/api/v3/streams/NAME` with the viewer's credentials.
+pub fn stream_json(server: &Server, name: &str) -> serde_json::Value {
+    let json = request(
+        "GET",
+        &server.url(&format!("/flussonic/api/v3/streams/{name}")),
+        &[("Authorization", &format!("Basic {}", b64("viewer:pw")))],
+    );
+    assert_eq!(json.status, 200);
+    serde_json::from_slice(&json.body).unwrap()
+}
+
 pub fn get(url: &str) -> Reply {
     request("GET", url, &[])
 }

@@ -209,6 +209,11 @@ pub fn demux(ts: &[u8]) -> Result<Demuxed, Fmp4Error> {
     es::assemble(&streams)
 }
 
+/// The first SPS/PPS in `ts` (e.g. a keyframe chunk), if it has whole ones.
+pub fn parameter_sets(ts: &[u8]) -> Option<AvcConfig> {
+    demux(ts).ok()?.avc
+}
+
 /// `ftyp` + `moov` for one H.264 track (track_ID 1, timescale 90000, `avc1` + `avcC` from the
 /// config); `width`/`height` go to `tkhd` and the sample entry (clamped to 16 bits).
 pub fn video_init(avc: &AvcConfig, width: u32, height: u32) -> Vec<u8> {

@@ -88,11 +88,19 @@ impl VideoTrack {
         video: &[VideoSample],
     ) -> Result<Fragment, Fmp4Error> {
         let first = video.first().ok_or(Fmp4Error::NoSamples)?;
+        // Decode times as written: the source's, except that a DTS not after the previous one
+        // (a source hiccup) is moved one tick after it; the composition offsets below keep
+        // every picture's PTS.
+        let mut decode = Vec::with_capacity(video.len());
         let mut durations = Vec::with_capacity(video.len());
-        for (index, pair) in video.windows(2).enumerate() {
-            let delta = pair[1].dts.checked_sub(pair[0].dts).filter(|&d| d > 0);
-            let duration = delta.and_then(|d| u32::try_from(d).ok());
-            durations.push(duration.ok_or(Fmp4Error::BadTimestamps { index: index + 1 })?);
+        decode.push(first.dts);
+        for (index, s) in video.iter().enumerate().skip(1) {
+            let previous = decode[index - 1];
+            let dts = s.dts.max(previous + 1);
+            let duration =
+                u32::try_from(dts - previous).map_err(|_| Fmp4Error::BadTimestamps { index })?;
+            durations.push(duration);
+            decode.push(dts);
         }
         let last = durations
             .last()
@@ -106,8 +114,9 @@ impl VideoTrack {
                 .max(0);
         }
         let mut samples = Vec::with_capacity(video.len());
-        for (index, (s, &duration)) in video.iter().zip(&durations).enumerate() {
-            let cto = i64::try_from(i128::from(s.pts) - i128::from(s.dts)).ok();
+        for (index, ((s, &duration), &dts)) in video.iter().zip(&durations).zip(&decode).enumerate()
+        {
+            let cto = i64::try_from(i128::from(s.pts) - i128::from(dts)).ok();
             let cto = cto
                 .map(|c| c - self.composition_shift)
                 .and_then(|c| i32::try_from(c).ok());
@@ -353,9 +362,9 @@ mod tests {
             t.fragment(0, None, &[]),
             Err(Fmp4Error::NoSamples)
         ));
-        let back = [vs(100, 100, true), vs(50, 50, false)];
+        let far = [vs(100, 100, true), vs(100 + (1 << 32), 100, false)];
         assert!(matches!(
-            t.fragment(0, None, &back),
+            t.fragment(0, None, &far),
             Err(Fmp4Error::BadTimestamps { index: 1 })
         ));
         let cto = [vs(0, u64::MAX, true)];
@@ -365,6 +374,44 @@ mod tests {
         ));
         let neg = t.fragment(0, None, &[vs(7200, 3600, true)]).unwrap();
         assert_eq!(neg.samples, 1);
+    }
+
+    /// Composition offsets of the first `trun` in `fragment`.
+    fn trun_ctos(fragment: &[u8]) -> Vec<i32> {
+        let at = fragment
+            .windows(4)
+            .position(|w| w == b"trun")
+            .expect("a trun")
+            + 4;
+        let be = |i: usize| u32::from_be_bytes(fragment[i..i + 4].try_into().unwrap());
+        let flags = be(at) & 0xff_ffff;
+        let count = be(at + 4) as usize;
+        let mut entry = at + 8;
+        entry += 4 * usize::from(flags & 0x1 != 0) + 4 * usize::from(flags & 0x4 != 0);
+        let stride = 4 * (flags & 0xf00).count_ones() as usize;
+        assert_ne!(flags & 0x800, 0, "offsets present");
+        (0..count)
+            .map(|i| be(entry + i * stride + stride - 4) as i32)
+            .collect()
+    }
+
+    #[test]
+    fn a_decode_time_going_back_is_moved_after_the_previous_keeping_the_pts() {
+        let mut t = VideoTrack::new();
+        // the third picture's DTS steps back 10 ms (a source hiccup)
+        let video = [
+            vs(9000, 9000, true),
+            vs(12_600, 12_600, false),
+            vs(11_700, 16_200, false),
+            vs(19_800, 19_800, false),
+        ];
+        let f = t.fragment(0, Some(0), &video).unwrap();
+        assert_eq!(f.samples, 4);
+        // decode times 9000, 12600, 12601, 19800: durations 3600, 1, 7199, last 7199
+        assert_eq!(f.duration, 3600 + 1 + 7199 + 7199);
+        let ctos = trun_ctos(&f.data);
+        // PTS − written DTS: 0, 0, 16200 − 12601, 0
+        assert_eq!(ctos, [0, 0, 3599, 0]);
     }
 
     #[test]
