@@ -1,11 +1,12 @@
-//! Packaging a TS segment as fMP4 (what the stream actor does once per segment per rendition)
-//! and rendering a live DASH manifest (once per MPD request).
+//! Packaging a TS segment as fMP4 (what the stream actor does once per segment per rendition),
+//! reading the parameter sets of a keyframe (once per keyframe) and rendering a live DASH
+//! manifest (once per MPD request).
 //! Run: `cargo bench --bench fmp4_remux`.
 
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use headwater::media::{AudioInfo, MediaInfo, VideoInfo};
-use headwater::packaging::fmp4::{AudioTrack, VideoTrack, demux};
+use headwater::packaging::fmp4::{AudioTrack, VideoTrack, demux, parameter_sets};
 use headwater::packaging::{
     FragmentEntry, InitSegment, RenditionSnapshot, Snapshot, TrackSnapshot, dash,
 };
@@ -101,6 +102,11 @@ fn bench(c: &mut Criterion) {
         });
     });
     group.finish();
+    // The segmenter reads the SPS/PPS of every keyframe chunk; a whole 1 s segment is an
+    // upper bound of one such chunk (PAT, PMT and one IDR picture).
+    c.bench_function("parameter sets of a 1 s TS segment", |b| {
+        b.iter(|| black_box(parameter_sets(black_box(SEGMENTS[0]))))
+    });
     let snap = snapshot(3, 6);
     let text = dash::mpd(&snap, 1_795_305_700_000, "http://h/time").unwrap();
     println!(
