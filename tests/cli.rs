@@ -121,39 +121,17 @@ fn file_input_loops_forever() {
     let dir = tempfile::tempdir().unwrap();
     let media = dir.path().join("clip.ts");
     // A 3 s clip: the stream must keep producing segments well past its end.
-    let out = run_with_timeout(
+    let out = gst_run(
         60,
-        "gst-launch-1.0",
-        &[
-            "-q",
-            "videotestsrc",
-            "num-buffers=75",
-            "pattern=ball",
-            "!",
-            "video/x-raw,format=I420,width=320,height=240,framerate=25/1",
-            "!",
-            "x264enc",
-            "speed-preset=ultrafast",
-            "key-int-max=25",
-            "!",
-            "h264parse",
-            "!",
-            "mpegtsmux",
-            "name=m",
-            "!",
-            "filesink",
-            &format!("location={}", media.display()),
-            "audiotestsrc",
-            "num-buffers=140",
-            "!",
-            "audio/x-raw,rate=48000,channels=2",
-            "!",
-            "avenc_aac",
-            "!",
-            "aacparse",
-            "!",
-            "m.",
-        ],
+        &format!(
+            "videotestsrc num-buffers=75 pattern=ball \
+             ! video/x-raw,format=I420,width=320,height=240,framerate=25/1 \
+             ! x264enc speed-preset=ultrafast key-int-max=25 ! h264parse ! mpegtsmux name=m \
+             ! filesink location={} \
+             audiotestsrc num-buffers=140 ! audio/x-raw,rate=48000,channels=2 ! avenc_aac \
+             ! aacparse ! m.",
+            media.display()
+        ),
     );
     assert!(
         out.status.success() && media.exists(),

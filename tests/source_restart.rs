@@ -101,30 +101,15 @@ fn a_picture_cut_short_by_the_source_is_dropped_and_counted() {
     const FRAMES: usize = 150;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("source.ts");
-    let made = run_with_timeout(
+    let made = gst_run(
         60,
-        "gst-launch-1.0",
-        &[
-            "-q",
-            "videotestsrc",
-            &format!("num-buffers={FRAMES}"),
-            "pattern=ball",
-            "!",
-            "video/x-raw,format=I420,width=320,height=240,framerate=25/1",
-            "!",
-            "x264enc",
-            "tune=zerolatency",
-            "speed-preset=ultrafast",
-            "bitrate=400",
-            "key-int-max=25",
-            "!",
-            "h264parse",
-            "!",
-            "mpegtsmux",
-            "!",
-            "filesink",
-            &format!("location={}", file.display()),
-        ],
+        &format!(
+            "videotestsrc num-buffers={FRAMES} pattern=ball \
+             ! video/x-raw,format=I420,width=320,height=240,framerate=25/1 \
+             ! x264enc tune=zerolatency speed-preset=ultrafast bitrate=400 key-int-max=25 \
+             ! h264parse ! mpegtsmux ! filesink location={}",
+            file.display()
+        ),
     );
     assert!(made.status.success(), "{made:?}");
     let ts = std::fs::read(&file).unwrap();

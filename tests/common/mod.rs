@@ -464,6 +464,14 @@ pub fn gst_launch(desc: &str) -> Proc {
     )
 }
 
+/// Runs a `gst-launch-1.0` description to its end (e.g. writing a test clip), with a hard
+/// timeout of `secs`.
+pub fn gst_run(secs: u64, desc: &str) -> Output {
+    let mut args = vec!["-q"];
+    args.extend(shell_words(desc));
+    run_with_timeout(secs, "gst-launch-1.0", &args)
+}
+
 /// gst-launch takes the description as separate words; none of ours need quoting.
 fn shell_words(desc: &str) -> Vec<&str> {
     desc.split_whitespace().collect()
