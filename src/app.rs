@@ -1,34 +1,33 @@
-//! Composition root: builds the stream actors, their ingest supervisors and the HTTP server
-//! from a [`Config`], owns every task in one `JoinSet`, and shuts down in order.
+//! Composition root: starts the control plane (which starts every stream from a [`Config`]
+//! and changes the set at run time), the HTTP server and the stats thread, owns their tasks
+//! in one `JoinSet`, and shuts down in order.
 //!
-//! Shutdown order: the token fires → HTTP stops accepting and endless bodies end → ingest
-//! pipelines go to `Null` → stream actors stop (DVR writers finish their queue and stop) →
-//! HTTP drains open connections (bounded) → the stats thread stops.
+//! Shutdown order: the token fires → HTTP stops accepting and endless bodies end → the
+//! control plane stops each stream: ingest pipelines go to `Null`, then its actor, then its
+//! DVR writers finish their queue → HTTP drains open connections (bounded) → the stats
+//! thread stops.
 
-use crate::config::Config;
-use crate::config::InputUrl;
-use crate::dvr::retention::Limits;
-use crate::dvr::{Archive, RecorderSettings, recorder};
+use crate::config::{Config, Overrides};
+use crate::control::{self, ControlPlane, LiveHandles};
 use crate::http::ApiAuth;
 use crate::http::{AppState, serve};
-use crate::ingest::dvb::{Tuners, run_tuner};
-use crate::ingest::{IngestSupervisor, PublishSlots};
-use crate::stats::{Exposition, StatsConfig, StatsHealth, StatsSources, StatsThread};
-use crate::stream::{DvbCards, Registry, StreamActor, StreamCounters};
+use crate::ingest::PublishSlots;
+use crate::stats::{Exposition, LiveSettings, StatsConfig, StatsHealth, StatsSources, StatsThread};
+use crate::stream::{DvbCards, Registry};
 use anyhow::Context;
+use arc_swap::ArcSwap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, info, info_span};
+use tracing::info;
 
 /// A running server.
 #[derive(Debug)]
 pub struct App {
+    /// The control plane (which owns every stream's parts) and the HTTP server.
     tasks: JoinSet<()>,
-    /// DVR writer threads; they end when their stream actors drop the queue.
-    recorders: Vec<std::thread::JoinHandle<()>>,
     /// Stopped after the tasks, so the last figures cover the shutdown.
     stats: Option<StatsThread>,
     shutdown: CancellationToken,
@@ -38,124 +37,60 @@ pub struct App {
 
 impl App {
     /// Binds the listener and starts every stream. Fails only on start-up problems.
-    pub async fn start(config: Config) -> anyhow::Result<App> {
+    pub async fn start(config: Config, overrides: Overrides) -> anyhow::Result<App> {
         crate::gst_util::init().context("initialising GStreamer")?;
         let shutdown = CancellationToken::new();
         let mut tasks = JoinSet::new();
-        let mut handles = Vec::new();
         let dvb = Arc::new(DvbCards::default());
-        let mut recorders = Vec::new();
-        // One tuner per card that some stream uses.
-        let used_cards: Vec<String> = config
-            .dvb
-            .keys()
-            .filter(|card| {
-                config.streams.iter().any(|s| {
-                    s.inputs
-                        .iter()
-                        .any(|i| matches!(&i.url, InputUrl::Dvb { card: c, .. } if c == *card))
-                })
-            })
-            .cloned()
-            .collect();
-        let tuners = Tuners::new(used_cards.iter().cloned());
-        let publish = PublishSlots::new(
-            config
-                .streams
-                .iter()
-                .filter(|s| s.inputs.iter().any(|i| matches!(i.url, InputUrl::Publish)))
-                .map(|s| (s.name.clone(), s.publish_key.clone())),
-        );
+        let registry = Registry::default();
+        let live = LiveHandles {
+            auth: Arc::new(ArcSwap::from_pointee(ApiAuth {
+                view: config.server.view_auth.clone(),
+                edit: config.server.edit_auth.clone(),
+            })),
+            stats: Arc::new(LiveSettings::new(
+                config.server.stats_interval_ms,
+                config.server.session_timeout_s * 1000,
+            )),
+        };
+        // Every DVB root a stream may record under is watched by the stats thread.
         let mut dvr_roots = vec![config.dvr.root.clone()];
-        for stream in &config.streams {
-            let counters = Arc::new(StreamCounters::default());
-            let renditions = stream.transcoder.as_ref().map_or(1, |t| t.video.0.len());
-            let mut dvr = Vec::with_capacity(renditions);
-            for index in 0..renditions {
-                let Some(settings) = stream.dvr.as_ref().filter(|d| d.records(index)) else {
-                    dvr.push(None);
-                    continue;
-                };
-                let root = settings
-                    .root
-                    .clone()
-                    .unwrap_or_else(|| config.dvr.root.clone());
-                if !dvr_roots.contains(&root) {
-                    dvr_roots.push(root.clone());
-                }
-                // The first rendition records in ROOT/NAME (as a pass-through stream does),
-                // the others beside it in ROOT/NAME/tracks-vNa1.
-                let (dir, name) = match index {
-                    0 => (root.clone(), stream.name.clone()),
-                    n => (root.join(&stream.name), format!("tracks-v{}a1", n + 1)),
-                };
-                let archive = Arc::new(
-                    Archive::open(&dir, &name)
-                        .with_context(|| format!("opening the archive of {}", stream.name))?,
-                );
-                let limits = Limits {
-                    expiration_ms: Some(
-                        settings.expiration.map_or(config.dvr.expiration_s, |s| s.0) * 1000,
-                    ),
-                    storage_limit: settings.storage_limit.map(|b| b.0),
-                };
-                let label = match index {
-                    0 => stream.name.clone(),
-                    n => format!("{}/tracks-v{}a1", stream.name, n + 1),
-                };
-                let (input, join) = recorder::start(
-                    &label,
-                    archive.clone(),
-                    RecorderSettings {
-                        limits,
-                        disk_usage_limit: config.dvr.disk_usage_limit,
-                    },
-                )
-                .context("starting a DVR writer thread")?;
-                recorders.push(join);
-                dvr.push(Some((archive, input)));
+        for root in config
+            .streams
+            .iter()
+            .filter_map(|s| s.dvr.as_ref()?.root.clone())
+        {
+            if !dvr_roots.contains(&root) {
+                dvr_roots.push(root);
             }
-            let (actor, handle, feed) = StreamActor::new(stream, counters.clone(), dvr);
-            handles.push(handle);
-            let span = info_span!("stream", stream = %stream.name);
-            tasks.spawn(actor.run(shutdown.clone()).instrument(span));
-            let supervisor = IngestSupervisor::new(
-                stream.clone(),
-                feed,
-                counters,
-                dvb.clone(),
-                &publish,
-                tuners.clone(),
-            );
-            tasks.spawn(supervisor.run(shutdown.clone()));
         }
-        for name in used_cards {
-            let card = config.dvb[&name].clone();
-            let fanout = tuners.fanout(&name).expect("registered above");
-            tasks.spawn(run_tuner(name, card, fanout, dvb.clone(), shutdown.clone()));
-        }
-        let listener = TcpListener::bind(config.server.listen)
+        let listen = config.server.listen;
+        let drain = Duration::from_millis(config.server.shutdown_drain_ms);
+        let streams = config.streams.len();
+        let (admin, inbox) = control::channel();
+        let publish = PublishSlots::default();
+        let control = ControlPlane::start(
+            config,
+            overrides,
+            registry.clone(),
+            publish.clone(),
+            dvb.clone(),
+            live.clone(),
+            inbox,
+            shutdown.clone(),
+        )
+        .await
+        .context("starting the streams")?;
+        tasks.spawn(control.run());
+        let listener = TcpListener::bind(listen)
             .await
-            .with_context(|| format!("binding HTTP listener on {}", config.server.listen))?;
+            .with_context(|| format!("binding HTTP listener on {listen}"))?;
         let local_addr = listener.local_addr()?;
-        if !publish.is_empty() {
-            let rtmp = TcpListener::bind(config.server.rtmp)
-                .await
-                .with_context(|| format!("binding the RTMP listener on {}", config.server.rtmp))?;
-            info!(rtmp = %rtmp.local_addr()?, "RTMP publish listener");
-            tasks.spawn(crate::ingest::rtmp::serve(
-                rtmp,
-                publish.clone(),
-                shutdown.clone(),
-            ));
-        }
-        let registry = Registry::new(handles);
         let exposition = Exposition::global();
         let health = Arc::new(StatsHealth::new(&dvr_roots));
         let stats = StatsThread::spawn(
             StatsConfig {
-                interval: Duration::from_millis(config.server.stats_interval_ms),
-                session_timeout: Duration::from_secs(config.server.session_timeout_s),
+                live: live.stats.clone(),
                 dvr_roots,
             },
             StatsSources {
@@ -170,23 +105,19 @@ impl App {
         let state = AppState {
             registry,
             shutdown: shutdown.clone(),
-            auth: ApiAuth {
-                view: config.server.view_auth.clone(),
-                edit: config.server.edit_auth.clone(),
-            },
+            auth: live.auth,
             exposition,
             health,
             mp4: Arc::new(crate::gst_util::GstMp4Export),
-            publishing: Arc::new(publish.clone()),
-            session_timeout_ms: config.server.session_timeout_s * 1000,
+            publishing: Arc::new(publish),
+            live: live.stats,
             dvb: dvb.clone(),
+            admin,
         };
-        let drain = Duration::from_millis(config.server.shutdown_drain_ms);
         tasks.spawn(serve(listener, state, drain));
-        info!(%local_addr, streams = config.streams.len(), "headwater started");
+        info!(%local_addr, streams, "headwater started");
         Ok(App {
             tasks,
-            recorders,
             stats: Some(stats),
             shutdown,
             local_addr,
@@ -208,14 +139,6 @@ impl App {
                 tracing::error!(error = %e, "a task panicked");
             }
         }
-        let recorders = std::mem::take(&mut self.recorders);
-        tokio::task::spawn_blocking(move || {
-            for r in recorders {
-                let _ = r.join();
-            }
-        })
-        .await
-        .ok();
         if let Some(stats) = self.stats.take() {
             tokio::task::spawn_blocking(move || stats.stop()).await.ok();
         }

@@ -12,6 +12,7 @@
 
 pub mod app;
 pub mod config;
+pub mod control;
 pub mod dvr;
 pub mod gst_util;
 pub mod http;

@@ -74,7 +74,7 @@ fn main() -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async {
-        let app = App::start(config).await?;
+        let app = App::start(config, overrides).await?;
         let token = app.shutdown_token();
         let signals = async {
             let mut term =

@@ -16,7 +16,7 @@ pub enum DvbHw {
 }
 
 /// One card, as configured.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DvbCard {
     #[serde(default)]

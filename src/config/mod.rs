@@ -5,6 +5,7 @@
 mod auth;
 mod dvb;
 mod input;
+mod keys;
 mod stream;
 pub mod transcoder;
 
@@ -37,9 +38,68 @@ pub enum ConfigError {
         message: String,
         /// The offending line, so the key is always named.
         source_line: String,
+        /// The key it concerns, as `inputs[0].url`; `None` when no single key is at fault.
+        key: Option<String>,
     },
     #[error("{file}: {message}")]
-    File { file: PathBuf, message: String },
+    File {
+        file: PathBuf,
+        message: String,
+        /// The key it concerns, when one is.
+        key: Option<String>,
+    },
+}
+
+/// One mistake as the API reports it: `{path, line, column, message}`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FieldError {
+    /// The key, as `inputs[0].url`; `null` for the document as a whole.
+    pub path: Option<String>,
+    /// 1-based position in the text that was parsed; `null` when it has no single place.
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    pub message: String,
+}
+
+impl ConfigError {
+    /// A whole-file mistake that concerns `key`.
+    fn file(file: &Path, key: Option<&str>, message: String) -> Self {
+        ConfigError::File {
+            file: file.to_owned(),
+            message,
+            key: key.map(str::to_owned),
+        }
+    }
+
+    /// The mistake without the file name, for API answers.
+    pub fn field_error(&self) -> FieldError {
+        match self {
+            ConfigError::Read { source, .. } => FieldError {
+                path: None,
+                line: None,
+                column: None,
+                message: format!("cannot read: {source}"),
+            },
+            ConfigError::Invalid {
+                line,
+                column,
+                message,
+                key,
+                ..
+            } => FieldError {
+                path: key.clone(),
+                line: Some(*line),
+                column: Some(*column),
+                message: message.clone(),
+            },
+            ConfigError::File { message, key, .. } => FieldError {
+                path: key.clone(),
+                line: None,
+                column: None,
+                message: message.clone(),
+            },
+        }
+    }
 }
 
 /// The whole validated configuration.
@@ -50,6 +110,23 @@ pub struct Config {
     pub streams: Vec<StreamConfig>,
     /// DVB cards by name (`dvb://NAME?program=N` inputs refer to them).
     pub dvb: std::collections::BTreeMap<String, DvbCard>,
+    /// Each stream file's text, by stream name (what the API shows and updates).
+    pub texts: std::collections::BTreeMap<String, String>,
+    /// `[defaults]` that stream files may override.
+    pub defaults: Defaults,
+    /// Where it was read from (reloads and API writes go back there).
+    pub paths: ConfigPaths,
+}
+
+/// Where the configuration lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigPaths {
+    /// The server file.
+    pub file: PathBuf,
+    /// One `NAME.toml` per stream.
+    pub streams_dir: PathBuf,
+    /// The server file's folder: relative paths in the files are relative to it.
+    pub base: PathBuf,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -127,7 +204,7 @@ impl Default for ServerSection {
 }
 
 /// Stream defaults that a stream file may override.
-#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Defaults {
     #[serde(default)]
@@ -159,7 +236,7 @@ impl Default for DvrSection {
 }
 
 /// Server-wide settings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Read-only API credentials; never logged.
@@ -176,7 +253,7 @@ pub struct ServerConfig {
 }
 
 /// Server-wide archive settings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DvrConfig {
     /// Default root (absolute, clean); streams record under `ROOT/NAME`.
     pub root: PathBuf,
@@ -228,11 +305,35 @@ impl Overrides {
 }
 
 impl Config {
-    /// Loads the server file, then every `*.toml` in the streams directory.
+    /// Loads the server file, then every `*.toml` in the streams directory; any mistake
+    /// refuses the whole configuration (start-up and `check-config`).
     pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let mut config = Config::load_server(path, overrides)?;
+        let (files, mut errors) = config.scan_streams()?;
+        if !errors.is_empty() {
+            return Err(errors.swap_remove(0).1);
+        }
+        for f in files {
+            config.texts.insert(f.config.name.clone(), f.text);
+            config.streams.push(f.config);
+        }
+        Ok(config)
+    }
+
+    /// Reads and validates the server file alone (`streams` left empty).
+    pub fn load_server(path: &Path, overrides: &Overrides) -> Result<Config, ConfigError> {
         let text = read(path)?;
-        let file: ServerFile = parse(path, &text)?;
-        let base = path.parent().unwrap_or(Path::new("."));
+        Config::parse_server(path, &text, overrides)
+    }
+
+    /// Validates the text of a server file read from `path` (the API's validation too).
+    pub fn parse_server(
+        path: &Path,
+        text: &str,
+        overrides: &Overrides,
+    ) -> Result<Config, ConfigError> {
+        let file: ServerFile = parse(path, text)?;
+        let base = path.parent().unwrap_or(Path::new(".")).to_owned();
         let streams_dir = overrides
             .streams_dir
             .clone()
@@ -247,11 +348,9 @@ impl Config {
             value
                 .as_deref()
                 .map(|v| {
-                    v.parse::<Credentials>()
-                        .map_err(|message| ConfigError::File {
-                            file: PathBuf::from(format!("${var}")),
-                            message,
-                        })
+                    v.parse::<Credentials>().map_err(|message| {
+                        ConfigError::file(Path::new(&format!("${var}")), None, message)
+                    })
                 })
                 .transpose()
         };
@@ -267,63 +366,41 @@ impl Config {
             session_timeout_s: file.stats.session_timeout,
         };
         if !(200..=60_000).contains(&server.stats_interval_ms) {
-            return Err(ConfigError::File {
-                file: path.to_owned(),
-                message: format!(
+            return Err(ConfigError::file(
+                path,
+                Some("stats.interval"),
+                format!(
                     "[stats] interval must be 200..=60000 ms, got {}",
                     server.stats_interval_ms
                 ),
-            });
+            ));
         }
         if !(1..=3600).contains(&server.session_timeout_s) {
-            return Err(ConfigError::File {
-                file: path.to_owned(),
-                message: format!(
+            return Err(ConfigError::file(
+                path,
+                Some("stats.session_timeout"),
+                format!(
                     "[stats] session_timeout must be 1..=3600 s, got {}",
                     server.session_timeout_s
                 ),
-            });
+            ));
         }
         if let Some(limit) = file.dvr.disk_usage_limit
             && !(1.0..=100.0).contains(&limit)
         {
-            return Err(ConfigError::File {
-                file: path.to_owned(),
-                message: format!(
-                    "[dvr] disk_usage_limit must be a percentage 1..=100, got {limit}"
-                ),
-            });
-        }
-        let mut streams = load_streams(&streams_dir, file.defaults)?;
-        // A stream's relative DVR root is relative to the config file, like the global one.
-        for s in &mut streams {
-            if let Some(d) = &mut s.dvr
-                && let Some(r) = &d.root
-            {
-                d.root = Some(clean_path(&base.join(r)));
-            }
+            return Err(ConfigError::file(
+                path,
+                Some("dvr.disk_usage_limit"),
+                format!("[dvr] disk_usage_limit must be a percentage 1..=100, got {limit}"),
+            ));
         }
         for (name, card) in &file.dvb {
             if card.hw == DvbHw::Udp && card.device.is_none() {
-                return Err(ConfigError::File {
-                    file: path.to_owned(),
-                    message: format!("[dvb.{name}] hw = \"udp\" needs device = \"ADDR:PORT\""),
-                });
-            }
-        }
-        for s in &streams {
-            for input in &s.inputs {
-                if let InputUrl::Dvb { card, .. } = &input.url
-                    && !file.dvb.contains_key(card)
-                {
-                    return Err(ConfigError::File {
-                        file: streams_dir.join(format!("{}.toml", s.name)),
-                        message: format!(
-                            "input dvb://{card}: no [dvb.{card}] card in {}",
-                            path.display()
-                        ),
-                    });
-                }
+                return Err(ConfigError::file(
+                    path,
+                    Some(&format!("dvb.{name}.device")),
+                    format!("[dvb.{name}] hw = \"udp\" needs device = \"ADDR:PORT\""),
+                ));
             }
         }
         Ok(Config {
@@ -334,38 +411,112 @@ impl Config {
                 expiration_s: file.dvr.expiration.0,
                 disk_usage_limit: file.dvr.disk_usage_limit,
             },
-            streams,
+            streams: Vec::new(),
+            texts: std::collections::BTreeMap::new(),
+            defaults: file.defaults,
+            paths: ConfigPaths {
+                file: path.to_owned(),
+                streams_dir,
+                base,
+            },
         })
     }
-}
 
-fn load_streams(dir: &Path, defaults: Defaults) -> Result<Vec<StreamConfig>, ConfigError> {
-    let entries = std::fs::read_dir(dir).map_err(|source| ConfigError::Read {
-        file: dir.to_owned(),
-        source,
-    })?;
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-        .collect();
-    files.sort();
-    files
-        .iter()
-        .map(|path| {
-            let name = path
+    /// Reads every `*.toml` of the streams directory: the valid streams, and each invalid
+    /// file with its mistake (and the stream name, when the file name is a valid one).
+    /// Fails only when the directory itself cannot be read.
+    pub fn scan_streams(&self) -> Result<(Vec<StreamFile>, Vec<InvalidFile>), ConfigError> {
+        let dir = &self.paths.streams_dir;
+        let entries = std::fs::read_dir(dir).map_err(|source| ConfigError::Read {
+            file: dir.to_owned(),
+            source,
+        })?;
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+            .collect();
+        files.sort();
+        let mut streams = Vec::new();
+        let mut errors = Vec::new();
+        for path in files {
+            let Some(name) = path
                 .file_stem()
                 .and_then(|s| s.to_str())
                 .filter(|n| valid_stream_name(n))
-                .ok_or_else(|| ConfigError::File {
-                    file: path.clone(),
-                    message: "stream file names must be NAME.toml with NAME of letters, digits, `_` and `-`".into(),
-                })?;
-            let text = read(path)?;
-            StreamConfig::parse(name, &text, defaults).map_err(|e| locate(path, &text, &e))
-        })
-        .collect()
+            else {
+                let message =
+                    "stream file names must be NAME.toml with NAME of letters, digits, `_` and `-`";
+                errors.push((None, ConfigError::file(&path, None, message.into())));
+                continue;
+            };
+            let result = read(&path).and_then(|text| {
+                let config = self.stream_from_text(name, &text, &path)?;
+                Ok(StreamFile { config, text })
+            });
+            match result {
+                Ok(s) => streams.push(s),
+                Err(e) => errors.push((Some(name.to_owned()), e)),
+            }
+        }
+        Ok((streams, errors))
+    }
+
+    /// The file of stream `name`.
+    pub fn stream_file(&self, name: &str) -> PathBuf {
+        self.paths.streams_dir.join(format!("{name}.toml"))
+    }
+
+    /// The one validation of a stream definition, for files, reloads and the API alike:
+    /// `text` is the TOML of stream `name`, reported as `file` in errors.
+    pub fn stream_from_text(
+        &self,
+        name: &str,
+        text: &str,
+        file: &Path,
+    ) -> Result<StreamConfig, ConfigError> {
+        if !valid_stream_name(name) {
+            return Err(ConfigError::file(
+                file,
+                Some("name"),
+                format!("invalid stream name {name:?}: use 1 to 128 letters, digits, `_` and `-`"),
+            ));
+        }
+        let mut stream =
+            StreamConfig::parse(name, text, self.defaults).map_err(|e| locate(file, text, &e))?;
+        // A stream's relative DVR root is relative to the config file, like the global one.
+        if let Some(d) = &mut stream.dvr
+            && let Some(r) = &d.root
+        {
+            d.root = Some(clean_path(&self.paths.base.join(r)));
+        }
+        for (i, input) in stream.inputs.iter().enumerate() {
+            if let InputUrl::Dvb { card, .. } = &input.url
+                && !self.dvb.contains_key(card)
+            {
+                return Err(ConfigError::file(
+                    file,
+                    Some(&format!("inputs[{i}].url")),
+                    format!(
+                        "input dvb://{card}: no [dvb.{card}] card in {}",
+                        self.paths.file.display()
+                    ),
+                ));
+            }
+        }
+        Ok(stream)
+    }
 }
+
+/// A valid stream file: the definition and the text it was read from.
+#[derive(Debug, Clone)]
+pub struct StreamFile {
+    pub config: StreamConfig,
+    pub text: String,
+}
+
+/// A stream file that failed validation: its stream name (when the file name is one) and why.
+pub type InvalidFile = (Option<String>, ConfigError);
 
 /// Absolute and without `.`/`..` parts (lexically: the root may not exist yet), so logs and
 /// metric labels show one spelling of each path.
@@ -416,6 +567,7 @@ fn locate(path: &Path, text: &str, err: &toml::de::Error) -> ConfigError {
         column,
         message: err.message().trim().to_owned(),
         source_line,
+        key: err.span().and_then(|s| keys::path_at(text, s.start)),
     }
 }
 

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use std::time::Duration;
 
 /// A validated stream definition.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StreamConfig {
     /// From the file name; letters, digits, `_` and `-`.
     pub name: String,
@@ -24,7 +24,7 @@ pub struct StreamConfig {
 }
 
 /// A stream's `[dvr]` table (Flussonic's keys).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StreamDvr {
     /// Archive root; the server's `[dvr] root` when absent.
@@ -116,7 +116,7 @@ fn with_suffix(s: &str, units: &[(char, u64)]) -> Option<u64> {
 }
 
 /// One source of a stream.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Input {
     pub url: InputUrl,

@@ -7,9 +7,9 @@ use super::index::Entry;
 use super::retention::{self, Disk, Limits};
 use super::{Archive, store};
 use crate::media::Segment;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 use tracing::{error, info, warn};
@@ -21,7 +21,7 @@ const QUEUE: usize = 16;
 const RETENTION_EVERY: Duration = Duration::from_secs(5);
 
 /// Retention settings of one stream.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RecorderSettings {
     pub limits: Limits,
     /// Filesystem usage (%) above which the oldest segments are deleted.
@@ -33,9 +33,17 @@ pub struct RecorderSettings {
 pub struct RecorderInput {
     tx: SyncSender<Arc<Segment>>,
     archive: Arc<Archive>,
+    /// Retention settings in force; replaced at run time by a configuration change, read by
+    /// the writer at each retention pass.
+    settings: Arc<Mutex<RecorderSettings>>,
 }
 
 impl RecorderInput {
+    /// Applies new retention settings from the next retention pass on (no restart).
+    pub fn set_settings(&self, settings: RecorderSettings) {
+        *self.settings.lock().unwrap_or_else(PoisonError::into_inner) = settings;
+    }
+
     pub fn offer(&self, segment: &Arc<Segment>) {
         match self.tx.try_send(segment.clone()) {
             Ok(()) => {}
@@ -67,14 +75,24 @@ pub fn start(
 ) -> std::io::Result<(RecorderInput, JoinHandle<()>)> {
     let (tx, rx) = sync_channel(QUEUE);
     let writer_archive = archive.clone();
+    let settings = Arc::new(Mutex::new(settings));
+    let writer_settings = settings.clone();
     let span = tracing::info_span!("dvr", stream = %name);
     let join = std::thread::Builder::new()
         .name(format!("dvr-{name}"))
-        .spawn(move || span.in_scope(|| run(&writer_archive, settings, &rx)))?;
-    Ok((RecorderInput { tx, archive }, join))
+        .spawn(move || span.in_scope(|| run(&writer_archive, &writer_settings, &rx)))?;
+    Ok((
+        RecorderInput {
+            tx,
+            archive,
+            settings,
+        },
+        join,
+    ))
 }
 
-fn run(archive: &Archive, settings: RecorderSettings, rx: &Receiver<Arc<Segment>>) {
+fn run(archive: &Archive, settings: &Mutex<RecorderSettings>, rx: &Receiver<Arc<Segment>>) {
+    let settings = || *settings.lock().unwrap_or_else(PoisonError::into_inner);
     // The first segment of this run follows whatever was recorded before: a break.
     let mut first = true;
     loop {
@@ -83,9 +101,9 @@ fn run(archive: &Archive, settings: RecorderSettings, rx: &Receiver<Arc<Segment>
                 let resumed = first && !archive.read().is_empty();
                 first = false;
                 write(archive, &segment, resumed);
-                apply_retention(archive, settings);
+                apply_retention(archive, settings());
             }
-            Err(RecvTimeoutError::Timeout) => apply_retention(archive, settings),
+            Err(RecvTimeoutError::Timeout) => apply_retention(archive, settings()),
             Err(RecvTimeoutError::Disconnected) => break,
         }
     }

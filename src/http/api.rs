@@ -18,9 +18,10 @@ pub(super) fn serve(
     state: &AppState,
     api: ApiRoute,
     headers: &HeaderMap,
+    query: Option<&str>,
 ) -> Result<Response<Body>, HttpError> {
     let authorization = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
-    if let Err(failure) = state.auth.check(authorization) {
+    if let Err(failure) = state.auth.load().check(authorization) {
         metrics::counter!(names::AUTH_FAILURES, "reason" => failure.label()).increment(1);
         debug!(reason = failure.label(), "API request refused");
         return Err(HttpError::Unauthorized);
@@ -65,22 +66,35 @@ pub(super) fn serve(
                 .expect("static headers are valid"))
         }
         ApiRoute::Streams => {
-            let streams: Vec<serde_json::Value> = state
+            let list = ListQuery::parse(query)?;
+            let matching: Vec<_> = state
                 .registry
                 .iter()
+                .filter(|h| list.q.as_ref().is_none_or(|q| h.name.contains(q.as_str())))
+                .collect();
+            let after_cursor = matching
+                .iter()
+                .filter(|h| list.cursor.as_ref().is_none_or(|c| *h.name > **c));
+            let page: Vec<_> = after_cursor.take(list.limit + 1).collect();
+            // The cursor of the next page is the last name of this one (names are unique
+            // and listed in order, so a page never repeats or skips a stream).
+            let next = (page.len() > list.limit).then(|| page[list.limit - 1].name.to_string());
+            let streams: Vec<serde_json::Value> = page
+                .into_iter()
+                .take(list.limit)
                 .map(|h| stream_json(state, h))
                 .collect();
-            let count = streams.len();
-            Ok(json_response(
-                &json!({ "streams": streams, "estimated_count": count }),
-            ))
+            Ok(json_response(&json!({
+                "streams": streams, "next": next, "estimated_count": matching.len(),
+            })))
         }
+        ApiRoute::StreamRestart(_) | ApiRoute::ConfigValidate => Err(HttpError::MethodNotAllowed),
         ApiRoute::Stream(name) => {
             let handle = state
                 .registry
                 .get(&name)
                 .ok_or(HttpError::NotFound("unknown stream"))?;
-            Ok(json_response(&stream_json(state, handle)))
+            Ok(json_response(&stream_json(state, &handle)))
         }
         ApiRoute::DvbCards => {
             let cards: Vec<serde_json::Value> = state
@@ -143,13 +157,24 @@ fn stream_json(state: &AppState, h: &crate::stream::StreamHandle) -> serde_json:
         })
     });
     let active = StreamCounters::get(&c.active_input);
-    let inputs: Vec<serde_json::Value> = h
-        .inputs
-        .iter()
-        .enumerate()
-        .map(|(i, url)| json!({ "url": url, "priority": i + 1, "active": active == i as u64 + 1 }))
-        .collect();
-    json!({
+    // The stored definition (secrets masked), its inputs in priority order as they run, each
+    // with its live state under `stats` (read-only: a PUT of this JSON ignores it).
+    let mut definition = crate::control::definition_json(&h.name, &h.definition);
+    let mut inputs: Vec<serde_json::Value> = match definition.get_mut("inputs") {
+        Some(serde_json::Value::Array(stored)) if stored.len() == h.inputs.len() => {
+            std::mem::take(stored)
+        }
+        _ => h.inputs.iter().map(|url| json!({ "url": url })).collect(),
+    };
+    inputs.sort_by_key(|i| {
+        i.get("priority")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(1)
+    });
+    for (i, input) in inputs.iter_mut().enumerate() {
+        input["stats"] = json!({ "active": active == i as u64 + 1, "position": i + 1 });
+    }
+    let mut out = json!({
         "name": h.name.as_ref(),
         "title": h.title.as_deref(),
         "inputs": inputs,
@@ -163,7 +188,7 @@ fn stream_json(state: &AppState, h: &crate::stream::StreamHandle) -> serde_json:
             "retry_count": StreamCounters::get(&c.retries),
             "broken_audio_frames": StreamCounters::get(&c.broken_audio_frames),
             "broken_pes": StreamCounters::get(&c.broken_pes),
-            "online_clients": h.sessions.active(now, state.session_timeout_ms),
+            "online_clients": h.sessions.active(now, state.live.session_timeout_ms()),
             "start_running_at": started,
             "lifetime": if started > 0 { crate::media::utc::now_ms().saturating_sub(started) } else { 0 },
             "ts_delay": (last_input > 0).then(|| now.saturating_sub(last_input)),
@@ -173,7 +198,58 @@ fn stream_json(state: &AppState, h: &crate::stream::StreamHandle) -> serde_json:
             "media_info": media,
             "transcoder": transcoder,
         },
-    })
+    });
+    // The other stored keys (dvr, transcoder, publish_key masked, …) as written.
+    if let (Some(out), serde_json::Value::Object(stored)) = (out.as_object_mut(), definition) {
+        for (key, value) in stored {
+            out.entry(key).or_insert(value);
+        }
+    }
+    out
+}
+
+/// `GET …/streams?limit=N&cursor=NAME&q=TEXT`.
+#[derive(Debug)]
+struct ListQuery {
+    /// Streams per page, 1..=1000 (default 100).
+    limit: usize,
+    /// List the streams after this name (the previous page's `next`).
+    cursor: Option<String>,
+    /// Only streams whose name contains this.
+    q: Option<String>,
+}
+
+impl ListQuery {
+    fn parse(query: Option<&str>) -> Result<ListQuery, HttpError> {
+        let mut list = ListQuery {
+            limit: 100,
+            cursor: None,
+            q: None,
+        };
+        for (key, value) in query
+            .unwrap_or("")
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+        {
+            match key {
+                "limit" => {
+                    list.limit = value
+                        .parse()
+                        .ok()
+                        .filter(|n| (1..=1000).contains(n))
+                        .ok_or(HttpError::BadRequest("limit must be 1..=1000"))?;
+                }
+                "cursor" if crate::config::valid_stream_name(value) => {
+                    list.cursor = Some(value.to_owned());
+                }
+                "cursor" => return Err(HttpError::BadRequest("bad cursor")),
+                "q" if crate::config::valid_stream_name(value) => list.q = Some(value.to_owned()),
+                "q" => return Err(HttpError::BadRequest("q: letters, digits, _ and - only")),
+                _ => {}
+            }
+        }
+        Ok(list)
+    }
 }
 
 fn json_response(body: &serde_json::Value) -> Response<Body> {

@@ -19,6 +19,14 @@ pub enum HttpError {
     RangeNotSatisfiable { len: u64 },
     #[error("authentication required")]
     Unauthorized,
+    /// Authenticated, but with credentials that may not do this (view credentials writing).
+    #[error("forbidden: administrator credentials required")]
+    Forbidden,
+    #[error("request body too large")]
+    PayloadTooLarge,
+    /// The control plane's queue is full or it is stopping.
+    #[error("busy, try again")]
+    Busy,
     /// The resource is taken (a stream that already has a publisher).
     #[error("conflict")]
     Conflict,
@@ -36,6 +44,9 @@ impl HttpError {
             HttpError::NotReady => StatusCode::SERVICE_UNAVAILABLE,
             HttpError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
             HttpError::Unauthorized => StatusCode::UNAUTHORIZED,
+            HttpError::Forbidden => StatusCode::FORBIDDEN,
+            HttpError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            HttpError::Busy => StatusCode::SERVICE_UNAVAILABLE,
             HttpError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             HttpError::Conflict => StatusCode::CONFLICT,
         }
@@ -51,7 +62,9 @@ impl HttpError {
             HttpError::MethodNotAllowed => {
                 builder = builder.header(header::ALLOW, "GET, HEAD, OPTIONS");
             }
-            HttpError::NotReady => builder = builder.header(header::RETRY_AFTER, "1"),
+            HttpError::NotReady | HttpError::Busy => {
+                builder = builder.header(header::RETRY_AFTER, "1");
+            }
             HttpError::Unauthorized => {
                 builder = builder.header(header::WWW_AUTHENTICATE, "Basic realm=\"headwater\"");
             }

@@ -72,10 +72,18 @@ async fn serve_route(
     query: Option<&str>,
     client: &Client<'_>,
 ) -> Result<Response<Body>, HttpError> {
-    let lookup = |name: &str| -> Result<&StreamHandle, HttpError> {
+    let lookup = |name: &str| -> Result<StreamHandle, HttpError> {
         state
             .registry
             .get(name)
+            .ok_or(HttpError::NotFound("unknown stream"))
+    };
+    // Archive URLs (and the segments their playlists list) also find a deleted stream whose
+    // archive is still on disk.
+    let lookup_archive = |name: &str| -> Result<StreamHandle, HttpError> {
+        state
+            .registry
+            .get_with_archive(name)
             .ok_or(HttpError::NotFound("unknown stream"))
     };
     match route {
@@ -83,7 +91,7 @@ async fn serve_route(
             let handle = lookup(&stream)?;
             let snap = handle.current();
             let text = snap.master_playlist.clone().ok_or(HttpError::NotReady)?;
-            Ok(playlist_response(handle, PLAYLIST_TYPE, text))
+            Ok(playlist_response(&handle, PLAYLIST_TYPE, text))
         }
         Route::Media { stream, tracks } => {
             let handle = lookup(&stream)?;
@@ -93,23 +101,23 @@ async fn serve_route(
                 .media_playlist
                 .clone()
                 .ok_or(HttpError::NotReady)?;
-            Ok(playlist_response(handle, PLAYLIST_TYPE, text))
+            Ok(playlist_response(&handle, PLAYLIST_TYPE, text))
         }
         Route::Segment {
             stream,
             tracks,
             path,
         } => {
-            let handle = lookup(&stream)?;
+            let handle = lookup_archive(&stream)?;
             let snap = handle.current();
             let (index, rendition) = select(&snap, tracks.as_deref())?;
             let data = match rendition.segment(&path) {
                 Some(segment) => segment.data.clone(),
-                None => super::dvr::archived_segment(handle, index, &path)
+                None => super::dvr::archived_segment(&handle, index, &path)
                     .await?
                     .ok_or(HttpError::NotFound("segment expired or never existed"))?,
             };
-            segment_response(handle, data, range, TS_TYPE, SEGMENT_CACHE)
+            segment_response(&handle, data, range, TS_TYPE, SEGMENT_CACHE)
         }
         Route::Fmp4Master { .. }
         | Route::Fmp4Playlist { .. }
@@ -125,19 +133,19 @@ async fn serve_route(
                 return Err(HttpError::NotFound("no such resource"));
             };
             let handle = lookup(stream)?;
-            super::fmp4::serve(handle, route.clone(), range, client.host)
+            super::fmp4::serve(&handle, route.clone(), range, client.host)
         }
         Route::MpegTs { stream } => {
             let handle = lookup(&stream)?;
-            Ok(mpegts(handle, state.shutdown.clone()))
+            Ok(mpegts(&handle, state.shutdown.clone()))
         }
         Route::Dvr {
             stream,
             tracks,
             request,
         } => {
-            let handle = lookup(&stream)?;
-            super::dvr::serve(state, handle, tracks.as_deref(), request, range, query).await
+            let handle = lookup_archive(&stream)?;
+            super::dvr::serve(state, &handle, tracks.as_deref(), request, range, query).await
         }
         Route::Api(_) | Route::Time => Err(HttpError::NotFound("no such resource")),
     }

@@ -1,8 +1,10 @@
 //! Stage 4: HTTP on hyper 1.x. Serves playback from the stream snapshots in memory:
 //! `/NAME/index.m3u8`, `/NAME/[tracks-…/]mono.m3u8`, segments, and `/NAME/mpegts`.
 //! API paths (`/flussonic/api/…`) need `view_auth`/`edit_auth`; playback stays open.
-//! Depends on `stream`, `packaging` and `stats` (names, exposition), never on `ingest` or GStreamer.
+//! Depends on `stream`, `packaging`, `stats` (names, exposition) and the control plane's
+//! request types, never on `ingest` or GStreamer.
 
+mod admin;
 mod api;
 mod auth;
 mod body;
@@ -23,6 +25,7 @@ pub use server::serve;
 
 use crate::stats::{Exposition, StatsHealth};
 use crate::stream::Registry;
+use arc_swap::ArcSwap;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
@@ -32,15 +35,18 @@ pub struct AppState {
     pub registry: Registry,
     /// Fires at shutdown; endless bodies (`/mpegts`) end on it.
     pub shutdown: CancellationToken,
-    pub auth: ApiAuth,
+    /// API credentials; replaced whole by a reload.
+    pub auth: Arc<ArcSwap<ApiAuth>>,
     pub exposition: Arc<Exposition>,
     pub health: Arc<StatsHealth>,
     /// MP4 export of archive ranges.
     pub mp4: Arc<dyn crate::dvr::Mp4Export>,
     /// Where `POST /NAME/mpegts` publishers go.
     pub publishing: Arc<dyn crate::stream::Publishing>,
-    /// An HLS session idle this long no longer counts as a client, ms.
-    pub session_timeout_ms: u64,
+    /// `[stats]` settings (session timeout for client counts), changed by a reload.
+    pub live: Arc<crate::stats::LiveSettings>,
     /// DVB cards' last signal readings.
     pub dvb: Arc<crate::stream::DvbCards>,
+    /// Stream management writes go to the control plane.
+    pub admin: crate::control::Admin,
 }

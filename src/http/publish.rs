@@ -43,7 +43,7 @@ async fn publish(state: &AppState, req: Request<Incoming>) -> Result<Response<Bo
         .headers()
         .get(header::AUTHORIZATION)
         .map(|v| v.as_bytes());
-    let admin = matches!(state.auth.check(authorization), Ok(Role::Edit));
+    let admin = matches!(state.auth.load().check(authorization), Ok(Role::Edit));
     let key = req
         .uri()
         .query()

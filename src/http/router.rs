@@ -106,6 +106,10 @@ pub enum ApiRoute {
     Stream(String),
     /// `…/api/v3/streams/NAME/dvr/ranges`
     DvrRanges(String),
+    /// `…/api/v3/streams/NAME/restart` (POST): restart the stream's source.
+    StreamRestart(String),
+    /// `…/api/v3/config/validate` (POST): validate a definition, change nothing.
+    ConfigValidate,
     /// Any other API path: 404 once authenticated.
     Unknown,
 }
@@ -139,6 +143,8 @@ impl Route {
             Route::Api(ApiRoute::Streams) => "/flussonic/api/v3/streams",
             Route::Api(ApiRoute::DvbCards) => "/flussonic/api/v3/dvb_cards",
             Route::Api(ApiRoute::Stream(_)) => "/flussonic/api/v3/streams/:name",
+            Route::Api(ApiRoute::StreamRestart(_)) => "/flussonic/api/v3/streams/:name/restart",
+            Route::Api(ApiRoute::ConfigValidate) => "/flussonic/api/v3/config/validate",
             Route::Api(ApiRoute::Metrics) => "/flussonic/api/metrics",
             Route::Api(ApiRoute::Liveness | ApiRoute::Readiness) => "health",
             Route::Api(ApiRoute::Unknown) => "api",
@@ -188,13 +194,21 @@ pub fn route(path: &str) -> Result<Route, RouteError> {
         let dvr_ranges = api
             .strip_prefix("v3/streams/")
             .and_then(|r| r.strip_suffix("/dvr/ranges"));
+        let restart = api
+            .strip_prefix("v3/streams/")
+            .and_then(|r| r.strip_suffix("/restart"))
+            .filter(|name| !name.contains('/'));
         return Ok(Route::Api(match api {
             "metrics" => ApiRoute::Metrics,
             "v3/monitoring/liveness" => ApiRoute::Liveness,
             "v3/monitoring/readiness" => ApiRoute::Readiness,
             "v3/streams" => ApiRoute::Streams,
             "v3/dvb_cards" => ApiRoute::DvbCards,
+            "v3/config/validate" => ApiRoute::ConfigValidate,
             _ => match (dvr_ranges, api.strip_prefix("v3/streams/")) {
+                (None, Some(_)) if restart.is_some() => {
+                    ApiRoute::StreamRestart(stream_name(&[restart.unwrap_or_default()])?)
+                }
                 (Some(name), _) => {
                     ApiRoute::DvrRanges(stream_name(&name.split('/').collect::<Vec<_>>())?)
                 }
@@ -613,6 +627,38 @@ mod tests {
             route(&format!("/{}", "a".repeat(2000))),
             Err(RouteError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn stream_management_paths() {
+        assert_eq!(
+            route("/streamer/api/v3/streams/cam-1/restart"),
+            Ok(Route::Api(ApiRoute::StreamRestart(s("cam-1"))))
+        );
+        assert_eq!(
+            route("/streamer/api/v3/streams/restart"),
+            Ok(Route::Api(ApiRoute::Stream(s("restart"))))
+        );
+        assert_eq!(
+            route("/streamer/api/v3/config/validate"),
+            Ok(Route::Api(ApiRoute::ConfigValidate))
+        );
+        assert_eq!(
+            route("/streamer/api/v3/streams/a/b/restart"),
+            Ok(Route::Api(ApiRoute::Unknown))
+        );
+        for bad in [
+            "/streamer/api/v3/streams/..",
+            "/streamer/api/v3/streams/a%2Fb",
+            "/streamer/api/v3/streams/a.toml",
+            "/streamer/api/v3/streams//restart",
+        ] {
+            assert!(matches!(route(bad), Err(RouteError::Malformed(_))), "{bad}");
+        }
+        assert_eq!(
+            Route::Api(ApiRoute::StreamRestart(s("x"))).label(),
+            "/flussonic/api/v3/streams/:name/restart"
+        );
     }
 
     #[test]

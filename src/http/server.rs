@@ -30,7 +30,9 @@ pub async fn serve(listener: TcpListener, state: AppState, drain: Duration) {
                         let st = st.clone();
                         async move {
                             let publish = matches!(*req.method(), http::Method::POST | http::Method::PUT);
-                            Ok::<_, Infallible>(if publish {
+                            Ok::<_, Infallible>(if super::admin::is_write(req.method(), req.uri().path()) {
+                                super::admin::handle(&st, req).await
+                            } else if publish {
                                 super::publish::handle(&st, req).await
                             } else {
                                 handle(&st, &req, peer).await

@@ -34,7 +34,7 @@ pub(super) async fn handle<B>(
         (m, _) if m != Method::GET && m != Method::HEAD => Err(HttpError::MethodNotAllowed),
         (_, Err(RouteError::Malformed(why))) => Err(HttpError::BadRequest(why)),
         (_, Err(RouteError::NotFound)) => Err(HttpError::NotFound("no such resource")),
-        (_, Ok(Route::Api(api))) => api::serve(state, api, req.headers()),
+        (_, Ok(Route::Api(api))) => api::serve(state, api, req.headers(), req.uri().query()),
         (_, Ok(Route::Time)) => Ok(hls::time()),
         (_, Ok(route)) => {
             let headers = req.headers();

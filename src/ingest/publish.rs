@@ -8,7 +8,7 @@ use gstreamer as gst;
 use gstreamer_app as gst_app;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 /// One publishable stream.
 #[derive(Debug, Default)]
@@ -21,36 +21,54 @@ pub struct Slot {
     appsrc: Mutex<Option<gst_app::AppSrc>>,
 }
 
-/// All publishable streams by name; fixed after start-up.
+/// All publishable streams by name; the control plane adds and removes slots as streams with
+/// `publish://` inputs come and go.
 #[derive(Debug, Default, Clone)]
 pub struct PublishSlots {
-    slots: Arc<HashMap<String, Arc<Slot>>>,
+    slots: Arc<RwLock<HashMap<String, Arc<Slot>>>>,
 }
 
 impl PublishSlots {
     pub fn new(streams: impl IntoIterator<Item = (String, Option<String>)>) -> Self {
-        PublishSlots {
-            slots: Arc::new(
-                streams
-                    .into_iter()
-                    .map(|(name, key)| {
-                        let slot = Slot {
-                            key,
-                            ..Slot::default()
-                        };
-                        (name, Arc::new(slot))
-                    })
-                    .collect(),
-            ),
+        let slots = PublishSlots::default();
+        for (name, key) in streams {
+            slots.open(&name, key);
         }
+        slots
+    }
+
+    /// Opens (or reopens with a new key) the slot of stream `name`. A publisher holding the
+    /// old slot keeps it until its connection ends; its bytes reach no pipeline.
+    pub fn open(&self, name: &str, key: Option<String>) {
+        let slot = Arc::new(Slot {
+            key,
+            ..Slot::default()
+        });
+        self.write().insert(name.to_owned(), slot);
+    }
+
+    /// Closes the slot of a stream that no longer takes publishers.
+    pub fn close(&self, name: &str) {
+        self.write().remove(name);
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<Slot>>> {
+        self.slots.write().unwrap_or_else(PoisonError::into_inner)
     }
 
     pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
+        self.slots
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_empty()
     }
 
     pub(super) fn slot(&self, name: &str) -> Option<Arc<Slot>> {
-        self.slots.get(name).cloned()
+        self.slots
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+            .cloned()
     }
 
     /// Claims `name` for a publisher presenting `key` (constant-time compare).
@@ -59,7 +77,7 @@ impl PublishSlots {
     }
 
     fn claim_as(&self, name: &str, key: Option<&str>, authorized: bool) -> Result<Claim, Refusal> {
-        let slot = self.slots.get(name).ok_or(Refusal::UnknownStream)?;
+        let slot = self.slot(name).ok_or(Refusal::UnknownStream)?;
         if let (Some(expected), false) = (&slot.key, authorized) {
             let given = key.unwrap_or("");
             let same = expected.len() == given.len()

@@ -108,6 +108,16 @@ impl LadderSegmenter {
         out
     }
 
+    /// See [`Segmenter::resume`]; the other renditions follow the leader's numbering.
+    pub fn resume(&mut self, next_sequence: u64, last_end_ms: u64) {
+        self.leader.resume(next_sequence, last_end_ms);
+    }
+
+    /// See [`Segmenter::position`].
+    pub fn position(&self) -> (u64, u64) {
+        self.leader.position()
+    }
+
     /// Misaligned segments and overflowed chunks of all followers (for logs and tests).
     pub fn follower_problems(&self) -> (u64, u64) {
         self.followers

@@ -74,6 +74,20 @@ impl Segmenter {
         }
     }
 
+    /// Continues the numbering of a segmenter that came before (a stream restarted by a
+    /// configuration change): the next segment gets `next_sequence`, starts no earlier than
+    /// `last_end_ms` and is a discontinuity.
+    pub fn resume(&mut self, next_sequence: u64, last_end_ms: u64) {
+        self.next_sequence = next_sequence;
+        self.last_end_ms = last_end_ms;
+        self.pending_discontinuity = true;
+    }
+
+    /// (sequence of the next segment, UTC ms where the last one ended).
+    pub fn position(&self) -> (u64, u64) {
+        (self.next_sequence, self.last_end_ms)
+    }
+
     /// True once after the run ended (by a timestamp jump or [`Segmenter::break_run`]): the
     /// segment just returned, if any, was the last of its run.
     pub fn take_break(&mut self) -> bool {

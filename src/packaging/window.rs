@@ -38,6 +38,25 @@ impl Window {
         }
     }
 
+    /// Continues the numbering of a window that came before (a stream restarted by a
+    /// configuration change): discontinuity tags already counted are not counted again.
+    pub fn resume(&mut self, discontinuity_sequence: u64) {
+        self.discontinuity_sequence = discontinuity_sequence;
+    }
+
+    /// Changes the playlist length at run time (`segment_count`): a shorter window retires
+    /// its oldest segments (still served for their grace period), a longer one fills up.
+    pub fn set_capacity(&mut self, capacity: usize, now_ms: u64) {
+        self.capacity = capacity.max(1);
+        self.retire_beyond(self.capacity, now_ms);
+    }
+
+    /// Discontinuity tags so far, slid out or still listed: where a window that continues
+    /// this one starts counting.
+    pub fn discontinuities(&self) -> u64 {
+        self.discontinuity_sequence + self.live.iter().filter(|s| s.discontinuity).count() as u64
+    }
+
     /// Appends a finished segment at monotonic time `now_ms`, sliding the window.
     ///
     /// A segment leaving the playlist stays fetchable for its own duration plus the duration of
@@ -218,6 +237,33 @@ mod tests {
         );
         w.push(Arc::new(segment(5, false)), 0);
         assert_eq!(w.live().count(), 2);
+    }
+
+    #[test]
+    fn capacity_changes_at_run_time_and_numbering_resumes() {
+        let mut w = Window::new(4, 2000);
+        for seq in 0..4 {
+            w.push(Arc::new(segment(seq, seq == 1)), 0);
+        }
+        w.set_capacity(2, 0);
+        let live: Vec<u64> = w.live().map(|s| s.sequence).collect();
+        assert_eq!(live, [2, 3]);
+        assert_eq!(
+            w.oldest_sequence(),
+            Some(0),
+            "shortening keeps the grace period"
+        );
+        assert_eq!(w.discontinuities(), 1);
+        w.set_capacity(3, 0);
+        w.push(Arc::new(segment(4, false)), 0);
+        assert_eq!(w.live().count(), 3);
+        let mut next = Window::new(3, 2000);
+        next.resume(w.discontinuities());
+        next.push(Arc::new(segment(5, true)), 0);
+        let text = next.rendition(None).media_playlist.unwrap();
+        let text = std::str::from_utf8(&text).unwrap();
+        assert!(text.contains("#EXT-X-MEDIA-SEQUENCE:5\n"), "{text}");
+        assert!(text.contains("#EXT-X-DISCONTINUITY-SEQUENCE:1\n"), "{text}");
     }
 
     #[test]

@@ -45,10 +45,13 @@ impl Exposition {
             .clone()
     }
 
-    /// Drains histogram buckets and renders a fresh exposition (stats thread only).
-    pub fn refresh(&self) {
+    /// Drains histogram buckets and renders a fresh exposition (stats thread only), with the
+    /// per-stream families rendered from this sample's own recorder after the global ones.
+    pub fn refresh(&self, streams: String) {
         self.handle.run_upkeep();
-        let text = Bytes::from(self.handle.render());
+        let mut text = self.handle.render();
+        text.push_str(&streams);
+        let text = Bytes::from(text);
         *self.latest.write().unwrap_or_else(PoisonError::into_inner) = text;
     }
 

@@ -40,10 +40,36 @@ impl StatsError {
 /// Settings of the stats thread.
 #[derive(Debug, Clone)]
 pub struct StatsConfig {
-    pub interval: Duration,
-    /// An HLS session idle this long no longer counts as a client.
-    pub session_timeout: Duration,
+    /// Interval and session timeout, changed at run time by a reload.
+    pub live: Arc<LiveSettings>,
     pub dvr_roots: Vec<PathBuf>,
+}
+
+/// `[stats]` settings that a reload changes at run time; read by the stats thread at every
+/// sample and by HTTP for its client counts.
+#[derive(Debug)]
+pub struct LiveSettings {
+    /// Stats thread period, ms.
+    pub interval_ms: AtomicU64,
+    /// An HLS session idle this long no longer counts as a client, ms.
+    pub session_timeout_ms: AtomicU64,
+}
+
+impl LiveSettings {
+    pub fn new(interval_ms: u64, session_timeout_ms: u64) -> Self {
+        LiveSettings {
+            interval_ms: AtomicU64::new(interval_ms),
+            session_timeout_ms: AtomicU64::new(session_timeout_ms),
+        }
+    }
+
+    pub fn interval(&self) -> Duration {
+        Duration::from_millis(self.interval_ms.load(Ordering::Relaxed))
+    }
+
+    pub fn session_timeout_ms(&self) -> u64 {
+        self.session_timeout_ms.load(Ordering::Relaxed)
+    }
 }
 
 /// Freshness of the stats thread, for health checks.
@@ -123,9 +149,6 @@ impl StatsThread {
 
 fn run(config: &StatsConfig, src: &StatsSources, stopped: &mpsc::Receiver<()>) {
     let boot = crate::media::utc::now_ms();
-    src.health
-        .interval_ms
-        .store(config.interval.as_millis() as u64, Ordering::Relaxed);
     gauge!(names::VERSION_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     gauge!(names::BOOT_TIME).set(boot as f64 / 1000.0);
     let gpu = gpu::GpuMonitor::detect();
@@ -139,11 +162,15 @@ fn run(config: &StatsConfig, src: &StatsSources, stopped: &mpsc::Receiver<()>) {
     let mut streams = streams::StreamSampler::default();
     let mut scheduler = SchedulerLoad::new(&src.runtime);
     info!(
-        interval_ms = config.interval.as_millis() as u64,
+        interval_ms = config.live.interval().as_millis() as u64,
         "stats thread started"
     );
     loop {
         let started = Instant::now();
+        let interval = config.live.interval();
+        src.health
+            .interval_ms
+            .store(interval.as_millis() as u64, Ordering::Relaxed);
         let host_result = host.as_mut().map_or(Ok(Vec::new()), host::Host::sample);
         if let Ok(usage) = &host_result {
             src.health.set_dvr_usage(usage.clone());
@@ -153,7 +180,15 @@ fn run(config: &StatsConfig, src: &StatsSources, stopped: &mpsc::Receiver<()>) {
             gauge!(names::DVB_STRENGTH, "card" => names::sanitize_label(&card))
                 .set(reading.strength);
         }
-        let clients = streams.sample(&src.registry, config.session_timeout.as_millis() as u64);
+        // Per-stream series go to a recorder made for this sample alone, so that the series
+        // of a stream that is gone (or of an input position that no longer exists) leave
+        // the exposition with the sample after the change.
+        let stream_recorder =
+            metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let clients = metrics::with_local_recorder(&stream_recorder, || {
+            names::describe();
+            streams.sample(&src.registry, config.live.session_timeout_ms())
+        });
         gauge!(names::CLIENTS).set(clients as f64);
         gauge!(names::STREAMS).set(src.registry.len() as f64);
         gauge!(names::SCHEDULER_LOAD).set(scheduler.sample(&src.runtime));
@@ -171,8 +206,8 @@ fn run(config: &StatsConfig, src: &StatsSources, stopped: &mpsc::Receiver<()>) {
         }
         counter!(names::STATS_ERRORS).increment(0);
         gauge!(names::STATS_DURATION).set(started.elapsed().as_secs_f64());
-        src.exposition.refresh();
-        match stopped.recv_timeout(config.interval.saturating_sub(started.elapsed())) {
+        src.exposition.refresh(stream_recorder.handle().render());
+        match stopped.recv_timeout(interval.saturating_sub(started.elapsed())) {
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             _ => break,
         }

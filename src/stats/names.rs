@@ -54,6 +54,9 @@ pub const DVR_DELETED_BYTES: &str = "flussonic_dvr_deleted_bytes_total";
 // Publishing.
 pub const PUBLISH_REFUSED: &str = "flussonic_publish_refused_total";
 
+// Control plane.
+pub const CONFIG_RELOADS: &str = "flussonic_config_reloads_total";
+
 // HTTP and auth (seeds 002/003).
 pub const HTTP_REQUESTS: &str = "flussonic_http_requests_total";
 pub const HTTP_DURATION: &str = "flussonic_http_request_duration_seconds";
@@ -85,6 +88,10 @@ pub const SIZE_BUCKETS: &[f64] = &[
 
 /// Registers `# HELP` texts and units with the recorder.
 pub fn describe() {
+    describe_counter!(
+        CONFIG_RELOADS,
+        "Configuration reloads (SIGHUP or an edit in streams/) by result: ok, or error when a file was refused"
+    );
     describe_gauge!(
         STREAM_INPUT_ACTIVE,
         "1 for the input (by position in priority order) feeding the stream, 0 for the others"

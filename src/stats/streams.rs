@@ -16,8 +16,9 @@ const ALIVE_MS: u64 = 12_000;
 pub(super) struct StreamSampler {
     /// Stream → (mono ms, bytes_in) samples covering at least the bitrate window.
     input: HashMap<String, VecDeque<(u64, u64)>>,
-    /// Stream → (hw, decoder, encoder) labels last exported as its transcoder info.
-    transcoders: HashMap<String, (String, String, String)>,
+    /// Stream → (hw, decoder, encoder) labels it used: the current choice (last) and earlier
+    /// ones, exported at 0.
+    transcoders: HashMap<String, Vec<(String, String, String)>>,
 }
 
 impl StreamSampler {
@@ -25,6 +26,11 @@ impl StreamSampler {
     pub(super) fn sample(&mut self, registry: &Registry, session_timeout_ms: u64) -> u64 {
         let now = mono_ms();
         let mut clients = 0;
+        // Windows and labels of streams that are gone are forgotten with them.
+        let names = registry.names();
+        self.input.retain(|n, _| names.binary_search(n).is_ok());
+        self.transcoders
+            .retain(|n, _| names.binary_search(n).is_ok());
         for stream in registry.iter() {
             let name = stream.name.to_string();
             let c = &stream.counters;
@@ -69,12 +75,12 @@ impl StreamSampler {
                 };
                 let labels = (t.hw.clone(), t.decoder.clone(), t.encoder.clone());
                 // An earlier choice (a GPU appeared or vanished) stays exported, at 0.
-                if let Some(before) = self.transcoders.insert(name.clone(), labels.clone())
-                    && before != labels
-                {
-                    info(&before).set(0.0);
+                let used = self.transcoders.entry(name.clone()).or_default();
+                used.retain(|l| *l != labels);
+                used.push(labels);
+                for (i, l) in used.iter().enumerate() {
+                    info(l).set(if i + 1 == used.len() { 1.0 } else { 0.0 });
                 }
-                info(&labels).set(1.0);
                 gauge!(names::STREAM_TRANSCODER_UP, "name" => name.clone())
                     .set(if t.error.is_none() { 1.0 } else { 0.0 });
             }

@@ -1,7 +1,7 @@
 //! The per-stream actor: the only owner of a stream's segmenters, windows and fMP4 tracks.
 
 use super::rendition::{Audio, Rendition};
-use super::{Feed, StreamCounters, StreamHandle, mono_ms};
+use super::{Feed, Sessions, StreamCounters, StreamHandle, mono_ms};
 use crate::dvr::{Archive, RecorderInput};
 use crate::media::{Chunk, Segment};
 use crate::packaging::{LadderSegmenter, Snapshot, Window, fmp4, hls};
@@ -15,11 +15,65 @@ use tracing::{debug, info, warn};
 /// How often retired segments are checked for the end of their grace period.
 const EXPIRE_EVERY: Duration = Duration::from_secs(1);
 
+/// Commands of the control plane to a running actor (what changes without a restart).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActorControl {
+    /// A new `segment_count`: the live window shrinks or grows in place.
+    Resize(usize),
+}
+
+/// Control commands queued to one actor: the control plane sends one per applied change and
+/// waits for nothing, so a few slots suffice.
+const CONTROL_CAPACITY: usize = 8;
+
+/// Where a stream's numbering stands when its actor stops, so that an actor started for the
+/// same stream after a configuration change continues it (sequence, timeline, fMP4 epoch)
+/// with a discontinuity instead of starting over at 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Continuity {
+    pub next_sequence: u64,
+    /// UTC ms where the last segment ended.
+    pub last_end_ms: u64,
+    pub epoch_ms: Option<u64>,
+    /// Discontinuity tags already counted in the first rendition's playlists.
+    pub discontinuities: u64,
+}
+
+/// The parts of a stream that viewers hold on to and that outlive one actor: counters
+/// (metric series), HLS sessions and the `/mpegts` broadcast (open connections stay open).
+#[derive(Debug, Clone)]
+pub struct Audience {
+    pub counters: Arc<StreamCounters>,
+    pub sessions: Arc<Sessions>,
+    pub live: broadcast::Sender<Chunk>,
+}
+
+impl Default for Audience {
+    fn default() -> Self {
+        Audience {
+            counters: Arc::default(),
+            sessions: Arc::default(),
+            live: broadcast::channel(super::LIVE_CAPACITY).0,
+        }
+    }
+}
+
+/// What [`StreamActor::new`] hands out besides the actor.
+#[derive(Debug)]
+pub struct ActorParts {
+    pub handle: StreamHandle,
+    /// For ingest.
+    pub feed: mpsc::Sender<Feed>,
+    /// For the control plane.
+    pub control: mpsc::Sender<ActorControl>,
+}
+
 /// Owns one stream's state; see the module docs of [`crate::stream`].
 #[derive(Debug)]
 pub struct StreamActor {
     name: Arc<str>,
     feed: mpsc::Receiver<Feed>,
+    control: mpsc::Receiver<ActorControl>,
     ladder: LadderSegmenter,
     /// One per rendition, best first (one for a pass-through stream).
     renditions: Vec<Rendition>,
@@ -39,16 +93,24 @@ pub struct StreamActor {
 }
 
 impl StreamActor {
-    /// Creates the actor and its reader handle. The feed sender goes to ingest.
+    /// Creates the actor and its reader handle. `resume` continues the numbering of the
+    /// stream's previous actor.
     pub fn new(
         config: &crate::config::StreamConfig,
-        counters: Arc<StreamCounters>,
+        audience: Audience,
         dvr: Vec<Option<(Arc<Archive>, RecorderInput)>>,
-    ) -> (Self, StreamHandle, mpsc::Sender<Feed>) {
+        resume: Option<Continuity>,
+    ) -> (Self, ActorParts) {
+        let Audience {
+            counters,
+            sessions,
+            live,
+        } = audience;
         let (archives, recorders): (Vec<_>, Vec<_>) = dvr.into_iter().map(Option::unzip).unzip();
         let renditions = config.transcoder.as_ref().map_or(1, |t| t.video.0.len());
         // Every rendition sends its own chunks through the one feed.
         let (feed_tx, feed) = mpsc::channel(super::FEED_CAPACITY * renditions);
+        let (control_tx, control) = mpsc::channel(CONTROL_CAPACITY);
         // Every rendition exists from the start (without segments), so that archive segments
         // of a stream whose source is down are found by rendition.
         let (snapshot, snapshot_rx) = watch::channel(Arc::new(Snapshot {
@@ -56,7 +118,6 @@ impl StreamActor {
             target_ms: config.segment_duration.as_millis(),
             ..Snapshot::default()
         }));
-        let (live, _) = broadcast::channel(super::LIVE_CAPACITY);
         let name: Arc<str> = config.name.as_str().into();
         let handle = StreamHandle {
             name: name.clone(),
@@ -64,23 +125,31 @@ impl StreamActor {
             snapshot: snapshot_rx,
             live: live.clone(),
             counters: counters.clone(),
-            sessions: Arc::default(),
+            sessions,
             segment_ms: config.segment_duration.as_millis(),
             segment_count: config.segment_count.get(),
             inputs: config.inputs.iter().map(|i| i.url.to_string()).collect(),
             archive: archives.iter().flatten().next().cloned(),
             archives: archives.into(),
+            definition: Arc::from(""),
         };
         let target_ms = config.segment_duration.as_millis();
+        let mut ladder = LadderSegmenter::new(config.segment_duration.duration(), renditions);
+        let mut windows: Vec<Window> = (0..renditions)
+            .map(|_| Window::new(config.segment_count.get(), target_ms))
+            .collect();
+        if let Some(r) = resume {
+            ladder.resume(r.next_sequence, r.last_end_ms);
+            windows.iter_mut().for_each(|w| w.resume(r.discontinuities));
+        }
         let actor = StreamActor {
             name,
             feed,
-            ladder: LadderSegmenter::new(config.segment_duration.duration(), renditions),
-            renditions: (0..renditions)
-                .map(|_| Rendition::new(Window::new(config.segment_count.get(), target_ms)))
-                .collect(),
+            control,
+            ladder,
+            renditions: windows.into_iter().map(Rendition::new).collect(),
             audio: None,
-            epoch_ms: None,
+            epoch_ms: resume.and_then(|r| r.epoch_ms),
             fmp4_failing: false,
             snapshot,
             live,
@@ -88,11 +157,17 @@ impl StreamActor {
             recorders,
             target_ms,
         };
-        (actor, handle, feed_tx)
+        let parts = ActorParts {
+            handle,
+            feed: feed_tx,
+            control: control_tx,
+        };
+        (actor, parts)
     }
 
-    /// Runs until cancelled or until ingest has gone away.
-    pub async fn run(mut self, cancel: CancellationToken) {
+    /// Runs until cancelled or until ingest has gone away; returns where the numbering
+    /// stands, for an actor that continues this stream.
+    pub async fn run(mut self, cancel: CancellationToken) -> Continuity {
         let mut expire = tokio::time::interval(EXPIRE_EVERY);
         loop {
             tokio::select! {
@@ -101,10 +176,37 @@ impl StreamActor {
                     Some(feed) => self.on_feed(feed),
                     None => break,
                 },
+                Some(command) = self.control.recv() => self.on_control(command),
                 _ = expire.tick() => self.on_expire(),
             }
         }
         debug!(stream = %self.name, "stream actor stopped");
+        let (next_sequence, last_end_ms) = self.ladder.position();
+        Continuity {
+            next_sequence,
+            last_end_ms,
+            epoch_ms: self.epoch_ms,
+            discontinuities: self
+                .renditions
+                .first()
+                .map_or(0, |r| r.window.discontinuities()),
+        }
+    }
+
+    fn on_control(&mut self, command: ActorControl) {
+        match command {
+            ActorControl::Resize(count) => {
+                let now = mono_ms();
+                for r in &mut self.renditions {
+                    r.window.set_capacity(count, now);
+                    r.prune();
+                }
+                if let (Some(audio), Some(first)) = (&mut self.audio, self.renditions.first()) {
+                    audio.prune(first.window.oldest_sequence());
+                }
+                self.publish();
+            }
+        }
     }
 
     fn on_feed(&mut self, feed: Feed) {

@@ -12,12 +12,13 @@ mod counters;
 mod rendition;
 mod sessions;
 
-pub use actor::StreamActor;
+pub use actor::{ActorControl, ActorParts, Audience, Continuity, StreamActor};
 pub use counters::{DvbCards, DvbReading, StreamCounters, TranscoderStatus, mono_ms};
 pub use sessions::{Sessions, StreamingClient, session_key};
 
 use crate::media::{Chunk, MediaInfo};
 use crate::packaging::Snapshot;
+use arc_swap::ArcSwap;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio::sync::{broadcast, watch};
@@ -95,6 +96,9 @@ pub struct StreamHandle {
     pub archive: Option<Arc<crate::dvr::Archive>>,
     /// Each rendition's archive (index 0 is `archive`); `None` where it does not record.
     pub archives: Arc<[Option<Arc<crate::dvr::Archive>>]>,
+    /// The stream's definition as stored (`streams/NAME.toml`), for the API (which masks its
+    /// secrets); never logged.
+    pub definition: Arc<str>,
 }
 
 impl StreamHandle {
@@ -104,37 +108,76 @@ impl StreamHandle {
     }
 }
 
-/// All configured streams by name; fixed after start-up.
+/// The running streams by name, replaced whole by the control plane when the stream set
+/// changes; readers take a consistent snapshot without locking (`ArcSwap`).
 #[derive(Debug, Clone, Default)]
 pub struct Registry {
-    streams: Arc<BTreeMap<String, StreamHandle>>,
+    streams: Arc<ArcSwap<Streams>>,
+}
+
+/// One version of the stream set.
+#[derive(Debug, Default)]
+pub struct Streams {
+    /// Running streams.
+    live: BTreeMap<String, StreamHandle>,
+    /// Deleted streams whose archive is still on disk: only the archive URLs find them.
+    archived: BTreeMap<String, StreamHandle>,
 }
 
 impl Registry {
     pub fn new(handles: impl IntoIterator<Item = StreamHandle>) -> Self {
-        Registry {
-            streams: Arc::new(
-                handles
-                    .into_iter()
-                    .map(|h| (h.name.to_string(), h))
-                    .collect(),
-            ),
-        }
+        let registry = Registry::default();
+        registry.replace(handles, []);
+        registry
     }
 
-    pub fn get(&self, name: &str) -> Option<&StreamHandle> {
-        self.streams.get(name)
+    /// Publishes a new stream set (control plane only).
+    pub fn replace(
+        &self,
+        live: impl IntoIterator<Item = StreamHandle>,
+        archived: impl IntoIterator<Item = StreamHandle>,
+    ) {
+        let by_name = |handles: &mut dyn Iterator<Item = StreamHandle>| {
+            handles.map(|h| (h.name.to_string(), h)).collect()
+        };
+        self.streams.store(Arc::new(Streams {
+            live: by_name(&mut live.into_iter()),
+            archived: by_name(&mut archived.into_iter()),
+        }));
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = &StreamHandle> {
-        self.streams.values()
+    /// A running stream.
+    pub fn get(&self, name: &str) -> Option<StreamHandle> {
+        self.streams.load().live.get(name).cloned()
+    }
+
+    /// A running stream, or a deleted one whose archive is still served.
+    pub fn get_with_archive(&self, name: &str) -> Option<StreamHandle> {
+        let streams = self.streams.load();
+        streams
+            .live
+            .get(name)
+            .or_else(|| streams.archived.get(name))
+            .cloned()
+    }
+
+    /// The running streams, in name order (a snapshot).
+    pub fn iter(&self) -> impl Iterator<Item = StreamHandle> {
+        let streams = self.streams.load_full();
+        let handles: Vec<StreamHandle> = streams.live.values().cloned().collect();
+        handles.into_iter()
+    }
+
+    /// Names of the running streams, in order.
+    pub fn names(&self) -> Vec<String> {
+        self.streams.load().live.keys().cloned().collect()
     }
 
     pub fn len(&self) -> usize {
-        self.streams.len()
+        self.streams.load().live.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.streams.is_empty()
+        self.len() == 0
     }
 }
