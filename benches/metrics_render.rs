@@ -53,7 +53,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| black_box(exposition.render()));
     });
     c.bench_function("serve cached exposition (scrape path)", |b| {
-        exposition.refresh();
+        exposition.refresh("");
         b.iter(|| black_box(exposition.latest()));
     });
     let segments: Vec<Arc<Segment>> = (0..6)

@@ -194,7 +194,8 @@ fn streams_json_matches_the_metrics() {
             &[("Authorization", &auth)],
         );
         let c: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
-        c["inputs"][1]["active"] == true && c["stats"]["retry_count"].as_u64().unwrap_or(0) >= 1
+        c["inputs"][1]["stats"]["active"] == true
+            && c["stats"]["retry_count"].as_u64().unwrap_or(0) >= 1
     });
     assert_eq!(
         request(

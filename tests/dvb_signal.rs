@@ -83,8 +83,7 @@ fn dvb_frontend_stats_become_card_strength() {
     let exposition = Exposition::global();
     let stats = StatsThread::spawn(
         StatsConfig {
-            interval: Duration::from_millis(200),
-            session_timeout: Duration::from_secs(30),
+            live: Arc::new(headwater::stats::LiveSettings::new(200, 30_000)),
             dvr_roots: vec![std::env::temp_dir()],
         },
         StatsSources {

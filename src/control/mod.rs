@@ -191,7 +191,7 @@ impl ControlPlane {
         let stream = self
             .config
             .stream_from_text(name, &text, &file)
-            .map_err(|e| AdminError::Invalid(vec![e.field_error()]))?;
+            .map_err(|e| AdminError::Invalid(vec![json_origin(e.field_error())]))?;
         self.write(name, Some(&text)).await?;
         if let Err(e) = self.set.set(stream, text.clone()).await {
             error!(stream = name, error = %e, "the stored change could not be applied; restoring the file");
@@ -241,9 +241,9 @@ impl ControlPlane {
         body: &Definition,
     ) -> Result<Value, AdminError> {
         let invalid = |e: FieldError| AdminError::Invalid(vec![e]);
-        let text = match body {
-            Definition::Toml(t) => t.clone(),
-            Definition::Json(v) => store::merge(None, v).map_err(invalid)?,
+        let (text, json) = match body {
+            Definition::Toml(t) => (t.clone(), false),
+            Definition::Json(v) => (store::merge(None, v).map_err(invalid)?, true),
         };
         let result = match kind {
             DefinitionKind::Stream => self
@@ -255,7 +255,10 @@ impl ControlPlane {
                     .map(|_| ())
             }
         };
-        result.map_err(|e| invalid(e.field_error()))?;
+        result.map_err(|e| {
+            let e = e.field_error();
+            invalid(if json { json_origin(e) } else { e })
+        })?;
         Ok(serde_json::json!({ "valid": true }))
     }
 
@@ -387,6 +390,16 @@ impl ControlPlane {
     }
 }
 
+/// A mistake found in the TOML made from a JSON body: its line and column would point into
+/// text the client never saw, so only the key path and message are reported.
+fn json_origin(e: FieldError) -> FieldError {
+    FieldError {
+        line: None,
+        column: None,
+        ..e
+    }
+}
+
 async fn recv_signal(signal: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
     match signal {
         Some(s) => s.recv().await,
@@ -400,8 +413,13 @@ async fn recv_signal(signal: &mut Option<tokio::signal::unix::Signal>) -> Option
 fn watch(dir: &Path, wake: mpsc::Sender<()>) -> Option<notify::RecommendedWatcher> {
     use notify::Watcher;
     let handler = move |event: notify::Result<notify::Event>| {
+        // Only writes, creations, renames and removals: reading the files (our own reload
+        // does) must not wake us again.
         let relevant = event.is_ok_and(|e| {
-            e.paths.iter().any(|p| {
+            !matches!(
+                e.kind,
+                notify::EventKind::Access(_) | notify::EventKind::Other
+            ) && e.paths.iter().any(|p| {
                 p.extension().is_some_and(|x| x == "toml")
                     && !p
                         .file_name()

@@ -159,8 +159,7 @@ mod tests {
         assert_eq!(c.keys, ["segment_duration"]);
         assert_eq!(c.action, Action::Rebuild);
         let ladder = format!(
-            "{}\n[transcoder]\n[[transcoder.video]]\nbitrate = \"300k\"\nsize = \"320x180\"\n",
-            BASE
+            "{BASE}\n[transcoder]\n[[transcoder.video]]\nbitrate = \"300k\"\nsize = \"320x180\"\n"
         );
         assert_eq!(change(&ladder).action, Action::Rebuild);
         // The most disruptive need wins; every key is named.

@@ -104,7 +104,7 @@ async fn write(
         .to_owned();
     let request = match (method, api) {
         (Method::PUT, ApiRoute::Stream(name)) => {
-            let body = json_body(read_body(req).await?)?;
+            let body = json_body(&read_body(req).await?)?;
             AdminRequest::Put { name, body }
         }
         (Method::DELETE, ApiRoute::Stream(name)) => AdminRequest::Delete { name },
@@ -119,17 +119,17 @@ async fn write(
                     .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('=').map(str::to_owned))
             };
             let toml = content_type.contains("toml")
-                || !bytes
+                || bytes
                     .iter()
                     .find(|b| !b.is_ascii_whitespace())
-                    .is_some_and(|b| *b == b'{');
+                    .is_none_or(|b| *b != b'{');
             let body = if toml {
                 Definition::Toml(
                     String::from_utf8(bytes.to_vec())
                         .map_err(|_| HttpError::BadRequest("body is not UTF-8"))?,
                 )
             } else {
-                Definition::Json(json_body(bytes)?)
+                Definition::Json(json_body(&bytes)?)
             };
             let kind = match params("type").as_deref() {
                 Some("server") => DefinitionKind::Server,
@@ -191,8 +191,8 @@ async fn read_body(req: Request<Incoming>) -> Result<bytes::Bytes, HttpError> {
 }
 
 /// Parses JSON, reporting a syntax error with its line and column.
-fn json_body(bytes: bytes::Bytes) -> Result<Value, Refused> {
-    serde_json::from_slice(&bytes).map_err(|e| {
+fn json_body(bytes: &[u8]) -> Result<Value, Refused> {
+    serde_json::from_slice(bytes).map_err(|e| {
         Refused::Invalid(vec![crate::config::FieldError {
             path: None,
             line: Some(e.line()),

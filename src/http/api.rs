@@ -174,13 +174,14 @@ fn stream_json(state: &AppState, h: &crate::stream::StreamHandle) -> serde_json:
     for (i, input) in inputs.iter_mut().enumerate() {
         input["stats"] = json!({ "active": active == i as u64 + 1, "position": i + 1 });
     }
+    // Top-level keys are the definition as stored (so that sending this JSON back changes
+    // nothing); values in force, defaults included, are under `stats`.
     let mut out = json!({
         "name": h.name.as_ref(),
-        "title": h.title.as_deref(),
         "inputs": inputs,
-        "segment_duration": h.segment_ms,
-        "segment_count": h.segment_count,
         "stats": {
+            "segment_duration": h.segment_ms,
+            "segment_count": h.segment_count,
             "alive": alive,
             "status": if alive { "running" } else { "waiting" },
             "bytes_in": StreamCounters::get(&c.bytes_in),
@@ -199,7 +200,7 @@ fn stream_json(state: &AppState, h: &crate::stream::StreamHandle) -> serde_json:
             "transcoder": transcoder,
         },
     });
-    // The other stored keys (dvr, transcoder, publish_key masked, …) as written.
+    // The other stored keys (title, dvr, transcoder, publish_key masked, …) as written.
     if let (Some(out), serde_json::Value::Object(stored)) = (out.as_object_mut(), definition) {
         for (key, value) in stored {
             out.entry(key).or_insert(value);

@@ -47,10 +47,10 @@ impl Exposition {
 
     /// Drains histogram buckets and renders a fresh exposition (stats thread only), with the
     /// per-stream families rendered from this sample's own recorder after the global ones.
-    pub fn refresh(&self, streams: String) {
+    pub fn refresh(&self, streams: &str) {
         self.handle.run_upkeep();
         let mut text = self.handle.render();
-        text.push_str(&streams);
+        text.push_str(streams);
         let text = Bytes::from(text);
         *self.latest.write().unwrap_or_else(PoisonError::into_inner) = text;
     }

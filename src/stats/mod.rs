@@ -206,7 +206,7 @@ fn run(config: &StatsConfig, src: &StatsSources, stopped: &mpsc::Receiver<()>) {
         }
         counter!(names::STATS_ERRORS).increment(0);
         gauge!(names::STATS_DURATION).set(started.elapsed().as_secs_f64());
-        src.exposition.refresh(stream_recorder.handle().render());
+        src.exposition.refresh(&stream_recorder.handle().render());
         match stopped.recv_timeout(interval.saturating_sub(started.elapsed())) {
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             _ => break,

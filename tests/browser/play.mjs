@@ -15,6 +15,9 @@
 //                                        the player to confirm it rendered that rendition, then require
 //                                        SECONDS more of playback. Fails if there is only one rendition.
 //   CHROMIUM=/path    Chromium binary (default /usr/bin/chromium)
+//   --until=FILE      keep playing (SECONDS is then a minimum) until FILE exists
+// The status reports `stalls`: how often the element waited for data after playback started
+// (HTMLMediaElement `waiting`), and `stalledMs`, how long it waited in all.
 // Output: one JSON status line (always, also on failure/timeout), then PLAYED or DID NOT PLAY.
 // Exit 0 = SECONDS of media played, >= 100 frames decoded, no fatal player error (hls.js: fatal=true;
 // dash.js: every ERROR / PLAYBACK_ERROR event; both: an HTMLMediaElement error) and, with SWITCH,
@@ -37,6 +40,7 @@ const flags = Object.fromEntries(argv.filter(a => a.startsWith('--')).map(a => {
 const [base, src, minT = '5', tmo = '60', shot = ''] = argv.filter(a => !a.startsWith('--'));
 const player = String(flags.player ?? process.env.PLAYER ?? 'hls').toLowerCase();
 const doSwitch = /^(1|true|yes|on)$/i.test(String(flags.switch ?? process.env.SWITCH ?? ''));
+const untilFile = flags.until ? String(flags.until) : null;
 if (!base || !src || !['hls', 'dash'].includes(player)) {
   console.error('usage: node play.mjs BASE_URL PATH [SECONDS] [TIMEOUT_S] [SCREENSHOT] ' +
                 '[--player=hls|dash] [--switch]   (or env PLAYER=hls|dash SWITCH=1)');
@@ -57,7 +61,10 @@ const common = `
   const CFG = ${JSON.stringify({ src, doSwitch, SWITCH_AFTER })};
   const v = document.getElementById('v');
   window.probe = { errors: [], fatal: false, frags: 0, played: 0, levels: [], sizes: [],
-                   sw: { state: CFG.doSwitch ? 'waiting' : 'off' } };
+                   stalls: 0, stalledMs: 0, sw: { state: CFG.doSwitch ? 'waiting' : 'off' } };
+  let waitingSince = null;
+  v.addEventListener('waiting', () => { if (probe.playStart !== undefined && waitingSince === null) { probe.stalls++; waitingSince = performance.now(); } });
+  v.addEventListener('playing', () => { if (waitingSince !== null) { probe.stalledMs += performance.now() - waitingSince; waitingSince = null; } });
   const size = () => v.videoWidth + 'x' + v.videoHeight;
   const fatal = (msg) => { probe.errors.push(msg); probe.fatal = true; };
   v.addEventListener('error', () => fatal('media/code=' + (v.error && v.error.code) + ' ' +
@@ -234,12 +241,13 @@ try {
                  sizeMatchesTarget: sw.state === 'confirmed' && sw.to && sw.to.height ? v.videoHeight === sw.to.height : undefined },
                playedAfterSwitch: sw.state === 'confirmed' ? r(probe.played - sw.confirmedAtPlayed) : undefined,
                levelSwitched: probe.levelSwitched, rendered: probe.rendered,
+               stalls: probe.stalls, stalledMs: Math.round(probe.stalledMs),
                fatal: probe.fatal, errors: probe.errors };
     }, { src, player });
     if (st.fatal) break;
     const sw = st.switch;
     if (sw && ['impossible', 'failed'].includes(sw.state)) break;
-    if (evaluate([]).length === 0) break;
+    if (evaluate([]).length === 0 && (!untilFile || fs.existsSync(untilFile))) break;
     await page.waitForTimeout(250);
   }
   if (shot) await page.screenshot({ path: shot }).catch(e => console.log('screenshot failed:', e.message));

@@ -285,12 +285,35 @@ pub fn request(method: &str, url: &str, headers: &[(&str, &str)]) -> Reply {
     let mut req = match method {
         "GET" => agent.get(url),
         "HEAD" => agent.head(url),
+        "DELETE" => agent.delete(url),
         m => panic!("method {m} not supported by the harness"),
     };
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
-    match req.call() {
+    reply(method, url, req.call())
+}
+
+/// A request with a body (`PUT`, `POST`).
+pub fn send(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+    let agent = agent();
+    let mut req = match method {
+        "PUT" => agent.put(url),
+        "POST" => agent.post(url),
+        m => panic!("method {m} not supported by the harness"),
+    };
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    reply(method, url, req.send(body))
+}
+
+fn reply(
+    method: &str,
+    url: &str,
+    result: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+) -> Reply {
+    match result {
         Ok(mut resp) => {
             let status = resp.status().as_u16();
             let headers = resp.headers().clone();
