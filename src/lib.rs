@@ -1,7 +1,9 @@
 //! Headwater: a live streaming origin server.
 //!
 //! ```text
-//!  GStreamer threads          tokio tasks                                   readers
+//!  API writes, SIGHUP, streams/ edits --> control (the stream set: starts, changes, stops streams)
+//!                                               |
+//!  GStreamer threads          tokio tasks       v                            readers
 //!  ingest (appsink) --try_send--> stream (per-stream actor) --> packaging (segments, playlists) --> http
 //!                                     |
 //!                                     \-- counters (atomics) <-- stats thread --> metrics --> /flussonic/api/metrics

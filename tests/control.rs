@@ -647,6 +647,58 @@ fn declared_too_large(server: &Server, path: &str) -> String {
         .to_owned()
 }
 
+/// Concurrent partial updates of one stream, each to another key, are applied one after the
+/// other: none is lost.
+#[test]
+fn concurrent_writes_to_one_stream_lose_nothing() {
+    let server = Server::start(&[("c", "inputs = [{ url = \"publish://\" }]\n")]);
+    let bodies = [
+        json!({"title": "T"}),
+        json!({"segment_count": 5}),
+        json!({"segment_duration": 3000}),
+        json!({"publish_key": "k"}),
+        json!({"dvr": {"expiration": "2h"}}),
+        json!({"dvr": {"storage_limit": "1G"}}),
+    ];
+    let base = server.base.clone();
+    let writers: Vec<_> = bodies
+        .iter()
+        .cloned()
+        .map(|body| {
+            let url = format!("{base}{API}/streams/c");
+            std::thread::spawn(move || {
+                let r = send(
+                    "PUT",
+                    &url,
+                    &[("Authorization", &admin())],
+                    body.to_string().as_bytes(),
+                );
+                assert_eq!(r.status, 200, "{body}: {}", r.text());
+            })
+        })
+        .collect();
+    writers.into_iter().for_each(|w| w.join().unwrap());
+    let text = std::fs::read_to_string(server.dir.path().join("streams/c.toml")).unwrap();
+    let stored: toml::Table = toml::from_str(&text).unwrap();
+    assert_eq!(stored["title"].as_str(), Some("T"), "{text}");
+    assert_eq!(stored["segment_count"].as_integer(), Some(5), "{text}");
+    assert_eq!(
+        stored["segment_duration"].as_integer(),
+        Some(3000),
+        "{text}"
+    );
+    assert_eq!(stored["publish_key"].as_str(), Some("k"), "{text}");
+    assert_eq!(stored["dvr"]["expiration"].as_str(), Some("2h"), "{text}");
+    assert_eq!(
+        stored["dvr"]["storage_limit"].as_str(),
+        Some("1G"),
+        "{text}"
+    );
+    let shown = stream_json(&server, "c");
+    assert_eq!(shown["stats"]["segment_count"], 5);
+    assert_eq!(shown["stats"]["segment_duration"], 3000);
+}
+
 /// Listing with `limit`, `cursor` and `q`; a stream's JSON shows its stored definition with
 /// secrets masked, and sending it back changes nothing.
 #[test]

@@ -105,6 +105,7 @@ impl ControlPlane {
             dvr: config.dvr.clone(),
             shutdown: shutdown.clone(),
         };
+        remove_stale_temporaries(&config.paths.streams_dir);
         let mut set = StreamSet::new(shared, registry, config.dvb.clone(), config.server.rtmp);
         let files: Vec<StreamFile> = config
             .streams
@@ -397,6 +398,28 @@ fn json_origin(e: FieldError) -> FieldError {
         line: None,
         column: None,
         ..e
+    }
+}
+
+/// Removes `.NAME.toml.tmp` files that a crash left between write and rename (the stream's
+/// file is the old one, whole).
+fn remove_stale_temporaries(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for path in entries.filter_map(Result::ok).map(|e| e.path()) {
+        let stale = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with('.') && n.ends_with(".toml.tmp"));
+        if stale {
+            match std::fs::remove_file(&path) {
+                Ok(()) => info!(file = %path.display(), "removed an unfinished stream file write"),
+                Err(e) => {
+                    warn!(file = %path.display(), error = %e, "cannot remove an unfinished stream file write")
+                }
+            }
+        }
     }
 }
 

@@ -273,7 +273,13 @@ impl StreamSet {
         let stopped = unit.stop(&self.shared).await;
         info!(stream = name, "stream removed");
         if stopped.handle.archives.iter().any(Option::is_some) {
-            self.archived.insert(name.to_owned(), stopped.handle);
+            // Only the archive stays: open `/mpegts` connections end with the stream's
+            // broadcast (this handle must not keep it alive).
+            let handle = StreamHandle {
+                live: tokio::sync::broadcast::channel(1).0,
+                ..stopped.handle
+            };
+            self.archived.insert(name.to_owned(), handle);
         }
     }
 
