@@ -22,7 +22,7 @@ ms() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f", (b - a) * 1000 }'; }
 server() {
   local dir=$1
   printf '[server]\nstreams = "streams"\nview_auth = "v:v"\nedit_auth = "a:a"\nrtmp = "127.0.0.1:0"\n[dvr]\nroot = "dvr"\n[stats]\ninterval = 1000\n' > "$dir/hw.toml"
-  HEADWATER_LOG=${LOG:-info} "$BIN" --config "$dir/hw.toml" --listen 127.0.0.1:0 2>"$dir/log" &
+  HEADWATER_LOG=${LOG:-info} "$BIN" --config "$dir/hw.toml" --listen 127.0.0.1:0 >/dev/null 2>"$dir/log" &
   echo $! > "$dir/pid"
   for _ in $(seq 600); do
     if grep -q "headwater started" "$dir/log"; then break; fi
@@ -40,7 +40,7 @@ for r in $(seq "$ROUNDS"); do
   curl -sf -u a:a -X PUT "http://$ADDR/streamer/api/v3/streams/b$r" \
     -d '{"inputs": [{"url": "fake://fake"}]}' > /dev/null
   t1=$(now)
-  until curl -sf "http://$ADDR/b$r/mono.m3u8" | grep -q '^#EXTINF'; do sleep 0.01; done
+  until curl -sf "http://$ADDR/b$r/mono.m3u8" | grep -c '^#EXTINF' > /dev/null; do sleep 0.01; done
   t2=$(now)
   ffmpeg -nostdin -v error -i "http://$ADDR/b$r/index.m3u8" -frames:v 1 -f null - 
   t3=$(now)
@@ -58,8 +58,8 @@ t0=$(now)
 ADDR=$(LOG=info,headwater::control=debug server "$D")
 t1=$(now)
 PID=$(cat "$D/pid")
-echo "start-up with $STREAMS streams: $(ms "$t0" "$t1") ms to 'headwater started'; RSS $(awk '/VmRSS/ {printf "%.0f", $2/1024}' /proc/$PID/status) MB, $(ls /proc/$PID/task | wc -l) threads"
-sleep 2
+sleep 3
+echo "start-up with $STREAMS streams: $(ms "$t0" "$t1") ms to 'headwater started' (pipelines start behind it); after 3 s: RSS $(awk '/VmRSS/ {printf "%.0f", $2/1024}' /proc/$PID/status) MB, $(ls /proc/$PID/task | wc -l) threads"
 # reload NAME: SIGHUP, then the time to the Nth "configuration reloaded" line.
 reload() {
   local before t0 line

@@ -53,7 +53,7 @@ impl App {
                 config.server.session_timeout_s * 1000,
             )),
         };
-        // Every DVB root a stream may record under is watched by the stats thread.
+        // Every DVR root a stream may record under is watched by the stats thread.
         let mut dvr_roots = vec![config.dvr.root.clone()];
         for root in config
             .streams
@@ -67,6 +67,11 @@ impl App {
         let listen = config.server.listen;
         let drain = Duration::from_millis(config.server.shutdown_drain_ms);
         let streams = config.streams.len();
+        // Bound first: a port in use stops the start before any stream runs.
+        let listener = TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("binding HTTP listener on {listen}"))?;
+        let local_addr = listener.local_addr()?;
         let (admin, inbox) = control::channel();
         let publish = PublishSlots::default();
         let control = ControlPlane::start(
@@ -82,10 +87,6 @@ impl App {
         .await
         .context("starting the streams")?;
         tasks.spawn(control.run());
-        let listener = TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("binding HTTP listener on {listen}"))?;
-        let local_addr = listener.local_addr()?;
         let exposition = Exposition::global();
         let health = Arc::new(StatsHealth::new(&dvr_roots));
         let stats = StatsThread::spawn(

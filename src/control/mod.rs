@@ -80,8 +80,16 @@ pub struct ControlPlane {
     live: LiveHandles,
     /// Invalid stream files by path with the message last logged: logged once per change.
     invalid: BTreeMap<std::path::PathBuf, String>,
+    /// Definitions that were valid but could not start, by stream, with the text tried: a
+    /// reload does not retry the same text (each try would stop and restart the stream).
+    failed: BTreeMap<String, String>,
     inbox: AdminInbox,
     shutdown: CancellationToken,
+    /// `SIGHUP`, installed before any stream starts (its default action would end the
+    /// process); `None` where it cannot be (then edits in `streams/` still reload).
+    hangup: Option<tokio::signal::unix::Signal>,
+    /// Edits in `streams/` wake this; the watcher is kept alive with it.
+    watch: (mpsc::Receiver<()>, Option<notify::RecommendedWatcher>),
 }
 
 impl ControlPlane {
@@ -105,6 +113,15 @@ impl ControlPlane {
             dvr: config.dvr.clone(),
             shutdown: shutdown.clone(),
         };
+        let hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                warn!(error = %e, "cannot listen for SIGHUP; reload by editing streams/");
+                None
+            }
+        };
+        let (watch_tx, watch_rx) = mpsc::channel::<()>(1);
+        let watcher = watch(&config.paths.streams_dir, watch_tx);
         remove_stale_temporaries(&config.paths.streams_dir);
         let mut set = StreamSet::new(shared, registry, config.dvb.clone(), config.server.rtmp);
         let files: Vec<StreamFile> = config
@@ -115,10 +132,21 @@ impl ControlPlane {
                 text: config.texts.get(&s.name).cloned().unwrap_or_default(),
             })
             .collect();
+        let mut started = Ok(());
         for (name, result) in set.reconcile(files, &BTreeSet::new()).await {
-            result.map_err(|e| ControlError::Start(name, e.to_string()))?;
+            if let Err(e) = result {
+                started = Err(ControlError::Start(name, e.to_string()));
+                break;
+            }
         }
-        set.ensure_rtmp().await?;
+        if started.is_ok() {
+            started = set.ensure_rtmp().await;
+        }
+        if let Err(e) = started {
+            // Nothing started may outlive a failed start.
+            set.stop_all().await;
+            return Err(e);
+        }
         for result in ["ok", "error"] {
             metrics::counter!(names::CONFIG_RELOADS, "result" => result).increment(0);
         }
@@ -128,24 +156,21 @@ impl ControlPlane {
             overrides,
             live,
             invalid: BTreeMap::new(),
+            failed: BTreeMap::new(),
             inbox,
             shutdown,
+            hangup,
+            watch: (watch_rx, watcher),
         })
     }
 
     /// Serves API writes, `SIGHUP` and edits in `streams/` until shutdown, then stops every
     /// stream (sources first).
     pub async fn run(mut self) {
-        let (watch_tx, mut watch_rx) = mpsc::channel::<()>(1);
-        let _watcher = watch(&self.config.paths.streams_dir, watch_tx);
-        let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        {
-            Ok(s) => Some(s),
-            Err(e) => {
-                warn!(error = %e, "cannot listen for SIGHUP; reload by editing streams/");
-                None
-            }
-        };
+        let mut hangup = self.hangup.take();
+        let (mut watch_rx, _watcher) =
+            std::mem::replace(&mut self.watch, (mpsc::channel(1).1, None));
+        let mut reload_at: Option<tokio::time::Instant> = None;
         loop {
             tokio::select! {
                 () = self.shutdown.cancelled() => break,
@@ -153,13 +178,17 @@ impl ControlPlane {
                     Some(call) => self.on_call(call).await,
                     None => break,
                 },
-                Some(()) = recv_signal(&mut hangup) => self.reload("SIGHUP").await,
+                Some(()) = recv_signal(&mut hangup) => {
+                    // Reads everything: a pending edit is part of it.
+                    reload_at = None;
+                    self.reload("SIGHUP").await;
+                }
+                // Each edit moves the reload later; API writes are served meanwhile.
                 Some(()) = watch_rx.recv() => {
-                    tokio::select! {
-                        () = self.shutdown.cancelled() => break,
-                        () = tokio::time::sleep(DEBOUNCE) => {}
-                    }
-                    while watch_rx.try_recv().is_ok() {}
+                    reload_at = Some(tokio::time::Instant::now() + DEBOUNCE);
+                }
+                () = sleep_until(reload_at) => {
+                    reload_at = None;
                     self.reload("streams/ changed").await;
                 }
             }
@@ -186,7 +215,15 @@ impl ControlPlane {
     /// Creates or updates a stream: merge, validate, write, apply.
     async fn put(&mut self, name: &str, body: &Value) -> Result<Value, AdminError> {
         let file = self.config.stream_file(name);
-        let current = std::fs::read_to_string(&file).ok();
+        let current = match std::fs::read_to_string(&file) {
+            Ok(text) => Some(text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => {
+                // Not knowing the stored definition, a partial update could drop its keys.
+                error!(stream = name, file = %file.display(), error = %e, "cannot read the stream file; nothing changed");
+                return Err(AdminError::Failed);
+            }
+        };
         let text =
             store::merge(current.as_deref(), body).map_err(|e| AdminError::Invalid(vec![e]))?;
         let stream = self
@@ -196,9 +233,14 @@ impl ControlPlane {
         self.write(name, Some(&text)).await?;
         if let Err(e) = self.set.set(stream, text.clone()).await {
             error!(stream = name, error = %e, "the stored change could not be applied; restoring the file");
-            let _ = self.write(name, current.as_deref()).await;
+            if self.write(name, current.as_deref()).await.is_err() {
+                // The new text stays on disk; remember that it failed so that reloads
+                // do not retry it until the file changes again.
+                self.failed.insert(name.to_owned(), text);
+            }
             return Err(AdminError::Failed);
         }
+        self.failed.remove(name);
         Ok(store::to_json(name, &text))
     }
 
@@ -282,15 +324,32 @@ impl ControlPlane {
             }
         };
         ok &= invalid.is_empty();
-        let keep = self.note_invalid(&invalid);
+        let mut keep = self.note_invalid(&invalid);
+        // A definition that already failed to start is not tried again until its file changes.
+        self.failed.retain(|name, text| {
+            files
+                .iter()
+                .any(|f| f.config.name == *name && f.text == *text)
+        });
+        let (retry, tries): (Vec<StreamFile>, Vec<StreamFile>) = files
+            .into_iter()
+            .partition(|f| self.failed.contains_key(&f.config.name));
+        keep.extend(retry.into_iter().map(|f| f.config.name));
+        let texts: BTreeMap<String, String> = tries
+            .iter()
+            .map(|f| (f.config.name.clone(), f.text.clone()))
+            .collect();
         let mut changes = 0;
-        for (name, result) in self.set.reconcile(files, &keep).await {
+        for (name, result) in self.set.reconcile(tries, &keep).await {
             match result {
                 Ok(Outcome::Unchanged) => {}
                 Ok(_) => changes += 1,
                 Err(e) => {
                     ok = false;
-                    error!(stream = %name, error = %e, "stream change not applied");
+                    error!(stream = %name, error = %e, "stream change not applied; it runs as before");
+                    if let Some(text) = texts.get(&name) {
+                        self.failed.insert(name, text.clone());
+                    }
                 }
             }
         }
@@ -420,6 +479,14 @@ fn remove_stale_temporaries(dir: &Path) {
                 }
             }
         }
+    }
+}
+
+/// Sleeps until `at`; forever without one.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -66,10 +66,19 @@ pub fn plan(old: &StreamConfig, new: &StreamConfig) -> Change {
         Action::Resize,
     );
     differ("dvr", old.dvr != new.dvr, dvr_action(old, new));
+    // A key matters only to a stream that takes publishers.
+    let publishes = new
+        .inputs
+        .iter()
+        .any(|i| matches!(i.url, crate::config::InputUrl::Publish));
     differ(
         "publish_key",
         old.publish_key != new.publish_key,
-        Action::Source,
+        if publishes {
+            Action::Source
+        } else {
+            Action::Describe
+        },
     );
     differ(
         "transcoder",
@@ -133,6 +142,16 @@ mod tests {
         assert_eq!(c.keys, ["inputs"]);
         assert_eq!(c.action, Action::Source);
         let c = change(&BASE.replace("title", "publish_key = \"k\"\ntitle"));
+        assert_eq!(
+            c.action,
+            Action::Describe,
+            "no publish:// input: the key is inert"
+        );
+        let publish = BASE.replace("fake://fake", "publish://");
+        let c = plan(
+            &stream(&publish),
+            &stream(&publish.replace("title", "publish_key = \"k\"\ntitle")),
+        );
         assert_eq!(c.action, Action::Source);
     }
 

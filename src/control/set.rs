@@ -5,7 +5,7 @@
 
 use super::ControlError;
 use super::plan::{Action, Change, plan};
-use super::unit::{Shared, StreamUnit};
+use super::unit::{Shared, StreamUnit, close_publishing};
 use crate::config::{DvbCard, DvrConfig, StreamConfig, StreamFile};
 use crate::ingest::dvb::run_tuner;
 use crate::stream::{Registry, StreamHandle};
@@ -180,7 +180,7 @@ impl StreamSet {
         let names: Vec<String> = self.units.keys().cloned().collect();
         for name in names {
             if let Some(unit) = self.units.remove(&name) {
-                unit.stop(&self.shared).await;
+                unit.stop().await;
             }
         }
         for (_, tuner) in std::mem::take(&mut self.tuners) {
@@ -200,10 +200,12 @@ impl StreamSet {
         let Some(unit) = self.units.get_mut(&name) else {
             let archives: Vec<_> = self
                 .archived
-                .remove(&name)
+                .get(&name)
                 .map(|h| h.archives.iter().flatten().cloned().collect())
                 .unwrap_or_default();
             let unit = StreamUnit::start(config, text, &self.shared, None, None, &archives)?;
+            // Its archive is the running stream's again.
+            self.archived.remove(&name);
             info!(stream = %name, inputs = unit.config.inputs.len(), "stream added");
             self.units.insert(name, unit);
             return Ok(Outcome::Added);
@@ -236,7 +238,7 @@ impl StreamSet {
         let archives = old.archives();
         let old_config = old.config.clone();
         let old_text = old.handle.definition.clone();
-        let stopped = old.stop(&self.shared).await;
+        let stopped = old.stop().await;
         let name = config.name.clone();
         match StreamUnit::start(
             config,
@@ -247,6 +249,7 @@ impl StreamSet {
             &archives,
         ) {
             Ok(unit) => {
+                close_publishing(&unit.config, &self.shared, false);
                 self.units.insert(name, unit);
                 Ok(())
             }
@@ -270,13 +273,23 @@ impl StreamSet {
         let Some(unit) = self.units.remove(name) else {
             return;
         };
-        let stopped = unit.stop(&self.shared).await;
+        close_publishing(&unit.config, &self.shared, true);
+        let stopped = unit.stop().await;
         info!(stream = name, "stream removed");
         if stopped.handle.archives.iter().any(Option::is_some) {
             // Only the archive stays: open `/mpegts` connections end with the stream's
-            // broadcast (this handle must not keep it alive).
+            // broadcast (this handle must not keep it alive), and the live window's memory
+            // is freed (an empty snapshot keeps the renditions, to find archives by them).
+            let last = stopped.handle.current();
+            let empty = crate::packaging::Snapshot {
+                renditions: vec![Default::default(); last.renditions.len()],
+                target_ms: last.target_ms,
+                ..Default::default()
+            };
+            drop(last);
             let handle = StreamHandle {
                 live: tokio::sync::broadcast::channel(1).0,
+                snapshot: tokio::sync::watch::channel(Arc::new(empty)).1,
                 ..stopped.handle
             };
             self.archived.insert(name.to_owned(), handle);

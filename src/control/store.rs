@@ -48,6 +48,17 @@ pub(super) fn merge(current: Option<&str>, body: &Value) -> Result<String, Field
         if key == "$reset" || READ_ONLY.contains(&key.as_str()) {
             continue;
         }
+        if key == "publish_key"
+            && *value == Value::String(MASK.into())
+            && old_secrets.publish_key.is_none()
+        {
+            return Err(invalid(
+                key,
+                format!(
+                    "{MASK} stands for a stored key, and this stream has none: send the key itself"
+                ),
+            ));
+        }
         let value = old_secrets.restore(key, value);
         merge_key(doc.as_table_mut(), key, &value, key, true)?;
     }
@@ -159,10 +170,9 @@ impl Secrets {
 
     fn restore(&self, key: &str, value: &Value) -> Value {
         match (key, value) {
-            ("publish_key", Value::String(s)) if s == MASK => self
-                .publish_key
-                .clone()
-                .map_or_else(|| value.clone(), Value::String),
+            ("publish_key", Value::String(s)) if s == MASK => {
+                self.publish_key.clone().map_or(Value::Null, Value::String)
+            }
             ("inputs", Value::Array(inputs)) => Value::Array(
                 inputs
                     .iter()
@@ -215,16 +225,32 @@ pub(super) fn to_json(name: &str, text: &str) -> Value {
 /// Writes `text` as `dir/NAME.toml` so that a crash at any instant leaves the old file or
 /// the new one, never a part: a temporary file in the same folder, written and synced, is
 /// renamed over the old one, then the folder is synced. Blocking: call it off the runtime.
+/// The new file keeps the old one's permissions; a new one is readable by its owner alone (it
+/// may hold input passwords and publish keys). Once the rename is done the write counts as
+/// done: a failed sync of the folder is logged, not reported as "nothing changed".
 pub(super) fn write_atomic(dir: &Path, name: &str, text: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     // A dot name with another extension: the loader and the watcher's reload ignore it.
     let tmp = dir.join(format!(".{name}.toml.tmp"));
     let target = dir.join(format!("{name}.toml"));
-    let mut file = std::fs::File::create(&tmp)?;
-    file.write_all(text.as_bytes())?;
-    file.sync_all()?;
-    drop(file);
-    std::fs::rename(&tmp, &target)?;
-    std::fs::File::open(dir)?.sync_all()
+    let mode = std::fs::metadata(&target).map_or(0o600, |m| m.permissions().mode() & 0o7777);
+    let written = (|| {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)?;
+        file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        file.write_all(text.as_bytes())?;
+        file.sync_all()
+    })();
+    if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, &target)) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    sync_folder(dir);
+    Ok(())
 }
 
 /// Removes `dir/NAME.toml` durably. Blocking.
@@ -234,7 +260,15 @@ pub(super) fn remove(dir: &Path, name: &str) -> std::io::Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    std::fs::File::open(dir)?.sync_all()
+    sync_folder(dir);
+    Ok(())
+}
+
+/// Makes a rename or removal in `dir` durable; a failure is logged (the change is made).
+fn sync_folder(dir: &Path) {
+    if let Err(e) = std::fs::File::open(dir).and_then(|d| d.sync_all()) {
+        tracing::warn!(dir = %dir.display(), error = %e, "cannot sync the streams folder; the change may not survive a power loss");
+    }
 }
 
 #[cfg(test)]
@@ -329,6 +363,34 @@ mod tests {
         assert_eq!(e.path.as_deref(), Some("$reset"));
         let e = merge(None, &json!({"segment_count": 18446744073709551615u64})).unwrap_err();
         assert_eq!(e.path.as_deref(), Some("segment_count"));
+    }
+
+    #[test]
+    fn a_masked_key_without_a_stored_one_is_refused() {
+        let e = merge(None, &json!({"publish_key": "***"})).unwrap_err();
+        assert_eq!(e.path.as_deref(), Some("publish_key"));
+    }
+
+    #[test]
+    fn atomic_write_keeps_permissions_and_new_files_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        write_atomic(dir.path(), "n", "title = \"1\"\n").unwrap();
+        let mode = |n: &str| {
+            std::fs::metadata(dir.path().join(n))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        assert_eq!(mode("n.toml"), 0o600);
+        std::fs::set_permissions(
+            dir.path().join("n.toml"),
+            std::fs::Permissions::from_mode(0o640),
+        )
+        .unwrap();
+        write_atomic(dir.path(), "n", "title = \"2\"\n").unwrap();
+        assert_eq!(mode("n.toml"), 0o640);
     }
 
     #[test]

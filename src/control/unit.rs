@@ -140,13 +140,11 @@ impl StreamUnit {
     }
 
     /// Stops every part: the source first, then the actor (which flushes nothing: a partial
-    /// segment is dropped), then the DVR writers once their queue is written.
-    pub(super) async fn stop(self, shared: &Shared) -> Stopped {
+    /// segment is dropped), then the DVR writers once their queue is written. The publish
+    /// slot stays (a rebuilt stream keeps its publisher): [`close_publishing`] ends it.
+    pub(super) async fn stop(self) -> Stopped {
         if let Some(ingest) = self.ingest {
             stop_ingest(ingest).await;
-        }
-        if publish_key(&self.config).is_some() {
-            shared.publish.close(&self.config.name);
         }
         self.actor_stop.cancel();
         let continuity = self.actor.await.unwrap_or_else(|e| {
@@ -257,6 +255,14 @@ impl StreamUnit {
             InputUrl::Dvb { card, .. } => Some(card.as_str()),
             _ => None,
         })
+    }
+}
+
+/// Ends publishing to `config`'s stream when it no longer takes publishers (removed, or no
+/// `publish://` input any more).
+pub(super) fn close_publishing(config: &StreamConfig, shared: &Shared, removed: bool) {
+    if removed || publish_key(config).is_none() {
+        shared.publish.close(&config.name);
     }
 }
 

@@ -73,6 +73,10 @@ async fn publish(state: &AppState, req: Request<Incoming>) -> Result<Response<Bo
                     bytes += data.len() as u64;
                     feed.push(data.to_vec());
                 }
+                if feed.is_closed() {
+                    info!(%stream, "the stream no longer takes this publisher; closing");
+                    break;
+                }
             }
             Ok(None) => break,
             Ok(Some(Err(e))) => {

@@ -17,6 +17,9 @@ pub struct Slot {
     key: Option<String>,
     /// A publisher holds the slot.
     busy: AtomicBool,
+    /// The stream stopped taking publishers here (deleted, or a new key): a publisher still
+    /// holding the slot is disconnected.
+    closed: AtomicBool,
     /// The appsrc of the current ingest pipeline; `None` between pipelines.
     appsrc: Mutex<Option<gst_app::AppSrc>>,
 }
@@ -37,19 +40,29 @@ impl PublishSlots {
         slots
     }
 
-    /// Opens (or reopens with a new key) the slot of stream `name`. A publisher holding the
-    /// old slot keeps it until its connection ends; its bytes reach no pipeline.
+    /// Opens the slot of stream `name`. An open slot with the same key stays as it is, so a
+    /// publisher keeps publishing across a restart of the stream's pipeline; with another key
+    /// the old slot is closed and its publisher disconnected.
     pub fn open(&self, name: &str, key: Option<String>) {
+        let mut slots = self.write();
+        if slots.get(name).is_some_and(|s| s.key == key) {
+            return;
+        }
         let slot = Arc::new(Slot {
             key,
             ..Slot::default()
         });
-        self.write().insert(name.to_owned(), slot);
+        if let Some(old) = slots.insert(name.to_owned(), slot) {
+            old.closed.store(true, Ordering::Release);
+        }
     }
 
-    /// Closes the slot of a stream that no longer takes publishers.
+    /// Closes the slot of a stream that no longer takes publishers; its publisher is
+    /// disconnected.
     pub fn close(&self, name: &str) {
-        self.write().remove(name);
+        if let Some(old) = self.write().remove(name) {
+            old.closed.store(true, Ordering::Release);
+        }
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<Slot>>> {
@@ -112,6 +125,10 @@ impl PublishFeed for Claim {
     fn push(&self, data: Vec<u8>) -> bool {
         Claim::push(self, data)
     }
+
+    fn is_closed(&self) -> bool {
+        Claim::is_closed(self)
+    }
 }
 
 impl Slot {
@@ -134,6 +151,11 @@ pub struct Claim {
 }
 
 impl Claim {
+    /// The stream no longer takes this publisher (deleted, or its key changed).
+    pub fn is_closed(&self) -> bool {
+        self.slot.closed.load(Ordering::Acquire)
+    }
+
     /// Pushes bytes of the FLV stream; false when no pipeline is waiting for them.
     pub fn push(&self, data: Vec<u8>) -> bool {
         let guard = self
@@ -190,5 +212,22 @@ mod tests {
         drop(held);
         assert!(slots.claim("locked", Some("s3cret")).is_ok());
         assert!(slots.claim("open", None).is_ok());
+    }
+
+    #[test]
+    fn reopening_keeps_the_publisher_unless_the_key_changed() {
+        let slots = PublishSlots::new([("s".to_owned(), Some("k".to_owned()))]);
+        let held = slots.claim("s", Some("k")).unwrap();
+        slots.open("s", Some("k".to_owned()));
+        assert!(!held.is_closed(), "a restart keeps the publisher");
+        slots.open("s", Some("k2".to_owned()));
+        assert!(held.is_closed(), "a new key disconnects it");
+        let again = slots.claim("s", Some("k2")).unwrap();
+        slots.close("s");
+        assert!(again.is_closed());
+        assert_eq!(
+            slots.claim("s", Some("k2")).unwrap_err(),
+            Refusal::UnknownStream
+        );
     }
 }

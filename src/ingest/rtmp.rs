@@ -126,6 +126,11 @@ async fn connection(mut tcp: TcpStream, slots: &PublishSlots) -> Result<(), Stri
             // The refusal has been sent; the connection ends here.
             return Err("publish refused".to_owned());
         }
+        if publisher.as_ref().is_some_and(|p| p.claim.is_closed()) {
+            return Err(
+                "the stream no longer takes this publisher (deleted or new key)".to_owned(),
+            );
+        }
         let timeout = if publisher.is_some() {
             READ_TIMEOUT
         } else {

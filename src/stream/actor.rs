@@ -35,7 +35,7 @@ pub struct Continuity {
     /// UTC ms where the last segment ended.
     pub last_end_ms: u64,
     pub epoch_ms: Option<u64>,
-    /// Discontinuity tags already counted in the first rendition's playlists.
+    /// Discontinuity tags already counted in the playlists (the most of any rendition).
     pub discontinuities: u64,
 }
 
@@ -186,10 +186,14 @@ impl StreamActor {
             next_sequence,
             last_end_ms,
             epoch_ms: self.epoch_ms,
+            // The highest count of any rendition: no playlist's discontinuity sequence may
+            // go back (one that jumps ahead is still in order).
             discontinuities: self
                 .renditions
-                .first()
-                .map_or(0, |r| r.window.discontinuities()),
+                .iter()
+                .map(|r| r.window.discontinuities())
+                .max()
+                .unwrap_or(0),
         }
     }
 

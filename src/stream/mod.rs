@@ -75,6 +75,9 @@ pub trait Publishing: Send + Sync + std::fmt::Debug {
 pub trait PublishFeed: Send + std::fmt::Debug {
     /// Hands over container bytes (FLV or MPEG-TS); false when nothing consumes them now.
     fn push(&self, data: Vec<u8>) -> bool;
+    /// The stream no longer takes this publisher (deleted, or its key changed): the front
+    /// end ends the connection.
+    fn is_closed(&self) -> bool;
 }
 
 /// The reader side of one stream; cheap to clone.
