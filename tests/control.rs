@@ -373,6 +373,82 @@ fn a_stream_plays_on_untouched_while_another_is_managed_ten_times() {
     );
 }
 
+/// A change that rebuilds a stream (`segment_duration`) continues it in every packaging: the
+/// TS playlist's numbering goes on after a discontinuity, fMP4 names a new init version, the
+/// open `/mpegts` connection stays open, and ffmpeg decodes HLS-TS and HLS-fMP4 after it.
+#[test]
+fn a_rebuilt_stream_goes_on_in_every_packaging() {
+    let server = Server::start(&[("r", "inputs = [{ url = \"fake://fake\" }]\n")]);
+    let before = server.wait_segments("r", 3, Duration::from_secs(30));
+    let next = before.media_sequence + before.segments.len() as u64;
+    let fmp4 = || get(&server.url("/r/tracks-v1/index.fmp4.m3u8"));
+    wait_until(Duration::from_secs(20), "fMP4 playlist", || {
+        fmp4().status == 200
+    });
+    assert!(fmp4().text().contains("#EXT-X-MAP:URI=\"init.mp4\""));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mpegts = mpegts_reader(&server, "r", stop.clone());
+    let stored = put_ok(&server, "r", &json!({"segment_duration": 3000}));
+    assert_eq!(stored["segment_duration"], 3000);
+    assert!(
+        server
+            .log_text()
+            .contains("stream changed stream=r changed=segment_duration restarted=\"source, packager and DVR writer\""),
+        "{}",
+        server.log_text()
+    );
+    let mut after = Playlist::default();
+    wait_until(
+        Duration::from_secs(30),
+        "3 s segments after the rebuild",
+        || {
+            let r = get(&server.url("/r/mono.m3u8"));
+            r.status == 200 && {
+                after = Playlist::parse(&r.text());
+                after.target_duration == 3 && after.segments.len() >= 2
+            }
+        },
+    );
+    assert!(
+        after.media_sequence >= next,
+        "numbering went on: {after:?} after {before:?}"
+    );
+    assert!(
+        after.segments[0].2,
+        "the first segment after the rebuild is a discontinuity"
+    );
+    assert!(after.discontinuity_sequence >= before.discontinuity_sequence);
+    // fMP4: a new init version, served, and decodable.
+    let text = fmp4().text();
+    let map = text
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-MAP:URI=\""))
+        .and_then(|l| l.strip_suffix('"'))
+        .unwrap_or_else(|| panic!("no EXT-X-MAP: {text}"))
+        .to_owned();
+    assert_ne!(
+        map, "init.mp4",
+        "the rebuilt track's init has a new version: {text}"
+    );
+    assert_eq!(get(&server.url(&format!("/r/tracks-v1/{map}"))).status, 200);
+    for path in ["/r/index.m3u8", "/r/index.fmp4.m3u8"] {
+        let out = ffmpeg_decode(&server.url(path), 2, 60);
+        assert!(
+            out.status.success() && out.stderr.is_empty(),
+            "{path}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    stop.store(true, Ordering::Relaxed);
+    let (bytes, longest) = mpegts.join().unwrap();
+    assert!(bytes > 100_000, "{bytes}");
+    assert!(
+        longest < Duration::from_secs(8),
+        "the /mpegts connection waited {longest:?}"
+    );
+}
+
 /// Every answered write is on disk, whole; `kill -9` at any instant leaves the old file or the
 /// new one, and the restarted server runs exactly the stored set.
 #[test]

@@ -37,6 +37,8 @@ pub struct Continuity {
     pub epoch_ms: Option<u64>,
     /// Discontinuity tags already counted in the playlists (the most of any rendition).
     pub discontinuities: u64,
+    /// The next fMP4 init segment version of every track (one past the highest used).
+    pub init_version: u32,
 }
 
 /// The parts of a stream that viewers hold on to and that outlive one actor: counters
@@ -82,6 +84,8 @@ pub struct StreamActor {
     /// UTC ms of the first segment: `tfdt` 0 of every fMP4 track and the DASH
     /// `availabilityStartTime`; fixed for the life of the process.
     epoch_ms: Option<u64>,
+    /// Version of the first init segment of every fMP4 track (0, or carried over).
+    first_init_version: u32,
     /// A TS segment that cannot be remuxed to fMP4 was logged (reset by the next success).
     fmp4_failing: bool,
     snapshot: watch::Sender<Arc<Snapshot>>,
@@ -138,6 +142,7 @@ impl StreamActor {
         let mut windows: Vec<Window> = (0..renditions)
             .map(|_| Window::new(config.segment_count.get(), target_ms))
             .collect();
+        let first_init_version = resume.map_or(0, |r| r.init_version);
         if let Some(r) = resume {
             ladder.resume(r.next_sequence, r.last_end_ms);
             windows.iter_mut().for_each(|w| w.resume(r.discontinuities));
@@ -147,7 +152,11 @@ impl StreamActor {
             feed,
             control,
             ladder,
-            renditions: windows.into_iter().map(Rendition::new).collect(),
+            renditions: windows
+                .into_iter()
+                .map(|w| Rendition::new(w, first_init_version))
+                .collect(),
+            first_init_version,
             audio: None,
             epoch_ms: resume.and_then(|r| r.epoch_ms),
             fmp4_failing: false,
@@ -194,6 +203,13 @@ impl StreamActor {
                 .map(|r| r.window.discontinuities())
                 .max()
                 .unwrap_or(0),
+            init_version: self
+                .renditions
+                .iter()
+                .map(|r| r.next_init_version())
+                .chain(self.audio.as_ref().map(Audio::next_version))
+                .max()
+                .unwrap_or(self.first_init_version),
         }
     }
 
@@ -307,7 +323,13 @@ impl StreamActor {
             }
             r.add_fragment(segment, &demuxed, epoch_ms)?;
             if rendition == 0 {
-                Audio::add(&mut self.audio, segment, &demuxed, epoch_ms)?;
+                Audio::add(
+                    &mut self.audio,
+                    segment,
+                    &demuxed,
+                    epoch_ms,
+                    self.first_init_version,
+                )?;
             }
             Ok(())
         });

@@ -23,13 +23,31 @@ pub(super) struct FragmentTrack {
     init: Option<Arc<InitSegment>>,
     /// Oldest first; pruned with the TS window.
     fragments: VecDeque<Arc<FragmentEntry>>,
+    /// Version of the first init segment: 0, or where the stream's previous actor stopped
+    /// (so that `init-N.mp4` never names two different init segments).
+    first_version: u32,
 }
 
 impl FragmentTrack {
+    /// A track whose first init segment gets version `first_version`.
+    pub(super) fn numbered_from(first_version: u32) -> Self {
+        FragmentTrack {
+            first_version,
+            ..FragmentTrack::default()
+        }
+    }
+
+    /// The version the next init segment gets.
+    pub(super) fn next_version(&self) -> u32 {
+        self.init
+            .as_ref()
+            .map_or(self.first_version, |i| i.version + 1)
+    }
+
     /// Makes `init` the current init segment from `segment` on, numbering it after the
     /// previous one.
     fn set_init(&mut self, segment: &Segment, mut init: InitSegment) {
-        init.version = self.init.as_ref().map_or(0, |i| i.version + 1);
+        init.version = self.next_version();
         init.since_ms = segment.start_ms;
         self.init = Some(Arc::new(init));
     }
@@ -102,13 +120,14 @@ pub(super) struct Rendition {
 }
 
 impl Rendition {
-    pub(super) fn new(window: Window) -> Self {
+    /// `first_version`: see [`FragmentTrack::numbered_from`].
+    pub(super) fn new(window: Window, first_version: u32) -> Self {
         Rendition {
             window,
             media: None,
             video: VideoTrack::new(),
             avc: None,
-            track: FragmentTrack::default(),
+            track: FragmentTrack::numbered_from(first_version),
             started: false,
         }
     }
@@ -165,6 +184,11 @@ impl Rendition {
         self.track.prune(self.window.oldest_sequence());
     }
 
+    /// The version the video track's next init segment gets.
+    pub(super) fn next_init_version(&self) -> u32 {
+        self.track.next_version()
+    }
+
     pub(super) fn snapshot(&self) -> RenditionSnapshot {
         let mut r = self.window.rendition(self.media.as_ref());
         r.video = self.track.snapshot(&self.window);
@@ -189,17 +213,22 @@ impl Audio {
 
     /// Adds the audio fragment of `segment`; creates the track on first audio, and again
     /// when the AAC configuration changes.
+    /// `first_version` numbers the track's first init segment.
     pub(super) fn add(
         slot: &mut Option<Audio>,
         segment: &Segment,
         demuxed: &Demuxed,
         epoch_ms: u64,
+        first_version: u32,
     ) -> Result<(), fmp4::Fmp4Error> {
         let Some(aac) = demuxed.aac else {
             return Ok(());
         };
         if slot.as_ref().is_none_or(|a| a.aac != aac) {
-            let mut fragments = slot.take().map(|a| a.fragments).unwrap_or_default();
+            let mut fragments = slot.take().map_or_else(
+                || FragmentTrack::numbered_from(first_version),
+                |a| a.fragments,
+            );
             fragments.set_init(
                 segment,
                 InitSegment {
@@ -238,6 +267,11 @@ impl Audio {
         self.fragments.prune(oldest);
     }
 
+    /// The version the audio track's next init segment gets.
+    pub(super) fn next_version(&self) -> u32 {
+        self.fragments.next_version()
+    }
+
     pub(super) fn snapshot(&self, window: &Window) -> TrackSnapshot {
         self.fragments.snapshot(window)
     }
@@ -260,7 +294,7 @@ mod tests {
     #[test]
     fn the_fmp4_playlist_starts_after_a_segment_without_fragment() {
         let epoch = 1_795_305_600_000;
-        let mut r = Rendition::new(Window::new(6, 1000));
+        let mut r = Rendition::new(Window::new(6, 1000), 0);
         for sequence in 3..=7 {
             let ts = SEGMENTS[0];
             let seg = Segment {
@@ -302,7 +336,7 @@ mod tests {
     #[test]
     fn a_new_codec_configuration_gets_a_new_init_segment_version() {
         let epoch = 1_795_305_600_000;
-        let mut r = Rendition::new(Window::new(6, 1000));
+        let mut r = Rendition::new(Window::new(6, 1000), 0);
         for (i, ts) in SEGMENTS.iter().enumerate() {
             let seg = Segment {
                 sequence: i as u64,
