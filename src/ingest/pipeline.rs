@@ -59,6 +59,7 @@ pub(super) fn build(
         pipeline: &pipeline,
         outputs: &outputs,
         meter,
+        guard_splices: !matches!(url, InputUrl::File { .. }),
     };
     match url {
         InputUrl::Fake => {
@@ -259,6 +260,10 @@ struct Demux<'a> {
     pipeline: &'a gst::Pipeline,
     outputs: &'a Arc<Outputs>,
     meter: &'a Arc<InputMeter>,
+    /// Guard the demuxer against PES cut short by lost packets or a restarting sender
+    /// ([`super::splice`]). Not for a file: it loses nothing, and its end (where it loops)
+    /// is no failure.
+    guard_splices: bool,
 }
 
 impl Demux<'_> {
@@ -277,6 +282,7 @@ impl Demux<'_> {
         let pipeline_weak = self.pipeline.downgrade();
         let outputs = self.outputs.clone();
         let meter = self.meter.clone();
+        let guard_splices = self.guard_splices;
         let linked = Arc::new(Linked::default());
         src.connect_pad_added(move |_, pad| {
             let Some(pipeline) = pipeline_weak.upgrade() else {
@@ -286,6 +292,7 @@ impl Demux<'_> {
                 pipeline: &pipeline,
                 outputs: &outputs,
                 meter: &meter,
+                guard_splices,
             };
             let result = demux.parsebin(linked.clone()).and_then(|parsebin| {
                 parsebin
@@ -316,7 +323,9 @@ impl Demux<'_> {
         }
         if let Some(bin) = parsebin.downcast_ref::<gst::Bin>() {
             super::adts::repair_demuxed_aac(bin, self.meter.clone());
-            super::splice::guard_demuxer_input(bin, self.meter.clone());
+            if self.guard_splices {
+                super::splice::guard_demuxer_input(bin, self.meter.clone());
+            }
         }
         let pipeline_weak = self.pipeline.downgrade();
         let outputs = self.outputs.clone();

@@ -21,6 +21,18 @@ pub(super) struct Host {
     dvr_roots: Vec<PathBuf>,
     /// Device name → (io_ticks ms, when read) from the previous sample.
     io_prev: HashMap<String, (u64, Instant)>,
+    /// Roots measured with `statvfs` because no listed mount holds them (logged once each).
+    unlisted: std::collections::HashSet<PathBuf>,
+}
+
+/// A DVR root's filesystem, as measured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct DiskFigures {
+    pub(super) total: u64,
+    pub(super) available: u64,
+    /// Its block device (for `/proc/diskstats`); `None` when the filesystem is not listed in
+    /// `/proc/self/mounts` (a chroot, some containers): then only `statvfs` is known.
+    pub(super) device: Option<String>,
 }
 
 impl Host {
@@ -33,6 +45,7 @@ impl Host {
             disks: Disks::new_with_refreshed_list().map_err(StatsError::sysinfo)?,
             dvr_roots,
             io_prev: HashMap::new(),
+            unlisted: std::collections::HashSet::new(),
         })
     }
 
@@ -65,24 +78,26 @@ impl Host {
         let mut usage = Vec::with_capacity(self.dvr_roots.len());
         for root in &self.dvr_roots {
             let label = names::sanitize_label(&root.display().to_string());
-            let Some(disk) = filesystem_of(&self.disks, root) else {
+            let Some(disk) = disk_figures(&self.disks, root) else {
                 usage.push((root.clone(), None));
                 continue;
             };
-            let size = disk.total_space();
+            if disk.device.is_none() && self.unlisted.insert(root.clone()) {
+                tracing::info!(root = %root.display(), "the DVR root's filesystem is not in /proc/self/mounts: its size and usage come from statvfs, its I/O usage is not measured");
+            }
+            let size = disk.total;
             gauge!(names::DISK_SIZE, "path" => label.clone()).set(size as f64);
             let used_percent = (size > 0).then(|| {
-                let used = size.saturating_sub(disk.available_space());
+                let used = size.saturating_sub(disk.available);
                 used as f64 * 100.0 / size as f64
             });
             if let Some(p) = used_percent {
                 gauge!(names::DISK_USAGE, "path" => label.clone()).set(p);
             }
             usage.push((root.clone(), used_percent));
-            let device = Path::new(disk.name())
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
+            let Some(device) = disk.device else {
+                continue;
+            };
             if let Some(ticks) = io_ticks(&diskstats, &device)
                 && let Some((prev, at)) = self.io_prev.insert(device, (ticks, now))
             {
@@ -103,16 +118,34 @@ fn open_files() -> Result<usize, StatsError> {
         .count())
 }
 
-/// The mounted filesystem holding `path` (longest mount point that is a prefix of it). A root
-/// that does not exist yet is resolved through its nearest existing ancestor.
-fn filesystem_of<'a>(disks: &'a Disks, path: &Path) -> Option<&'a sysinfo::Disk> {
+/// The filesystem holding `path`: the listed mount with the longest mount point that is a
+/// prefix of it, else `statvfs` of the path itself (without a device). A root that does not
+/// exist yet is resolved through its nearest existing ancestor.
+pub(super) fn disk_figures(disks: &[sysinfo::Disk], path: &Path) -> Option<DiskFigures> {
     let absolute = std::path::absolute(path).ok()?;
     let existing = absolute.ancestors().find(|p| p.exists())?;
     let real = existing.canonicalize().ok()?;
-    disks
+    let listed = disks
         .iter()
         .filter(|d| real.starts_with(d.mount_point()))
-        .max_by_key(|d| d.mount_point().as_os_str().len())
+        .max_by_key(|d| d.mount_point().as_os_str().len());
+    match listed {
+        Some(d) => Some(DiskFigures {
+            total: d.total_space(),
+            available: d.available_space(),
+            device: Path::new(d.name())
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned()),
+        }),
+        None => {
+            let stats = fs4::statvfs(&real).ok()?;
+            Some(DiskFigures {
+                total: stats.total_space(),
+                available: stats.available_space(),
+                device: None,
+            })
+        }
+    }
 }
 
 /// `io_ticks` of `device` in `/proc/diskstats` text.
@@ -129,7 +162,24 @@ pub(super) fn io_ticks(diskstats: &str, device: &str) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
-    use super::io_ticks;
+    use super::{disk_figures, io_ticks};
+
+    #[test]
+    fn a_root_outside_the_listed_mounts_is_measured_with_statvfs() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("dvr-not-created-yet");
+        // No listed mount holds it (as in a chroot whose /proc/self/mounts shows the host's).
+        let figures = disk_figures(&[], &root).expect("statvfs of the nearest existing folder");
+        let truth = fs4::statvfs(dir.path()).unwrap();
+        assert_eq!(figures.total, truth.total_space());
+        assert!(figures.total > 0 && figures.available <= figures.total);
+        assert_eq!(figures.device, None, "no device: I/O usage is not measured");
+        // Listed mounts are preferred, with their device.
+        let disks = sysinfo::Disks::new_with_refreshed_list().unwrap();
+        if let Some(listed) = disk_figures(&disks, &root) {
+            assert_eq!(listed.total, truth.total_space());
+        }
+    }
 
     #[test]
     fn diskstats_io_ticks() {
