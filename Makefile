@@ -54,7 +54,8 @@ test-deps:
 	  echo "installing: $$missing"; \
 	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
 	fi
-	@cd tests/browser && { [ -d node_modules/hls.js ] && [ -d node_modules/dashjs ] && [ -d node_modules/playwright-core ] || npm ci --no-audit --no-fund; }
+	@# playwright-core 1.61.1: the newest whose engines accept Debian 12's own Node.js 18.
+	@cd tests/browser && { [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund; }
 
 clean:
 	$(CARGO) clean
