@@ -17,7 +17,7 @@ APT_RUN := pkg-config build-essential ca-certificates curl \
 APT_TEST := ffmpeg chromium procps prometheus util-linux nginx-light libnginx-mod-rtmp \
   python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-rtsp-server-1.0
 
-.PHONY: run test build deps test-deps lint unit clean
+.PHONY: run test build deps test-deps lint unit clean deb
 
 run: deps build
 	@echo "Headwater demo: http://127.0.0.1:$(PORT)/demo/index.m3u8 (HLS)"
@@ -56,6 +56,12 @@ test-deps:
 	fi
 	@# playwright-core 1.61.1: the newest whose engines accept Debian 12's own Node.js 18.
 	@cd tests/browser && { [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund; }
+
+# A Debian package (target/debian/headwater_VERSION_ARCH.deb): /usr/bin/headwater, the
+# configuration in /etc/headwater (conffiles), the archive in /var/lib/headwater, a systemd unit.
+deb: deps
+	@command -v cargo-deb >/dev/null || [ -x $(HOME)/.cargo/bin/cargo-deb ] || $(CARGO) install cargo-deb --version 3.8.0 --locked
+	$(CARGO) deb --locked
 
 clean:
 	$(CARGO) clean
