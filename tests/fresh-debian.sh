@@ -86,7 +86,9 @@ if [[ $STEPS == *run* ]]; then
     done
     tail -5 /tmp/make-run.log
     pkill -TERM -f "target/release/headwater" || true
-    sleep 3' 2>&1 | tee -a "$LOG" | grep -q "demo answered" || { say "make run: FAILED"; exit 1; }
+    sleep 3' > "$ROOT.run.log" 2>&1 || true
+  cat "$ROOT.run.log" >> "$LOG"
+  grep -q "demo answered" "$ROOT.run.log" || { say "make run: FAILED (see $ROOT.run.log)"; exit 1; }
   say "make run: /demo/index.m3u8 answered after $(seconds "$t0") s"
 fi
 
@@ -129,7 +131,8 @@ if [[ $STEPS == *deb* ]]; then
     test ! -e /usr/bin/headwater && test -e /etc/headwater/headwater.toml && echo "removed, conffiles kept"
     apt-get purge -y -q headwater
     test ! -e /etc/headwater/headwater.toml && test ! -e /lib/systemd/system/headwater.service && echo "purged"
-    dpkg -s headwater >/dev/null 2>&1 && exit 1 || echo "not installed"' 2>&1 | tee -a "$LOG" > "$ROOT.deb.log"
+    dpkg -s headwater >/dev/null 2>&1 && exit 1 || echo "not installed"' > "$ROOT.deb.log" 2>&1 || true
+  cat "$ROOT.deb.log" >> "$LOG"
   for want in "unit verified" "ffmpeg decoded the demo" "removed, conffiles kept" "purged" "not installed"; do
     grep -q "$want" "$ROOT.deb.log" || { say "package: missing '$want' (see $ROOT.deb.log)"; exit 1; }
   done
