@@ -5,7 +5,7 @@
 # A clean root from `debootstrap --variant=minbase bookworm` (with the updates and security
 # suites) is entered through a private mount and PID namespace with `pivot_root`, so that
 # /proc/self/mounts and user namespaces behave as on a real machine. Only `make` and `git` are
-# installed by hand; the Rust toolchain is made available as rustup would (~/.rustup and
+# installed by hand (its /tmp a plain folder, as Debian 12 has it); the Rust toolchain is made available as rustup would (~/.rustup and
 # ~/.cargo/bin copied in); the host's CA bundle is copied in so that package clients trust
 # what the host trusts. The repository goes in as a fresh clone of its committed HEAD.
 # Then, timed: `make run` until /demo/index.m3u8 answers, `make test`, `make deb`; the package
@@ -52,7 +52,6 @@ mount --bind "$ROOT" "$ROOT"
 mount -t proc proc "$ROOT/proc"
 mount --rbind /dev "$ROOT/dev"
 mount -t sysfs sysfs "$ROOT/sys" 2>/dev/null || true
-mount -t tmpfs tmpfs "$ROOT/tmp"
 mkdir -p "$ROOT/.old"
 cd "$ROOT"
 pivot_root . .old

@@ -1,6 +1,6 @@
 //! Host figures: CPU and memory (sysinfo), open files (`/proc/self/fd`), the filesystems of
-//! the DVR roots (sysinfo) and their block devices' busy time (`/proc/diskstats`), network
-//! byte totals (sysinfo, loopback excluded).
+//! the DVR roots (`statvfs`; their block device from sysinfo's mount list) and those devices'
+//! busy time (`/proc/diskstats`), network byte totals (sysinfo, loopback excluded).
 
 use super::{StatsError, names};
 use metrics::{counter, gauge};
@@ -21,7 +21,7 @@ pub(super) struct Host {
     dvr_roots: Vec<PathBuf>,
     /// Device name → (io_ticks ms, when read) from the previous sample.
     io_prev: HashMap<String, (u64, Instant)>,
-    /// Roots measured with `statvfs` because no listed mount holds them (logged once each).
+    /// Roots whose filesystem has no listed block device (logged once each).
     unlisted: std::collections::HashSet<PathBuf>,
 }
 
@@ -30,8 +30,8 @@ pub(super) struct Host {
 pub(super) struct DiskFigures {
     pub(super) total: u64,
     pub(super) available: u64,
-    /// Its block device (for `/proc/diskstats`); `None` when the filesystem is not listed in
-    /// `/proc/self/mounts` (a chroot, some containers): then only `statvfs` is known.
+    /// Its block device (for `/proc/diskstats`); `None` when no mount listed in
+    /// `/proc/self/mounts` is this filesystem (a chroot, some containers, a tmpfs).
     pub(super) device: Option<String>,
 }
 
@@ -83,7 +83,7 @@ impl Host {
                 continue;
             };
             if disk.device.is_none() && self.unlisted.insert(root.clone()) {
-                tracing::info!(root = %root.display(), "the DVR root's filesystem is not in /proc/self/mounts: its size and usage come from statvfs, its I/O usage is not measured");
+                tracing::info!(root = %root.display(), "no block device found for the DVR root's filesystem (not listed in /proc/self/mounts, or not on a block device): its I/O usage is not measured");
             }
             let size = disk.total;
             gauge!(names::DISK_SIZE, "path" => label.clone()).set(size as f64);
@@ -118,34 +118,34 @@ fn open_files() -> Result<usize, StatsError> {
         .count())
 }
 
-/// The filesystem holding `path`: the listed mount with the longest mount point that is a
-/// prefix of it, else `statvfs` of the path itself (without a device). A root that does not
-/// exist yet is resolved through its nearest existing ancestor.
+/// The filesystem holding `path`: its size from `statvfs` of the path itself (what `df`
+/// reports, whether or not the filesystem is listed in `/proc/self/mounts`), and the block
+/// device of the listed mount that is the same filesystem (same `st_dev`), if any. A root that
+/// does not exist yet is resolved through its nearest existing ancestor.
 pub(super) fn disk_figures(disks: &[sysinfo::Disk], path: &Path) -> Option<DiskFigures> {
+    use std::os::unix::fs::MetadataExt;
     let absolute = std::path::absolute(path).ok()?;
     let existing = absolute.ancestors().find(|p| p.exists())?;
     let real = existing.canonicalize().ok()?;
-    let listed = disks
+    let stats = fs4::statvfs(&real).ok()?;
+    let dev = std::fs::metadata(&real).ok()?.dev();
+    let device = disks
         .iter()
-        .filter(|d| real.starts_with(d.mount_point()))
-        .max_by_key(|d| d.mount_point().as_os_str().len());
-    match listed {
-        Some(d) => Some(DiskFigures {
-            total: d.total_space(),
-            available: d.available_space(),
-            device: Path::new(d.name())
+        .filter(|d| {
+            real.starts_with(d.mount_point())
+                && std::fs::metadata(d.mount_point()).is_ok_and(|m| m.dev() == dev)
+        })
+        .max_by_key(|d| d.mount_point().as_os_str().len())
+        .and_then(|d| {
+            Path::new(d.name())
                 .file_name()
-                .map(|n| n.to_string_lossy().into_owned()),
-        }),
-        None => {
-            let stats = fs4::statvfs(&real).ok()?;
-            Some(DiskFigures {
-                total: stats.total_space(),
-                available: stats.available_space(),
-                device: None,
-            })
-        }
-    }
+                .map(|n| n.to_string_lossy().into_owned())
+        });
+    Some(DiskFigures {
+        total: stats.total_space(),
+        available: stats.available_space(),
+        device,
+    })
 }
 
 /// `io_ticks` of `device` in `/proc/diskstats` text.
@@ -174,11 +174,11 @@ mod tests {
         assert_eq!(figures.total, truth.total_space());
         assert!(figures.total > 0 && figures.available <= figures.total);
         assert_eq!(figures.device, None, "no device: I/O usage is not measured");
-        // Listed mounts are preferred, with their device.
+        // With this host's listed mounts the size is the same: that of the filesystem the
+        // path is on (a tmpfs /tmp is not taken for the disk mounted at /).
         let disks = sysinfo::Disks::new_with_refreshed_list().unwrap();
-        if let Some(listed) = disk_figures(&disks, &root) {
-            assert_eq!(listed.total, truth.total_space());
-        }
+        let listed = disk_figures(&disks, &root).unwrap();
+        assert_eq!(listed.total, truth.total_space());
     }
 
     #[test]
