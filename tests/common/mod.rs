@@ -3,6 +3,7 @@
 //! HTTP client. Every child process is killed when its guard drops.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod control;
 pub mod mp4;
 
 use std::io::Read;
