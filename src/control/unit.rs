@@ -51,7 +51,7 @@ struct Ingest {
 pub(super) struct StreamUnit {
     /// The definition it runs; replaced by every applied change.
     pub config: StreamConfig,
-    /// What readers see; replaced when `title`, `segment_count` or `inputs` change.
+    /// What readers see; replaced when the definition changes (its text, `segment_count`, `inputs`).
     pub handle: StreamHandle,
     audience: Audience,
     actor: JoinHandle<Continuity>,
@@ -226,7 +226,6 @@ impl StreamUnit {
             self.restart_source(shared).await;
         }
         self.handle = StreamHandle {
-            title: self.config.title.as_deref().map(Into::into),
             segment_count: self.config.segment_count.get(),
             inputs: self
                 .config

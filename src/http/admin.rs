@@ -26,12 +26,7 @@ pub(super) fn is_write(method: &Method, path: &str) -> bool {
 
 pub(super) async fn handle(state: &AppState, req: Request<Incoming>) -> Response<Body> {
     let started = Instant::now();
-    let method = match *req.method() {
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::DELETE => "DELETE",
-        _ => "other",
-    };
+    let method = super::service::method_label(req.method());
     let routed = route(req.uri().path());
     let label = match &routed {
         Ok(r) => r.label(),

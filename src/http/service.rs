@@ -83,7 +83,7 @@ fn token(query: Option<&str>) -> Option<&str> {
 }
 
 /// Known methods by name, anything else as `other` (bounded label values).
-fn method_label(m: &Method) -> &'static str {
+pub(super) fn method_label(m: &Method) -> &'static str {
     match *m {
         Method::GET => "GET",
         Method::HEAD => "HEAD",

@@ -125,7 +125,6 @@ impl StreamActor {
         let name: Arc<str> = config.name.as_str().into();
         let handle = StreamHandle {
             name: name.clone(),
-            title: config.title.as_deref().map(Into::into),
             snapshot: snapshot_rx,
             live: live.clone(),
             counters: counters.clone(),

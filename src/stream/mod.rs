@@ -84,7 +84,6 @@ pub trait PublishFeed: Send + std::fmt::Debug {
 #[derive(Debug, Clone)]
 pub struct StreamHandle {
     pub name: Arc<str>,
-    pub title: Option<Arc<str>>,
     pub snapshot: watch::Receiver<Arc<Snapshot>>,
     pub live: broadcast::Sender<Chunk>,
     pub counters: Arc<StreamCounters>,
