@@ -7,10 +7,11 @@
 //! DVR writers finish their queue → HTTP drains open connections (bounded) → the stats
 //! thread stops.
 
+use crate::access::Access;
 use crate::config::{Config, Overrides};
 use crate::control::{self, ControlPlane, LiveHandles};
 use crate::http::ApiAuth;
-use crate::http::{AppState, serve};
+use crate::http::{AppState, Exports, Listeners, TlsCertificate, serve};
 use crate::ingest::PublishSlots;
 use crate::stats::{Exposition, LiveSettings, StatsConfig, StatsHealth, StatsSources, StatsThread};
 use crate::stream::{DvbCards, Registry};
@@ -52,6 +53,19 @@ impl App {
                 config.server.stats_interval_ms,
                 config.server.session_timeout_s * 1000,
             )),
+            access: Arc::new(Access::new(config.server.auth.clone())),
+            front: Arc::new(ArcSwap::from_pointee(config.server.front.clone())),
+            exports: Arc::new(Exports::new(
+                config.dvr.max_exports,
+                config.dvr.max_export_s,
+            )),
+            tls: match &config.server.tls {
+                Some(t) => Some(Arc::new(
+                    TlsCertificate::load(&t.cert, &t.key)
+                        .context("loading the HTTPS certificate")?,
+                )),
+                None => None,
+            },
         };
         // Every DVR root a stream may record under is watched by the stats thread.
         let mut dvr_roots = vec![config.dvr.root.clone()];
@@ -72,6 +86,16 @@ impl App {
             .await
             .with_context(|| format!("binding HTTP listener on {listen}"))?;
         let local_addr = listener.local_addr()?;
+        let https = match (&config.server.tls, &live.tls) {
+            (Some(t), Some(cert)) => {
+                let l = TcpListener::bind(t.listen)
+                    .await
+                    .with_context(|| format!("binding HTTPS listener on {}", t.listen))?;
+                info!(https = %l.local_addr()?, "HTTPS listener");
+                Some((l, cert.clone()))
+            }
+            _ => None,
+        };
         let (admin, inbox) = control::channel();
         let publish = PublishSlots::default();
         let control = ControlPlane::start(
@@ -114,8 +138,15 @@ impl App {
             live: live.stats,
             dvb: dvb.clone(),
             admin,
+            access: live.access,
+            front: live.front,
+            exports: live.exports,
         };
-        tasks.spawn(serve(listener, state, drain));
+        let listeners = Listeners {
+            http: listener,
+            https,
+        };
+        tasks.spawn(serve(listeners, state, drain));
         info!(%local_addr, streams, "headwater started");
         Ok(App {
             tasks,

@@ -12,6 +12,7 @@
 //! Only `ingest` and `gst_util` import GStreamer; `http` never depends on `ingest`;
 //! `media` and `packaging` are pure data.
 
+pub mod access;
 pub mod app;
 pub mod config;
 pub mod control;

@@ -2,6 +2,7 @@
 //! stream, with Flussonic's stream keys. Loaded and validated once before anything starts;
 //! any mistake refuses to start with the file, line and key named.
 
+mod access;
 mod auth;
 mod dvb;
 mod input;
@@ -9,6 +10,9 @@ mod keys;
 mod stream;
 pub mod transcoder;
 
+pub use access::{
+    AuthSection, BackendUrl, Cidr, FrontDoor, PlayDefault, StreamAccess, Tls, check_public_url,
+};
 pub use auth::Credentials;
 pub use dvb::{DvbCard, DvbHw, DvbSystem, Modulation, Polarization};
 pub use input::{InputUrl, mask_credentials};
@@ -140,6 +144,9 @@ struct ServerFile {
     dvr: DvrSection,
     #[serde(default)]
     stats: StatsSection,
+    /// Default authorization backends.
+    #[serde(default)]
+    auth: AuthSection,
     /// DVB cards by name.
     #[serde(default)]
     dvb: std::collections::BTreeMap<String, DvbCard>,
@@ -188,6 +195,21 @@ struct ServerSection {
     /// RTMP publish listener (only opened when a stream has a `publish://` input).
     #[serde(default = "default_rtmp")]
     rtmp: SocketAddr,
+    /// Open connections beyond which new ones are closed.
+    max_connections: Option<u64>,
+    /// Seconds a client may take to send its request headers.
+    header_read_timeout: Option<u64>,
+    /// Seconds an idle keep-alive connection stays open.
+    keepalive_timeout: Option<u64>,
+    /// Peers whose `X-Forwarded-For` is believed.
+    #[serde(default)]
+    trusted_proxies: Vec<Cidr>,
+    /// Prefix of absolute URLs Headwater writes.
+    public_url: Option<String>,
+    /// HTTPS listener address; needs `tls_cert` and `tls_key`.
+    https: Option<SocketAddr>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
 }
 
 impl Default for ServerSection {
@@ -199,6 +221,14 @@ impl Default for ServerSection {
             streams: default_streams_dir(),
             shutdown_drain: default_drain_ms(),
             rtmp: default_rtmp(),
+            max_connections: None,
+            header_read_timeout: None,
+            keepalive_timeout: None,
+            trusted_proxies: Vec::new(),
+            public_url: None,
+            https: None,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -223,6 +253,19 @@ struct DvrSection {
     expiration: Span,
     /// Filesystem usage (%) above which every stream deletes its oldest segments.
     disk_usage_limit: Option<f64>,
+    /// MP4 exports that may run at once.
+    #[serde(default = "default_max_exports")]
+    max_exports: u64,
+    /// Longest export (`.ts` or `.mp4`).
+    #[serde(default = "default_max_export_duration")]
+    max_export_duration: Span,
+}
+
+fn default_max_exports() -> u64 {
+    2
+}
+fn default_max_export_duration() -> Span {
+    Span(6 * 3600)
 }
 
 impl Default for DvrSection {
@@ -231,6 +274,8 @@ impl Default for DvrSection {
             root: default_dvr_root(),
             expiration: default_expiration(),
             disk_usage_limit: None,
+            max_exports: default_max_exports(),
+            max_export_duration: default_max_export_duration(),
         }
     }
 }
@@ -250,6 +295,12 @@ pub struct ServerConfig {
     pub stats_interval_ms: u64,
     /// Seconds an idle HLS session still counts as a client (1..=3600).
     pub session_timeout_s: u64,
+    /// Default authorization backends (`[auth]`).
+    pub auth: AuthSection,
+    /// Connection limits, timeouts, trusted proxies.
+    pub front: FrontDoor,
+    /// The HTTPS listener, when configured.
+    pub tls: Option<Tls>,
 }
 
 /// Server-wide archive settings.
@@ -261,6 +312,10 @@ pub struct DvrConfig {
     pub expiration_s: u64,
     /// Used-space percentage of a DVR filesystem that starts cleaning.
     pub disk_usage_limit: Option<f64>,
+    /// MP4 exports that may run at once (1..=64).
+    pub max_exports: usize,
+    /// Longest export, seconds (at most 24 h).
+    pub max_export_s: u64,
 }
 
 fn default_listen() -> SocketAddr {
@@ -354,6 +409,10 @@ impl Config {
                 })
                 .transpose()
         };
+        let front = access::front_door(&file.server)
+            .map_err(|(key, m)| ConfigError::file(path, Some(key), m))?;
+        let tls = access::tls(&file.server, &base)
+            .map_err(|(key, m)| ConfigError::file(path, Some(key), m))?;
         let server = ServerConfig {
             listen: overrides.listen.unwrap_or(file.server.listen),
             view_auth: env_auth(&overrides.view_auth, "HEADWATER_VIEW_AUTH")?
@@ -364,7 +423,34 @@ impl Config {
             rtmp: overrides.rtmp.unwrap_or(file.server.rtmp),
             stats_interval_ms: file.stats.interval,
             session_timeout_s: file.stats.session_timeout,
+            front,
+            tls,
+            auth: file.auth,
         };
+        server
+            .auth
+            .check()
+            .map_err(|(key, m)| ConfigError::file(path, Some(key), m))?;
+        if !(1..=64).contains(&file.dvr.max_exports) {
+            return Err(ConfigError::file(
+                path,
+                Some("dvr.max_exports"),
+                format!(
+                    "[dvr] max_exports must be 1..=64, got {}",
+                    file.dvr.max_exports
+                ),
+            ));
+        }
+        if file.dvr.max_export_duration.0 > 86_400 {
+            return Err(ConfigError::file(
+                path,
+                Some("dvr.max_export_duration"),
+                format!(
+                    "[dvr] max_export_duration must be at most 24h, got {} s",
+                    file.dvr.max_export_duration.0
+                ),
+            ));
+        }
         if !(200..=60_000).contains(&server.stats_interval_ms) {
             return Err(ConfigError::file(
                 path,
@@ -410,6 +496,8 @@ impl Config {
                 root: dvr_root,
                 expiration_s: file.dvr.expiration.0,
                 disk_usage_limit: file.dvr.disk_usage_limit,
+                max_exports: file.dvr.max_exports as usize,
+                max_export_s: file.dvr.max_export_duration.0,
             },
             streams: Vec::new(),
             texts: std::collections::BTreeMap::new(),

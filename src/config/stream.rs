@@ -21,6 +21,8 @@ pub struct StreamConfig {
     pub publish_key: Option<String>,
     /// The ABR ladder to encode; `None` passes the source through.
     pub transcoder: Option<super::Transcoder>,
+    /// Authorization backends of this stream (`on_play`, `on_publish`, `on_play_default`).
+    pub access: super::StreamAccess,
 }
 
 /// A stream's `[dvr]` table (Flussonic's keys).
@@ -251,6 +253,9 @@ struct StreamFile {
     dvr: Option<StreamDvr>,
     publish_key: Option<String>,
     transcoder: Option<super::Transcoder>,
+    on_play: Option<super::BackendUrl>,
+    on_publish: Option<super::BackendUrl>,
+    on_play_default: Option<super::PlayDefault>,
 }
 
 /// The `inputs` list, refused when empty.
@@ -301,6 +306,11 @@ impl StreamConfig {
             dvr: file.dvr,
             publish_key: file.publish_key.filter(|k| !k.is_empty()),
             transcoder: file.transcoder,
+            access: super::StreamAccess {
+                on_play: file.on_play,
+                on_publish: file.on_publish,
+                on_play_default: file.on_play_default,
+            },
         })
     }
 }

@@ -68,6 +68,14 @@ pub fn definition_json(name: &str, text: &str) -> Value {
 pub struct LiveHandles {
     pub auth: Arc<ArcSwap<ApiAuth>>,
     pub stats: Arc<LiveSettings>,
+    /// Authorization backends (`[auth]`) and play sessions.
+    pub access: Arc<crate::access::Access>,
+    /// `[server]` front door settings.
+    pub front: Arc<ArcSwap<crate::config::FrontDoor>>,
+    /// `[dvr]` export limits.
+    pub exports: Arc<crate::http::Exports>,
+    /// The HTTPS certificate, reloaded with the configuration.
+    pub tls: Option<Arc<crate::http::TlsCertificate>>,
 }
 
 /// The task that owns the stream set; see the module docs.
@@ -112,6 +120,10 @@ impl ControlPlane {
             publish,
             dvr: config.dvr.clone(),
             shutdown: shutdown.clone(),
+            gate: Arc::new(crate::access::Gate {
+                access: live.access.clone(),
+                registry: registry.clone(),
+            }),
         };
         let hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
             Ok(s) => Some(s),
@@ -393,6 +405,11 @@ impl ControlPlane {
             ("listen", old.server.listen != new.server.listen),
             ("rtmp", old.server.rtmp != new.server.rtmp),
             (
+                "https",
+                old.server.tls.as_ref().map(|t| t.listen)
+                    != new.server.tls.as_ref().map(|t| t.listen),
+            ),
+            (
                 "shutdown_drain",
                 old.server.shutdown_drain_ms != new.server.shutdown_drain_ms,
             ),
@@ -429,6 +446,36 @@ impl ControlPlane {
                 "[stats] changed"
             );
         }
+        if old.server.auth != new.server.auth {
+            self.live.access.set_settings(new.server.auth.clone());
+            info!("[auth] changed");
+        }
+        if old.server.front != new.server.front {
+            self.live.front.store(Arc::new(new.server.front.clone()));
+            info!("[server] limits changed (new connections take them)");
+        }
+        if old.dvr.max_exports != new.dvr.max_exports
+            || old.dvr.max_export_s != new.dvr.max_export_s
+        {
+            self.live
+                .exports
+                .set_limits(new.dvr.max_exports, new.dvr.max_export_s);
+            info!(
+                max_exports = new.dvr.max_exports,
+                max_export_duration_s = new.dvr.max_export_s,
+                "[dvr] export limits changed"
+            );
+        }
+        // A renewed certificate under the same names is read again on every reload.
+        match (&self.live.tls, &new.server.tls) {
+            (Some(cert), Some(tls)) => {
+                let _ = cert.reload(&tls.cert, &tls.key);
+            }
+            (None, Some(_)) | (Some(_), None) => {
+                warn!("enabling or disabling HTTPS applies after a restart");
+            }
+            (None, None) => {}
+        }
         let retention_changed = old.dvr.expiration_s != new.dvr.expiration_s
             || old.dvr.disk_usage_limit != new.dvr.disk_usage_limit;
         if self.config.defaults != new.defaults {
@@ -438,6 +485,10 @@ impl ControlPlane {
         let c = &mut self.config;
         c.server.view_auth = new.server.view_auth;
         c.server.edit_auth = new.server.edit_auth;
+        c.server.auth = new.server.auth;
+        c.server.front = new.server.front;
+        c.dvr.max_exports = new.dvr.max_exports;
+        c.dvr.max_export_s = new.dvr.max_export_s;
         c.server.stats_interval_ms = new.server.stats_interval_ms;
         c.server.session_timeout_s = new.server.session_timeout_s;
         c.defaults = new.defaults;

@@ -16,7 +16,8 @@ pub struct Change {
 pub enum Action {
     /// Nothing differs.
     None,
-    /// Only what readers see about the stream (`title`): the handle is replaced.
+    /// Only what readers see about the stream (`title`, authorization backends): the handle
+    /// is replaced.
     Describe,
     /// The live window's length (`segment_count`): resized in place by the actor.
     Resize,
@@ -79,6 +80,15 @@ pub fn plan(old: &StreamConfig, new: &StreamConfig) -> Change {
         } else {
             Action::Describe
         },
+    );
+    // Read per request from the stream's handle.
+    let (a, b) = (&old.access, &new.access);
+    differ("on_play", a.on_play != b.on_play, Action::Describe);
+    differ("on_publish", a.on_publish != b.on_publish, Action::Describe);
+    differ(
+        "on_play_default",
+        a.on_play_default != b.on_play_default,
+        Action::Describe,
     );
     differ(
         "transcoder",

@@ -169,6 +169,7 @@ impl StreamSet {
         let join = tokio::spawn(crate::ingest::rtmp::serve(
             listener,
             self.shared.publish.clone(),
+            self.shared.gate.clone(),
             stop.clone(),
         ));
         self.rtmp = Some(Task { stop, join });

@@ -29,6 +29,8 @@ pub(super) struct Shared {
     pub dvr: DvrConfig,
     /// The server's shutdown: every unit's tokens are its children.
     pub shutdown: CancellationToken,
+    /// `on_publish` checks for publish front ends (RTMP, SRT listeners).
+    pub gate: Arc<dyn crate::stream::PublishGate>,
 }
 
 /// One rendition's DVR writer.
@@ -234,6 +236,7 @@ impl StreamUnit {
                 .map(|i| i.url.to_string())
                 .collect(),
             definition: text,
+            access: Arc::new(self.config.access.clone()),
             ..self.handle.clone()
         };
     }

@@ -103,6 +103,17 @@ async fn write(
             AdminRequest::Put { name, body }
         }
         (Method::DELETE, ApiRoute::Stream(name)) => AdminRequest::Delete { name },
+        (Method::DELETE, ApiRoute::Session(id)) => {
+            // Sessions belong to the HTTP side: ended here, not by the control plane.
+            return if state.access.end_session(&id) {
+                Ok(Response::builder()
+                    .status(StatusCode::NO_CONTENT)
+                    .body(super::body::empty())
+                    .expect("static response"))
+            } else {
+                Err(HttpError::NotFound("no such session").into())
+            };
+        }
         (Method::POST, ApiRoute::StreamRestart(name)) => AdminRequest::Restart { name },
         (Method::POST, ApiRoute::ConfigValidate) => {
             let bytes = read_body(req).await?;

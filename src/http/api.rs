@@ -89,6 +89,37 @@ pub(super) fn serve(
             })))
         }
         ApiRoute::StreamRestart(_) | ApiRoute::ConfigValidate => Err(HttpError::MethodNotAllowed),
+        ApiRoute::Sessions => {
+            let stream = query.and_then(|q| {
+                q.split('&')
+                    .find_map(|kv| kv.strip_prefix("name="))
+                    .filter(|n| !n.is_empty())
+            });
+            let now = mono_ms();
+            let timeout = state.live.session_timeout_ms();
+            let mut sessions: Vec<_> = state
+                .access
+                .sessions
+                .all()
+                .into_iter()
+                .filter(|s| s.is_admitted() && s.alive(now, timeout))
+                .filter(|s| stream.is_none_or(|n| *s.stream == *n))
+                .collect();
+            sessions.sort_by_key(|s| s.opened_unix_ms);
+            let list: Vec<_> = sessions.iter().map(|s| session_json(s)).collect();
+            Ok(json_response(
+                &json!({ "sessions": list, "estimated_count": list.len() }),
+            ))
+        }
+        ApiRoute::Session(id) => {
+            let s = state
+                .access
+                .sessions
+                .find(&id)
+                .filter(|s| s.is_admitted() && !s.is_ended())
+                .ok_or(HttpError::NotFound("no such session"))?;
+            Ok(json_response(&session_json(&s)))
+        }
         ApiRoute::Stream(name) => {
             let handle = state
                 .registry
@@ -111,6 +142,23 @@ pub(super) fn serve(
         }
         ApiRoute::Unknown => Err(HttpError::NotFound("no such API resource")),
     }
+}
+
+/// A play session in Flussonic's API shape.
+fn session_json(s: &crate::access::PlaySession) -> serde_json::Value {
+    json!({
+        "id": s.id,
+        "name": &*s.stream,
+        "type": "play",
+        "proto": s.proto.as_str(),
+        "ip": s.ip.to_string(),
+        "user_agent": s.user_agent,
+        "referer": s.referer,
+        "user_id": s.user_id(),
+        "token": s.token,
+        "opened_at": s.opened_unix_ms,
+        "bytes": s.bytes.load(std::sync::atomic::Ordering::Relaxed),
+    })
 }
 
 /// A stream in Flussonic's API shape: configuration keys plus a `stats` object with the same

@@ -62,3 +62,64 @@ where
         self.inner.size_hint()
     }
 }
+
+/// A body that keeps `guard` alive until it is finished or dropped (per-connection "busy",
+/// in-flight gauges, a play session's open connection) and adds what it sends to
+/// `session`'s bytes.
+pub(super) struct Holding<G> {
+    body: Body,
+    _guard: G,
+    session: Option<Arc<crate::access::PlaySession>>,
+}
+
+impl<G: Send + Sync + Unpin + 'static> Holding<G> {
+    pub(super) fn wrap(
+        response: http::Response<Body>,
+        guard: G,
+        session: Option<Arc<crate::access::PlaySession>>,
+    ) -> http::Response<Body> {
+        response.map(|body| {
+            Holding {
+                body,
+                _guard: guard,
+                session,
+            }
+            .boxed()
+        })
+    }
+}
+
+/// Keeps a connection's busy guard until the response is sent.
+pub(super) fn keep_until_sent<G: Send + Sync + Unpin + 'static>(
+    response: http::Response<Body>,
+    guard: G,
+) -> http::Response<Body> {
+    Holding::wrap(response, guard, None)
+}
+
+impl<G: Unpin> HttpBody for Holding<G> {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        if let (Poll::Ready(Some(Ok(frame))), Some(s)) = (&polled, &self.session)
+            && let Some(data) = frame.data_ref()
+        {
+            s.bytes
+                .fetch_add(data.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}

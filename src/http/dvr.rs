@@ -4,6 +4,7 @@
 //! from the URL).
 
 use super::body::{Body, Counted};
+use super::export::{Finished, TempDir};
 use super::hls::{PLAYLIST_TYPE, TS_TYPE, bytes_response, playlist_response};
 use super::range::{RangeRequest, parse_range};
 use super::{DvrRequest, HttpError};
@@ -234,6 +235,11 @@ async fn serve_archive(
             duration,
             mp4,
         } => {
+            if duration > state.exports.max_duration_s() {
+                return Err(HttpError::BadRequest(
+                    "export longer than the server's max_export_duration",
+                ));
+            }
             let entries = archive.read().select(from * 1000, (from + duration) * 1000);
             if entries.is_empty() {
                 return Err(no_recording);
@@ -244,15 +250,27 @@ async fn serve_archive(
                 .map(|e| (archive.dir.join(e.path()), e.size))
                 .collect();
             if mp4 {
-                let (path, size, temp) = export_mp4(state, &name, &files, from).await?;
-                let mp4 = vec![(path, size)];
+                // A range still being recorded may change: only settled ones are kept.
+                let settled = (from + duration) * 1000 + SETTLED_MS <= now;
+                let key = (archive.dir.clone(), from, duration);
+                let finished = match state.exports.find(&key) {
+                    Some(f) => f,
+                    None => {
+                        let _running = state.exports.start().ok_or(HttpError::ExportsBusy)?;
+                        let f = export_mp4(state, &name, &files, from).await?;
+                        if settled {
+                            state.exports.keep(key, f.clone());
+                        }
+                        f
+                    }
+                };
                 files_response(
                     handle,
-                    mp4,
+                    vec![(finished.path.clone(), finished.size)],
                     range,
                     "video/mp4",
                     &format!("{name}.mp4"),
-                    Some(temp),
+                    Some(finished.dir),
                 )
             } else {
                 files_response(handle, files, range, TS_TYPE, &format!("{name}.ts"), None)
@@ -327,24 +345,14 @@ fn status(handle: &StreamHandle, archive: &Archive, query: Option<&str>) -> Resp
     )
 }
 
-/// A folder deleted when the response body that reads from it is dropped.
-#[derive(Debug)]
-pub(super) struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// Concatenates the range's TS files and remuxes them to MP4 in a private temporary folder
-/// (GStreamer, on a blocking thread). Each request remuxes: a 20 s clip takes well under 1 s.
+/// (GStreamer, on a blocking thread), within a place of `[dvr] max_exports`.
 async fn export_mp4(
     state: &super::AppState,
     name: &str,
     files: &[(PathBuf, u64)],
     created: u64,
-) -> Result<(PathBuf, u64, TempDir), HttpError> {
+) -> Result<Finished, HttpError> {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let dir = std::env::temp_dir().join(format!("headwater-export-{}-{n}", std::process::id()));
@@ -373,7 +381,11 @@ async fn export_mp4(
     })
     .await;
     match result {
-        Ok(Ok(size)) if size > 0 => Ok((out, size, temp)),
+        Ok(Ok(size)) if size > 0 => Ok(Finished {
+            path: out,
+            size,
+            dir: Arc::new(temp),
+        }),
         Ok(Ok(_)) => {
             error!(export = name, "MP4 export produced an empty file");
             Err(HttpError::Internal)
@@ -397,7 +409,7 @@ pub(super) fn files_response(
     range: Option<&str>,
     content_type: &'static str,
     filename: &str,
-    temp: Option<TempDir>,
+    temp: Option<Arc<TempDir>>,
 ) -> Result<Response<Body>, HttpError> {
     let total: u64 = files.iter().map(|f| f.1).sum();
     let (status, wanted, content_range) = match parse_range(range, total) {
@@ -445,12 +457,12 @@ pub(super) fn files_response(
 /// retention meanwhile ends the body early (the client sees a short download).
 fn read_slices(
     slices: VecDeque<(PathBuf, u64, u64)>,
-    temp: Option<TempDir>,
+    temp: Option<Arc<TempDir>>,
 ) -> impl futures_util::Stream<Item = Result<Frame<Bytes>, Infallible>> + Send {
     struct State {
         slices: VecDeque<(PathBuf, u64, u64)>,
         file: Option<(tokio::fs::File, u64)>,
-        _temp: Option<TempDir>,
+        _temp: Option<Arc<TempDir>>,
     }
     let state = State {
         slices,

@@ -30,6 +30,12 @@ pub enum HttpError {
     /// The resource is taken (a stream that already has a publisher).
     #[error("conflict")]
     Conflict,
+    /// A viewer that may not play this (authorization backend, ended session).
+    #[error("access denied")]
+    PlayForbidden,
+    /// As many archive exports as allowed run already.
+    #[error("too many exports running, try again later")]
+    ExportsBusy,
     /// Something failed inside the server; the cause is logged where it happened.
     #[error("internal error")]
     Internal,
@@ -46,7 +52,8 @@ impl HttpError {
             HttpError::Unauthorized => StatusCode::UNAUTHORIZED,
             HttpError::Forbidden => StatusCode::FORBIDDEN,
             HttpError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            HttpError::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            HttpError::Busy | HttpError::ExportsBusy => StatusCode::SERVICE_UNAVAILABLE,
+            HttpError::PlayForbidden => StatusCode::FORBIDDEN,
             HttpError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             HttpError::Conflict => StatusCode::CONFLICT,
         }
@@ -64,6 +71,9 @@ impl HttpError {
             }
             HttpError::NotReady | HttpError::Busy => {
                 builder = builder.header(header::RETRY_AFTER, "1");
+            }
+            HttpError::ExportsBusy => {
+                builder = builder.header(header::RETRY_AFTER, "10");
             }
             HttpError::Unauthorized => {
                 builder = builder.header(header::WWW_AUTHENTICATE, "Basic realm=\"headwater\"");

@@ -20,7 +20,7 @@ pub(super) fn serve(
     handle: &StreamHandle,
     route: Route,
     range: Option<&str>,
-    host: Option<&str>,
+    client: &super::hls::Client<'_>,
 ) -> Result<Response<Body>, HttpError> {
     let snap = handle.current();
     match route {
@@ -72,8 +72,10 @@ pub(super) fn serve(
             )
         }
         Route::Dash { .. } => {
-            let utc = match host {
-                Some(h) if valid_host(h) => format!("http://{h}/time"),
+            // The clock URL follows the scheme the viewer used (or `public_url`).
+            let utc = match (client.public_url, client.host) {
+                (Some(public), _) => format!("{public}/time"),
+                (None, Some(h)) if valid_host(h) => format!("{}://{h}/time", client.origin_scheme),
                 _ => "/time".to_owned(),
             };
             let text =

@@ -1,21 +1,26 @@
 //! Playback handlers: playlists and segments from the current snapshot, and the endless
 //! `/NAME/mpegts` body from the stream's chunk broadcast.
 
-use super::body::{Body, Counted, empty};
+use super::body::{Body, Counted, Holding, empty};
 use super::range::{RangeRequest, parse_range};
 use super::{AppState, HttpError, Route};
+use crate::access::{Held, PlayRequest, PlaySession, Proto, Refused, Visitor};
 use crate::media::Chunk;
+use crate::packaging::links::{self, Manifest};
 use crate::packaging::{RenditionSnapshot, Snapshot};
+use crate::stats::names;
 use crate::stream::StreamHandle;
 use crate::stream::{StreamingClient, mono_ms, session_key};
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
+use metrics::counter;
 use std::convert::Infallible;
+use std::sync::Arc;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
-use tracing::warn;
+use tracing::{debug, warn};
 
 pub(super) const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
 pub(super) const TS_TYPE: &str = "video/mp2t";
@@ -24,17 +29,42 @@ pub(super) const PLAYLIST_CACHE: &str = "public, max-age=1";
 /// A segment URL names its start time and duration: its bytes never change.
 pub(super) const SEGMENT_CACHE: &str = "public, max-age=31536000, immutable";
 
-/// Who is asking, for client sessions.
+/// Who is asking, for client sessions and authorization.
 #[derive(Debug)]
 pub(super) struct Client<'a> {
+    /// The viewer's address (`X-Forwarded-For` from a trusted proxy, else the peer).
     pub ip: std::net::IpAddr,
     pub user_agent: &'a str,
+    pub referer: &'a str,
     pub token: Option<&'a str>,
     /// The `Host` header (DASH `UTCTiming` points back at it).
     pub host: Option<&'a str>,
+    /// `http://` or `https://`, as the viewer reached us (or `[server] public_url`).
+    pub origin_scheme: &'static str,
+    /// `[server] public_url`, when set: absolute URLs start with it.
+    pub public_url: Option<&'a str>,
 }
 
-/// Serves a playback route and records the client's session on success.
+/// The raw text of a playlist or manifest response, kept beside its body so that a
+/// viewer's token can be written into its URLs.
+#[derive(Debug, Clone)]
+pub(super) struct PlaylistText(pub Bytes, pub Manifest);
+
+/// Flussonic's `proto` of a playback route.
+fn proto_of(route: &Route) -> Proto {
+    match route {
+        Route::MpegTs { .. } => Proto::Mpegts,
+        Route::Dash { .. }
+        | Route::Fragment {
+            key: super::FragmentKey::Number(_),
+            ..
+        } => Proto::Dash,
+        Route::Dvr { .. } => Proto::Dvr,
+        _ => Proto::Hls,
+    }
+}
+
+/// Serves a playback route once the viewer may play it, and records the client's session.
 pub(super) async fn serve(
     state: &AppState,
     route: Route,
@@ -55,14 +85,67 @@ pub(super) async fn serve(
         | Route::Dvr { stream, .. } => stream.clone(),
         Route::Api(_) | Route::Time => return Err(HttpError::NotFound("no such resource")),
     };
-    let response = serve_route(state, route, range, query, client).await?;
+    let Some(handle) = state.registry.get_with_archive(&stream) else {
+        return Err(HttpError::NotFound("unknown stream"));
+    };
+    let guarded = state.access.guards_play(&handle.access);
+    let pair = client.token.map(|t| format!("token={t}"));
+    if guarded && pair.as_deref().is_some_and(|p| !links::safe_pair(p)) {
+        counter!(names::PLAY_REFUSED, "reason" => "bad_token").increment(1);
+        return Err(HttpError::BadRequest(
+            "token has characters that cannot be used in URLs",
+        ));
+    }
+    let request = PlayRequest {
+        visitor: Visitor {
+            stream: &stream,
+            ip: client.ip,
+            token: client.token,
+            user_agent: client.user_agent,
+            referer: client.referer,
+        },
+        proto: proto_of(&route),
+        query: query.unwrap_or(""),
+        stream: &handle.access,
+    };
+    let timeout_ms = state.live.session_timeout_ms();
+    let session = match state.access.play(&request, mono_ms(), timeout_ms).await {
+        Ok(session) => session,
+        Err(refused) => {
+            counter!(names::PLAY_REFUSED, "reason" => refused.label()).increment(1);
+            debug!(%stream, ip = %client.ip, reason = refused.label(), "play refused");
+            return Err(match refused {
+                Refused::Full => HttpError::Busy,
+                _ => HttpError::PlayForbidden,
+            });
+        }
+    };
+    drop(handle);
+    let mut response = serve_route(state, route, range, query, client, &session).await?;
     if response.status().is_success()
         && let Some(handle) = state.registry.get(&stream)
     {
         let key = session_key(client.ip, client.user_agent, client.token);
         handle.sessions.touch(key, mono_ms());
     }
-    Ok(response)
+    let text = response.extensions_mut().remove::<PlaylistText>();
+    if let (true, Some(pair), Some(PlaylistText(text, manifest))) = (guarded, pair, text) {
+        let rewritten = links::add_query(&String::from_utf8_lossy(&text), manifest, &pair);
+        let (mut parts, _) = response.into_parts();
+        parts
+            .headers
+            .insert(header::CONTENT_LENGTH, rewritten.len().into());
+        let counters = state
+            .registry
+            .get_with_archive(&stream)
+            .map(|h| h.counters.clone());
+        let body = match counters {
+            Some(c) => Counted::new(http_body_util::Full::new(Bytes::from(rewritten)), c).boxed(),
+            None => super::body::full(rewritten),
+        };
+        response = Response::from_parts(parts, body);
+    }
+    Ok(Holding::wrap(response, (), Some(session)))
 }
 
 async fn serve_route(
@@ -71,6 +154,7 @@ async fn serve_route(
     range: Option<&str>,
     query: Option<&str>,
     client: &Client<'_>,
+    session: &Arc<PlaySession>,
 ) -> Result<Response<Body>, HttpError> {
     let lookup = |name: &str| -> Result<StreamHandle, HttpError> {
         state
@@ -133,11 +217,11 @@ async fn serve_route(
                 return Err(HttpError::NotFound("no such resource"));
             };
             let handle = lookup(stream)?;
-            super::fmp4::serve(&handle, route.clone(), range, client.host)
+            super::fmp4::serve(&handle, route.clone(), range, client)
         }
         Route::MpegTs { stream } => {
             let handle = lookup(&stream)?;
-            Ok(mpegts(&handle, state.shutdown.clone()))
+            Ok(mpegts(&handle, state.shutdown.clone(), session))
         }
         Route::Dvr {
             stream,
@@ -211,7 +295,20 @@ pub(super) fn playlist_response(
     content_type: &'static str,
     text: Bytes,
 ) -> Response<Body> {
-    bytes_response(handle, StatusCode::OK, content_type, PLAYLIST_CACHE, text)
+    let manifest = if content_type == PLAYLIST_TYPE {
+        Manifest::Hls
+    } else {
+        Manifest::Dash
+    };
+    let mut r = bytes_response(
+        handle,
+        StatusCode::OK,
+        content_type,
+        PLAYLIST_CACHE,
+        text.clone(),
+    );
+    r.extensions_mut().insert(PlaylistText(text, manifest));
+    r
 }
 
 pub(super) fn bytes_response(
@@ -250,18 +347,28 @@ struct Follower {
     /// False until a keyframe chunk (PAT, PMT, IDR) has been sent; again after a lag.
     synced: bool,
     shutdown: CancellationToken,
+    /// Cancelled when the viewer's session is ended (API `DELETE`, revoked by the backend).
+    ended: CancellationToken,
     stream: std::sync::Arc<str>,
     /// Counts this connection as a client while the body lives.
     _client: StreamingClient,
+    /// Keeps the play session alive while the connection is open.
+    _held: Held,
 }
 
 /// An endless chunked MPEG-TS body that starts at the next keyframe. A client too slow for
 /// the broadcast buffer loses the chunks it missed and resumes at the next keyframe.
-fn mpegts(handle: &StreamHandle, shutdown: CancellationToken) -> Response<Body> {
+fn mpegts(
+    handle: &StreamHandle,
+    shutdown: CancellationToken,
+    session: &Arc<PlaySession>,
+) -> Response<Body> {
     let follower = Follower {
         rx: handle.live.subscribe(),
         synced: false,
         shutdown,
+        ended: session.ended.clone(),
+        _held: session.hold(),
         stream: handle.name.clone(),
         _client: handle.sessions.open_stream(),
     };
@@ -269,6 +376,7 @@ fn mpegts(handle: &StreamHandle, shutdown: CancellationToken) -> Response<Body> 
         loop {
             let next = tokio::select! {
                 () = f.shutdown.cancelled() => return None,
+                () = f.ended.cancelled() => return None,
                 next = f.rx.recv() => next,
             };
             match next {

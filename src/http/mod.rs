@@ -1,6 +1,7 @@
 //! Stage 4: HTTP on hyper 1.x. Serves playback from the stream snapshots in memory:
 //! `/NAME/index.m3u8`, `/NAME/[tracks-…/]mono.m3u8`, segments, and `/NAME/mpegts`.
-//! API paths (`/flussonic/api/…`) need `view_auth`/`edit_auth`; playback stays open.
+//! API paths (`/flussonic/api/…`) need `view_auth`/`edit_auth`; playback asks `access`
+//! (authorization backends, play sessions) first.
 //! Depends on `stream`, `packaging`, `stats` (names, exposition) and the control plane's
 //! request types, never on `ingest` or GStreamer.
 
@@ -8,8 +9,10 @@ mod admin;
 mod api;
 mod auth;
 mod body;
+mod conn;
 mod dvr;
 mod error;
+mod export;
 mod fmp4;
 mod hls;
 mod publish;
@@ -17,11 +20,14 @@ mod range;
 mod router;
 mod server;
 mod service;
+mod tls;
 
 pub use auth::{ApiAuth, AuthFailure, Role, parse_authorization};
 pub use error::HttpError;
+pub use export::Exports;
 pub use router::{ApiRoute, DvrRequest, FragmentKey, Route, RouteError, route};
-pub use server::serve;
+pub use server::{Listeners, MAX_HEAD, serve};
+pub use tls::{TlsCertificate, TlsError};
 
 use crate::stats::{Exposition, StatsHealth};
 use crate::stream::Registry;
@@ -49,4 +55,10 @@ pub struct AppState {
     pub dvb: Arc<crate::stream::DvbCards>,
     /// Stream management writes go to the control plane.
     pub admin: crate::control::Admin,
+    /// Play sessions and authorization backends.
+    pub access: Arc<crate::access::Access>,
+    /// Front door settings (trusted proxies, limits); replaced whole by a reload.
+    pub front: Arc<ArcSwap<crate::config::FrontDoor>>,
+    /// Archive export limits.
+    pub exports: Arc<export::Exports>,
 }

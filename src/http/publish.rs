@@ -16,14 +16,18 @@ use tracing::{info, warn};
 /// A publisher that sends nothing for this long is cut off.
 const IDLE: Duration = Duration::from_secs(30);
 
-pub(super) async fn handle(state: &AppState, req: Request<Incoming>) -> Response<Body> {
+pub(super) async fn handle(
+    state: &AppState,
+    req: Request<Incoming>,
+    peer: std::net::SocketAddr,
+) -> Response<Body> {
     let started = Instant::now();
     let method = if *req.method() == http::Method::POST {
         "POST"
     } else {
         "PUT"
     };
-    let result = publish(state, req).await;
+    let result = publish(state, req, peer).await;
     let response = result.unwrap_or_else(HttpError::into_response);
     let status = response.status().as_u16().to_string();
     counter!(names::HTTP_REQUESTS, "method" => method, "route" => "/:name/mpegts", "status" => status)
@@ -33,7 +37,11 @@ pub(super) async fn handle(state: &AppState, req: Request<Incoming>) -> Response
     response
 }
 
-async fn publish(state: &AppState, req: Request<Incoming>) -> Result<Response<Body>, HttpError> {
+async fn publish(
+    state: &AppState,
+    req: Request<Incoming>,
+    peer: std::net::SocketAddr,
+) -> Result<Response<Body>, HttpError> {
     let stream = match route(req.uri().path()) {
         Ok(Route::MpegTs { stream }) => stream,
         Ok(_) | Err(super::RouteError::NotFound) => return Err(HttpError::MethodNotAllowed),
@@ -49,6 +57,24 @@ async fn publish(state: &AppState, req: Request<Incoming>) -> Result<Response<Bo
         .query()
         .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("key=")))
         .map(str::to_owned);
+    // The `on_publish` backend decides before the stream's slot is claimed.
+    let own = state.registry.get(&stream).map(|h| h.access.clone());
+    let query = req.uri().query().unwrap_or("");
+    if !state
+        .access
+        .publish(
+            own.as_deref(),
+            &stream,
+            peer.ip(),
+            "http",
+            key.as_deref(),
+            query,
+        )
+        .await
+    {
+        counter!(names::PUBLISH_REFUSED, "reason" => "on_publish").increment(1);
+        return Err(HttpError::PlayForbidden);
+    }
     let feed = match state.publishing.claim(&stream, key.as_deref(), admin) {
         Ok(feed) => feed,
         Err(refusal) => {

@@ -66,9 +66,10 @@ pub enum FragmentKey {
 /// Earliest and latest archive times a URL may name (2000-01-01 .. 2100-01-01, UNIX s).
 const MIN_TIME: u64 = 946_684_800;
 const MAX_TIME: u64 = 4_102_444_800;
-/// Longest range an archive playlist may cover (7 days) and an export (6 hours).
+/// Longest range an archive playlist may cover (7 days) and an export (24 hours: the
+/// server's `max_export_duration`, 6 h by default, is checked by the handler).
 const MAX_PLAYLIST_S: u64 = 7 * 86_400;
-const MAX_EXPORT_S: u64 = 6 * 3600;
+const MAX_EXPORT_S: u64 = 24 * 3600;
 /// Longest look-back of rewind/timeshift_rel (30 days).
 const MAX_AGO_S: u64 = 30 * 86_400;
 
@@ -110,6 +111,10 @@ pub enum ApiRoute {
     StreamRestart(String),
     /// `…/api/v3/config/validate` (POST): validate a definition, change nothing.
     ConfigValidate,
+    /// `…/api/v3/sessions`: play sessions (`?name=STREAM` filters).
+    Sessions,
+    /// `…/api/v3/sessions/ID` (GET, DELETE).
+    Session(String),
     /// Any other API path: 404 once authenticated.
     Unknown,
 }
@@ -146,6 +151,8 @@ impl Route {
             Route::Api(ApiRoute::StreamRestart(_)) => "/flussonic/api/v3/streams/:name/restart",
             Route::Api(ApiRoute::ConfigValidate) => "/flussonic/api/v3/config/validate",
             Route::Api(ApiRoute::Metrics) => "/flussonic/api/metrics",
+            Route::Api(ApiRoute::Sessions) => "/flussonic/api/v3/sessions",
+            Route::Api(ApiRoute::Session(_)) => "/flussonic/api/v3/sessions/:id",
             Route::Api(ApiRoute::Liveness | ApiRoute::Readiness) => "health",
             Route::Api(ApiRoute::Unknown) => "api",
         }
@@ -205,6 +212,15 @@ pub fn route(path: &str) -> Result<Route, RouteError> {
             "v3/streams" => ApiRoute::Streams,
             "v3/dvb_cards" => ApiRoute::DvbCards,
             "v3/config/validate" => ApiRoute::ConfigValidate,
+            "v3/sessions" => ApiRoute::Sessions,
+            _ if api.starts_with("v3/sessions/") => {
+                let id = &api["v3/sessions/".len()..];
+                if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric())
+                {
+                    return Err(RouteError::Malformed("bad session id"));
+                }
+                ApiRoute::Session(id.to_owned())
+            }
             _ => match (dvr_ranges, api.strip_prefix("v3/streams/")) {
                 (None, Some(_)) if restart.is_some() => {
                     ApiRoute::StreamRestart(stream_name(&[restart.unwrap_or_default()])?)
@@ -681,8 +697,16 @@ mod tests {
         );
         assert_eq!(
             route("/flussonic/api/v3/sessions"),
-            Ok(Route::Api(ApiRoute::Unknown))
+            Ok(Route::Api(ApiRoute::Sessions))
         );
+        assert_eq!(
+            route("/streamer/api/v3/sessions/00ab12cd34ef5678"),
+            Ok(Route::Api(ApiRoute::Session(s("00ab12cd34ef5678"))))
+        );
+        assert!(matches!(
+            route("/streamer/api/v3/sessions/a-b"),
+            Err(RouteError::Malformed(_))
+        ));
         assert!(matches!(
             route("/flussonic/api/../x"),
             Err(RouteError::Malformed(_))
@@ -804,7 +828,7 @@ mod tests {
                 "duration must be positive",
             ),
             ("/cam/archive-1795305600-99999999.m3u8", "duration too long"),
-            ("/cam/archive-1795305600-30000.ts", "duration too long"),
+            ("/cam/archive-1795305600-90000.ts", "duration too long"),
             (
                 "/cam/archive-1795305600-now.mp4",
                 "an export needs a fixed duration",

@@ -3,22 +3,22 @@
 
 use super::body::{Body, empty};
 use super::hls::{self, Client};
+use super::server::Scheme;
 use super::{AppState, HttpError, Route, RouteError, api, route};
+use crate::config::Cidr;
 use crate::stats::names;
 use http::{Method, Request, Response, header};
-use http_body_util::BodyExt;
-use hyper::body::{Body as _, Frame, SizeHint};
+use hyper::body::Body as _;
 use metrics::{counter, gauge, histogram};
-use std::convert::Infallible;
+use std::net::IpAddr;
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Instant;
 
 pub(super) async fn handle<B>(
     state: &AppState,
     req: &Request<B>,
     peer: SocketAddr,
+    scheme: Scheme,
 ) -> Response<Body> {
     let started = Instant::now();
     let in_flight = InFlight::start();
@@ -38,20 +38,42 @@ pub(super) async fn handle<B>(
         (_, Ok(Route::Time)) => Ok(hls::time()),
         (_, Ok(route)) => {
             let headers = req.headers();
-            let client = Client {
-                ip: peer.ip(),
-                user_agent: headers
-                    .get(header::USER_AGENT)
+            let text = |name: header::HeaderName| {
+                headers
+                    .get(name)
                     .and_then(|v| v.to_str().ok())
-                    .unwrap_or(""),
+                    .unwrap_or("")
+            };
+            let front = state.front.load();
+            let client = Client {
+                ip: client_ip(peer.ip(), headers, &front.trusted_proxies),
+                user_agent: text(header::USER_AGENT),
+                referer: text(header::REFERER),
                 token: token(req.uri().query()),
-                host: headers.get(header::HOST).and_then(|v| v.to_str().ok()),
+                // HTTP/2 names the host in the URI (`:authority`), HTTP/1.1 in `Host`.
+                host: req
+                    .uri()
+                    .authority()
+                    .map(http::uri::Authority::as_str)
+                    .or_else(|| headers.get(header::HOST).and_then(|v| v.to_str().ok())),
+                origin_scheme: match scheme {
+                    Scheme::Http => "http",
+                    Scheme::Https => "https",
+                },
+                public_url: front.public_url.as_deref(),
             };
             let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
             hls::serve(state, route, range, req.uri().query(), &client).await
         }
     };
     let mut response = result.unwrap_or_else(HttpError::into_response);
+    // An endless body ends only when the viewer may no longer watch (session ended, stream
+    // gone, shutdown): the HTTP/1.1 connection then closes with it.
+    if label == "/:name/mpegts" && req.version() <= http::Version::HTTP_11 {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+    }
     if head {
         *response.body_mut() = empty();
     }
@@ -65,13 +87,36 @@ pub(super) async fn handle<B>(
         histogram!(names::HTTP_RESPONSE_SIZE, "method" => method, "route" => label)
             .record(len as f64);
     }
-    response.map(|body| {
-        Guarded {
-            body,
-            _guard: in_flight,
+    super::body::keep_until_sent(response, in_flight)
+}
+
+/// The viewer's address: the peer, or when the peer is a trusted proxy, the last address in
+/// `X-Forwarded-For` that is not one of the trusted proxies.
+fn client_ip(peer: IpAddr, headers: &http::HeaderMap, trusted: &[Cidr]) -> IpAddr {
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|c| c.contains(ip));
+    if !is_trusted(peer) {
+        return peer;
+    }
+    let hops: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .collect();
+    let mut ip = peer;
+    for hop in hops.iter().rev() {
+        match hop.trim().parse::<IpAddr>() {
+            Ok(addr) => {
+                ip = addr;
+                if !is_trusted(addr) {
+                    break;
+                }
+            }
+            // Garbage in the chain: trust nothing before it.
+            Err(_) => break,
         }
-        .boxed()
-    })
+    }
+    ip
 }
 
 /// The `token` query parameter (Flussonic's playback session token), if any.
@@ -112,35 +157,38 @@ impl Drop for InFlight {
     }
 }
 
-/// A body that keeps the in-flight guard alive until the body is finished or dropped.
-struct Guarded {
-    body: Body,
-    _guard: InFlight,
-}
-
-impl hyper::body::Body for Guarded {
-    type Data = bytes::Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<bytes::Bytes>, Infallible>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn forwarded_addresses_are_believed_only_from_trusted_proxies() {
+        let trusted: Vec<Cidr> = vec!["10.0.0.0/8".parse().unwrap()];
+        let mut h = http::HeaderMap::new();
+        h.insert("x-forwarded-for", "1.2.3.4, 10.0.0.7".parse().unwrap());
+        let proxy: IpAddr = "10.0.0.5".parse().unwrap();
+        let stranger: IpAddr = "5.6.7.8".parse().unwrap();
+        assert_eq!(
+            client_ip(proxy, &h, &trusted),
+            "1.2.3.4".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            client_ip(stranger, &h, &trusted),
+            stranger,
+            "not a trusted proxy"
+        );
+        assert_eq!(client_ip(proxy, &h, &[]), proxy, "no trusted proxies");
+        h.insert(
+            "x-forwarded-for",
+            "9.9.9.9, junk, 10.0.0.7".parse().unwrap(),
+        );
+        assert_eq!(
+            client_ip(proxy, &h, &trusted),
+            "10.0.0.7".parse::<IpAddr>().unwrap()
+        );
+        h.remove("x-forwarded-for");
+        assert_eq!(client_ip(proxy, &h, &trusted), proxy);
+    }
 
     #[test]
     fn token_and_method_labels() {

@@ -4,11 +4,13 @@
 //! pushed into the stream's publish slot. `NAME?key=SECRET` carries the stream's publish key.
 
 use super::publish::{Claim, PublishSlots};
-use crate::stream::Refusal;
+use crate::stream::{PublishAttempt, PublishGate, Refusal};
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
 use rml_rtmp::sessions::{
     ServerSession, ServerSessionConfig, ServerSessionEvent, ServerSessionResult,
 };
+use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -24,7 +26,12 @@ const READ_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_CONNECTIONS: usize = 256;
 
 /// Accepts publishers until cancelled.
-pub async fn serve(listener: TcpListener, slots: PublishSlots, cancel: CancellationToken) {
+pub async fn serve(
+    listener: TcpListener,
+    slots: PublishSlots,
+    gate: Arc<dyn PublishGate>,
+    cancel: CancellationToken,
+) {
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
@@ -32,11 +39,12 @@ pub async fn serve(listener: TcpListener, slots: PublishSlots, cancel: Cancellat
             accepted = listener.accept() => match accepted {
                 Ok((tcp, peer)) if connections.len() < MAX_CONNECTIONS => {
                     let slots = slots.clone();
+                    let gate = gate.clone();
                     let cancel = cancel.clone();
                     connections.spawn(async move {
                         tokio::select! {
                             () = cancel.cancelled() => {}
-                            result = connection(tcp, &slots) => if let Err(why) = result {
+                            result = connection(tcp, peer.ip(), &slots, gate.as_ref()) => if let Err(why) = result {
                                 info!(%peer, %why, "RTMP connection closed");
                             }
                         }
@@ -54,7 +62,12 @@ pub async fn serve(listener: TcpListener, slots: PublishSlots, cancel: Cancellat
     connections.shutdown().await;
 }
 
-async fn connection(mut tcp: TcpStream, slots: &PublishSlots) -> Result<(), String> {
+async fn connection(
+    mut tcp: TcpStream,
+    ip: IpAddr,
+    slots: &PublishSlots,
+    gate: &dyn PublishGate,
+) -> Result<(), String> {
     let _ = tcp.set_nodelay(true);
     let mut buf = vec![0u8; 64 * 1024];
     // Handshake.
@@ -112,11 +125,28 @@ async fn connection(mut tcp: TcpStream, slots: &PublishSlots) -> Result<(), Stri
                             .await
                             .map_err(|e| e.to_string())?;
                     }
-                    ServerSessionResult::RaisedEvent(event) => {
-                        let (results, refuse) =
-                            on_event(&mut session, event, slots, &mut publisher)?;
+                    ServerSessionResult::RaisedEvent(
+                        ServerSessionEvent::PublishStreamRequested {
+                            request_id,
+                            stream_key,
+                            ..
+                        },
+                    ) => {
+                        let (results, refuse) = on_publish(
+                            &mut session,
+                            request_id,
+                            &stream_key,
+                            ip,
+                            slots,
+                            gate,
+                            &mut publisher,
+                        )
+                        .await?;
                         pending.extend(results);
                         refused |= refuse;
+                    }
+                    ServerSessionResult::RaisedEvent(event) => {
+                        pending.extend(on_event(&mut session, event, &mut publisher)?);
                     }
                     ServerSessionResult::UnhandleableMessageReceived(_) => {}
                 }
@@ -154,57 +184,67 @@ struct Publisher {
     name: String,
 }
 
-fn on_event(
+/// A publish request: the `on_publish` backend first, then the stream's slot (publish key,
+/// one publisher at a time). Refusals are sent and end the connection (the `bool`).
+async fn on_publish(
     session: &mut ServerSession,
-    event: ServerSessionEvent,
+    request_id: u32,
+    stream_key: &str,
+    ip: IpAddr,
     slots: &PublishSlots,
+    gate: &dyn PublishGate,
     publisher: &mut Option<Publisher>,
 ) -> Result<(Vec<ServerSessionResult>, bool), String> {
     let rtmp_err = |e: rml_rtmp::sessions::ServerSessionError| format!("{e:?}");
-    let none = Ok((Vec::new(), false));
+    let (name, query) = stream_key.split_once('?').unwrap_or((stream_key, ""));
+    let key = query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("key="))
+        .map(str::to_owned);
+    let attempt = PublishAttempt {
+        stream: name,
+        ip,
+        proto: "rtmp",
+        key: key.as_deref(),
+        query,
+    };
+    let refusal = if gate.allow(attempt).await {
+        match slots.claim(name, key.as_deref()) {
+            Ok(claim) => {
+                info!(stream = %name, "RTMP publisher connected");
+                let mut header = Vec::with_capacity(13);
+                header.extend_from_slice(b"FLV\x01\x05\x00\x00\x00\x09\x00\x00\x00\x00");
+                claim.push(header);
+                *publisher = Some(Publisher {
+                    claim,
+                    name: name.to_owned(),
+                });
+                return Ok((session.accept_request(request_id).map_err(rtmp_err)?, false));
+            }
+            Err(refusal) => (refusal.label(), refusal_text(refusal)),
+        }
+    } else {
+        ("on_publish", "refused by the authorization backend")
+    };
+    metrics::counter!(crate::stats::names::PUBLISH_REFUSED, "reason" => refusal.0).increment(1);
+    warn!(stream = %name, reason = refusal.0, "RTMP publish refused");
+    // Send the refusal, then end the connection.
+    let results = session
+        .reject_request(request_id, "NetStream.Publish.BadName", refusal.1)
+        .map_err(rtmp_err)?;
+    Ok((results, true))
+}
+
+fn on_event(
+    session: &mut ServerSession,
+    event: ServerSessionEvent,
+    publisher: &mut Option<Publisher>,
+) -> Result<Vec<ServerSessionResult>, String> {
+    let rtmp_err = |e: rml_rtmp::sessions::ServerSessionError| format!("{e:?}");
+    let none = Ok(Vec::new());
     match event {
         ServerSessionEvent::ConnectionRequested { request_id, .. } => {
-            Ok((session.accept_request(request_id).map_err(rtmp_err)?, false))
-        }
-        ServerSessionEvent::PublishStreamRequested {
-            request_id,
-            stream_key,
-            ..
-        } => {
-            let (name, key) = match stream_key.split_once('?') {
-                Some((name, query)) => (
-                    name.to_owned(),
-                    query
-                        .split('&')
-                        .find_map(|kv| kv.strip_prefix("key="))
-                        .map(str::to_owned),
-                ),
-                None => (stream_key.clone(), None),
-            };
-            match slots.claim(&name, key.as_deref()) {
-                Ok(claim) => {
-                    info!(stream = %name, "RTMP publisher connected");
-                    let mut header = Vec::with_capacity(13);
-                    header.extend_from_slice(b"FLV\x01\x05\x00\x00\x00\x09\x00\x00\x00\x00");
-                    claim.push(header);
-                    *publisher = Some(Publisher { claim, name });
-                    Ok((session.accept_request(request_id).map_err(rtmp_err)?, false))
-                }
-                Err(refusal) => {
-                    metrics::counter!(crate::stats::names::PUBLISH_REFUSED, "reason" => refusal.label())
-                        .increment(1);
-                    warn!(stream = %name, reason = refusal.label(), "RTMP publish refused");
-                    // Send the refusal, then end the connection.
-                    let results = session
-                        .reject_request(
-                            request_id,
-                            "NetStream.Publish.BadName",
-                            refusal_text(refusal),
-                        )
-                        .map_err(rtmp_err)?;
-                    Ok((results, true))
-                }
-            }
+            Ok(session.accept_request(request_id).map_err(rtmp_err)?)
         }
         ServerSessionEvent::PublishStreamFinished { .. } => {
             if let Some(p) = publisher.take() {

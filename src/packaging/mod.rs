@@ -8,6 +8,7 @@ pub mod dash;
 pub mod fmp4;
 pub mod hls;
 mod ladder;
+pub mod links;
 mod segmenter;
 mod snapshot;
 mod window;

@@ -31,6 +31,12 @@ impl Exposition {
                             names::SIZE_BUCKETS,
                         )
                     })
+                    .and_then(|b| {
+                        b.set_buckets_for_metric(
+                            Matcher::Full(names::AUTH_BACKEND_DURATION.into()),
+                            names::DURATION_BUCKETS,
+                        )
+                    })
                     .expect("bucket lists are non-empty constants")
                     .build_recorder();
                 let handle = recorder.handle();

@@ -64,6 +64,25 @@ pub const HTTP_IN_FLIGHT: &str = "flussonic_http_requests_in_flight";
 pub const HTTP_RESPONSE_SIZE: &str = "flussonic_http_response_size_bytes";
 pub const AUTH_FAILURES: &str = "flussonic_auth_failures_total";
 
+// Viewers' authorization and the front door.
+/// Labels `hook` (`on_play`, `on_publish`), `result` (`allow`, `deny`, `error`).
+pub const AUTH_BACKEND_REQUESTS: &str = "flussonic_auth_backend_requests_total";
+/// Label `hook`: how long backend calls took.
+pub const AUTH_BACKEND_DURATION: &str = "flussonic_auth_backend_duration_seconds";
+/// Play requests decided by a cached backend answer (no call made).
+pub const AUTH_CACHED: &str = "flussonic_auth_cached_answers_total";
+/// Label `reason`: play requests refused (`denied`, `backend_error`, `max_sessions`, `ended`,
+/// `table_full`, `bad_token`).
+pub const PLAY_REFUSED: &str = "flussonic_play_refused_total";
+/// Label `reason` (`api`, `idle`, `denied`): play sessions that ended.
+pub const SESSIONS_ENDED: &str = "flussonic_sessions_ended_total";
+/// Label `reason` (`max_connections`, `header_timeout`): connections closed by the front door.
+pub const CONNECTIONS_REFUSED: &str = "flussonic_http_connections_refused_total";
+/// Open HTTP and HTTPS connections.
+pub const CONNECTIONS_OPEN: &str = "flussonic_http_connections_open";
+/// MP4 exports being remuxed now.
+pub const EXPORTS_RUNNING: &str = "flussonic_dvr_exports_running";
+
 // Stats thread health (seed 003).
 pub const STATS_LAST_SUCCESS: &str = "flussonic_stats_last_success_timestamp_seconds";
 pub const STATS_ERRORS: &str = "flussonic_stats_errors_total";
@@ -237,6 +256,30 @@ pub fn describe() {
         AUTH_FAILURES,
         "API requests refused for authentication, by reason"
     );
+    describe_counter!(
+        AUTH_BACKEND_REQUESTS,
+        "Calls to authorization backends by hook (on_play, on_publish) and result (allow, deny, error)"
+    );
+    describe_histogram!(
+        AUTH_BACKEND_DURATION,
+        Unit::Seconds,
+        "Duration of authorization backend calls, by hook"
+    );
+    describe_counter!(
+        AUTH_CACHED,
+        "Play requests decided by a still-valid backend answer, without a call"
+    );
+    describe_counter!(PLAY_REFUSED, "Play requests refused, by reason");
+    describe_counter!(
+        SESSIONS_ENDED,
+        "Play sessions ended, by reason: api (DELETE), idle (session timeout), denied (backend revoked)"
+    );
+    describe_counter!(
+        CONNECTIONS_REFUSED,
+        "Connections closed by the front door, by reason"
+    );
+    describe_gauge!(CONNECTIONS_OPEN, "Open HTTP and HTTPS connections");
+    describe_gauge!(EXPORTS_RUNNING, "Archive MP4 exports being remuxed now");
     describe_gauge!(
         STATS_LAST_SUCCESS,
         Unit::Seconds,

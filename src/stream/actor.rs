@@ -135,6 +135,7 @@ impl StreamActor {
             archive: archives.iter().flatten().next().cloned(),
             archives: archives.into(),
             definition: Arc::from(""),
+            access: Arc::new(config.access.clone()),
         };
         let target_ms = config.segment_duration.as_millis();
         let mut ladder = LadderSegmenter::new(config.segment_duration.duration(), renditions);

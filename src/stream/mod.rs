@@ -71,6 +71,26 @@ pub trait Publishing: Send + Sync + std::fmt::Debug {
     ) -> Result<Box<dyn PublishFeed>, Refusal>;
 }
 
+/// A publisher asking to push to a stream, as the `on_publish` backend is told.
+#[derive(Debug, Clone, Copy)]
+pub struct PublishAttempt<'a> {
+    pub stream: &'a str,
+    pub ip: std::net::IpAddr,
+    /// `rtmp`, `srt` or `http`.
+    pub proto: &'static str,
+    pub key: Option<&'a str>,
+    pub query: &'a str,
+}
+
+/// Decides publishers by the stream's (or the server's) `on_publish` backend; before a
+/// publisher's first byte reaches the stream. Front ends in `ingest` and `http` share it.
+pub trait PublishGate: Send + Sync + std::fmt::Debug {
+    fn allow<'a>(
+        &'a self,
+        attempt: PublishAttempt<'a>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + 'a>>;
+}
+
 /// A publisher's hold on a stream; dropping it ends the publication.
 pub trait PublishFeed: Send + std::fmt::Debug {
     /// Hands over container bytes (FLV or MPEG-TS); false when nothing consumes them now.
@@ -101,6 +121,8 @@ pub struct StreamHandle {
     /// The stream's definition as stored (`streams/NAME.toml`), for the API (which masks its
     /// secrets); never logged.
     pub definition: Arc<str>,
+    /// The stream's own authorization backends (the server's `[auth]` fills the gaps).
+    pub access: Arc<crate::config::StreamAccess>,
 }
 
 impl StreamHandle {

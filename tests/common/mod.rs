@@ -3,6 +3,7 @@
 //! HTTP client. Every child process is killed when its guard drops.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod backend;
 pub mod control;
 pub mod mp4;
 
@@ -57,15 +58,25 @@ impl Server {
 
     /// Like [`Server::start`], with more server configuration appended (e.g. `[dvb.*]` tables).
     pub fn start_with_config(streams: &[(&str, &str)], extra: &str) -> Server {
-        Server::start_inner(streams, &[], extra)
+        Server::start_inner(streams, &[], "", extra)
     }
 
     /// Like [`Server::start`], with the command run through `wrapper` (e.g. `unshare …`).
     pub fn start_with(streams: &[(&str, &str)], wrapper: &[&str]) -> Server {
-        Server::start_inner(streams, wrapper, "")
+        Server::start_inner(streams, wrapper, "", "")
     }
 
-    fn start_inner(streams: &[(&str, &str)], wrapper: &[&str], extra: &str) -> Server {
+    /// Like [`Server::start_with_config`], with `server_keys` added to the `[server]` table.
+    pub fn start_configured(streams: &[(&str, &str)], server_keys: &str, extra: &str) -> Server {
+        Server::start_inner(streams, &[], server_keys, extra)
+    }
+
+    fn start_inner(
+        streams: &[(&str, &str)],
+        wrapper: &[&str],
+        server_keys: &str,
+        extra: &str,
+    ) -> Server {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("streams")).unwrap();
         for (name, text) in streams {
@@ -73,7 +84,7 @@ impl Server {
         }
         std::fs::write(
             dir.path().join("headwater.toml"),
-            format!("[server]\nview_auth = \"viewer:pw\"\nedit_auth = \"admin:pw\"\nstreams = \"streams\"\nshutdown_drain = 2000\nrtmp = \"127.0.0.1:0\"\n[dvr]\nroot = \"dvr\"\n[stats]\ninterval = 1000\nsession_timeout = 3\n{extra}"),
+            format!("[server]\n{server_keys}\nview_auth = \"viewer:pw\"\nedit_auth = \"admin:pw\"\nstreams = \"streams\"\nshutdown_drain = 2000\nrtmp = \"127.0.0.1:0\"\n[dvr]\nroot = \"dvr\"\n[stats]\ninterval = 1000\nsession_timeout = 3\n{extra}"),
         )
         .unwrap();
         Server::launch(dir, wrapper)

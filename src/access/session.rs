@@ -1,0 +1,418 @@
+//! Play sessions: one viewer of one stream, known by stream + address + token (or, without
+//! a token, user agent). A session lives while it keeps asking (within the session timeout)
+//! or holds an open `/mpegts` connection; an ended one (API `DELETE`, a revoked answer)
+//! stays as a refusal until its viewer has been quiet for the session timeout.
+
+use super::policy::Grant;
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash, Hasher, RandomState};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use tokio_util::sync::CancellationToken;
+
+/// Hard cap on tracked sessions, so a flood of invented tokens cannot grow memory.
+pub(super) const MAX_SESSIONS: usize = 200_000;
+/// The table is swept of idle sessions at most this often.
+const SWEEP_EVERY_MS: u64 = 1_000;
+
+/// The protocol a session plays with (Flussonic's `proto`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Proto {
+    Hls,
+    Dash,
+    Mpegts,
+    Dvr,
+}
+
+impl Proto {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Proto::Hls => "hls",
+            Proto::Dash => "dash",
+            Proto::Mpegts => "mpegts",
+            Proto::Dvr => "dvr",
+        }
+    }
+}
+
+/// What a session's backend answers are kept for: live playback and the archive are
+/// authorized separately (`proto=dvr`).
+#[derive(Debug, Default)]
+pub struct AuthState {
+    pub live: Option<Grant>,
+    pub dvr: Option<Grant>,
+    /// Backend calls made for this session (`request_number`).
+    pub requests: u64,
+}
+
+impl AuthState {
+    pub fn grant(&self, proto: Proto) -> Option<&Grant> {
+        if proto == Proto::Dvr {
+            self.dvr.as_ref()
+        } else {
+            self.live.as_ref()
+        }
+    }
+
+    pub fn set(&mut self, proto: Proto, grant: Grant) {
+        if proto == Proto::Dvr {
+            self.dvr = Some(grant);
+        } else {
+            self.live = Some(grant);
+        }
+    }
+}
+
+/// One viewer of one stream.
+#[derive(Debug)]
+pub struct PlaySession {
+    /// 16 hex digits, unpredictable; what the API and the backend's `session_id` name.
+    pub id: String,
+    pub stream: Arc<str>,
+    pub ip: IpAddr,
+    pub user_agent: String,
+    pub referer: String,
+    pub token: Option<String>,
+    /// The protocol of the session's first request.
+    pub proto: Proto,
+    pub opened_unix_ms: u64,
+    pub opened_mono_ms: u64,
+    /// Bytes of response bodies sent to this session.
+    pub bytes: AtomicU64,
+    /// Monotonic ms of its last request.
+    last_seen_ms: AtomicU64,
+    /// Open `/mpegts` connections (they keep the session alive while open).
+    open: AtomicU32,
+    /// Cancelled when the session is ended; open bodies stop on it.
+    pub ended: CancellationToken,
+    /// Why it was ended (set once).
+    end_reason: OnceLock<&'static str>,
+    /// The backend's user for this session (`X-UserId`), once known.
+    user_id: Mutex<Option<String>>,
+    /// Counted against its user's `X-Max-Sessions` (admitted once, kept while alive).
+    admitted: AtomicBool,
+    /// Answers and the call counter; the async lock also makes concurrent requests of one
+    /// session wait for one backend call instead of each making its own.
+    pub auth: tokio::sync::Mutex<AuthState>,
+}
+
+impl PlaySession {
+    pub fn touch(&self, now_ms: u64) {
+        self.last_seen_ms.fetch_max(now_ms, Ordering::Relaxed);
+    }
+
+    pub fn is_ended(&self) -> bool {
+        self.ended.is_cancelled()
+    }
+
+    pub fn end_reason(&self) -> Option<&'static str> {
+        self.end_reason.get().copied()
+    }
+
+    /// Ends the session; false when it had already ended.
+    pub fn end(&self, reason: &'static str) -> bool {
+        if self.end_reason.set(reason).is_err() {
+            return false;
+        }
+        self.ended.cancel();
+        true
+    }
+
+    pub fn user_id(&self) -> Option<String> {
+        self.user_id
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    pub fn set_user(&self, user: Option<String>) {
+        *self.user_id.lock().unwrap_or_else(PoisonError::into_inner) = user;
+    }
+
+    pub fn is_admitted(&self) -> bool {
+        self.admitted.load(Ordering::Acquire)
+    }
+
+    pub fn admit(&self) {
+        self.admitted.store(true, Ordering::Release);
+    }
+
+    /// Alive at `now_ms`: not ended, and recently active or holding a connection.
+    pub fn alive(&self, now_ms: u64, timeout_ms: u64) -> bool {
+        !self.is_ended()
+            && (self.open.load(Ordering::Relaxed) > 0
+                || now_ms.saturating_sub(self.last_seen_ms.load(Ordering::Relaxed)) <= timeout_ms)
+    }
+
+    /// Counts an open connection until the guard drops.
+    pub fn hold(self: &Arc<Self>) -> Held {
+        self.open.fetch_add(1, Ordering::Relaxed);
+        Held {
+            session: self.clone(),
+        }
+    }
+}
+
+/// An open connection of a session.
+#[derive(Debug)]
+pub struct Held {
+    pub session: Arc<PlaySession>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.session.touch(crate::stream::mono_ms());
+        self.session.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Who a request comes from, as the table keys it.
+#[derive(Debug, Clone, Copy)]
+pub struct Visitor<'a> {
+    pub stream: &'a str,
+    pub ip: IpAddr,
+    pub token: Option<&'a str>,
+    pub user_agent: &'a str,
+    pub referer: &'a str,
+}
+
+/// Every play session of the server.
+#[derive(Debug)]
+pub struct SessionTable {
+    hasher: RandomState,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    by_key: HashMap<u64, Arc<PlaySession>>,
+    last_sweep_ms: u64,
+    next: u64,
+}
+
+/// The table is full: the request is refused rather than tracked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableFull;
+
+impl Default for SessionTable {
+    fn default() -> Self {
+        SessionTable {
+            hasher: RandomState::new(),
+            inner: Mutex::default(),
+        }
+    }
+}
+
+impl SessionTable {
+    fn key(&self, v: &Visitor<'_>) -> u64 {
+        let mut h = self.hasher.build_hasher();
+        v.stream.hash(&mut h);
+        v.ip.hash(&mut h);
+        match v.token {
+            Some(t) => ("token", t).hash(&mut h),
+            None => ("ua", v.user_agent).hash(&mut h),
+        }
+        h.finish()
+    }
+
+    /// The visitor's session, opened now when it has none; idle sessions are swept first.
+    /// Returns the session and whether it is new. `ended` tells the caller of sessions the
+    /// sweep removed (for counting).
+    pub fn session(
+        &self,
+        v: &Visitor<'_>,
+        proto: Proto,
+        now_ms: u64,
+        timeout_ms: u64,
+        ended: &mut Vec<Arc<PlaySession>>,
+    ) -> Result<(Arc<PlaySession>, bool), TableFull> {
+        let key = self.key(v);
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        if now_ms.saturating_sub(inner.last_sweep_ms) >= SWEEP_EVERY_MS {
+            inner.last_sweep_ms = now_ms;
+            inner.by_key.retain(|_, s| {
+                let keep = s.open.load(Ordering::Relaxed) > 0
+                    || now_ms.saturating_sub(s.last_seen_ms.load(Ordering::Relaxed)) <= timeout_ms;
+                if !keep {
+                    ended.push(s.clone());
+                }
+                keep
+            });
+        }
+        if let Some(s) = inner.by_key.get(&key) {
+            s.touch(now_ms);
+            return Ok((s.clone(), false));
+        }
+        if inner.by_key.len() >= MAX_SESSIONS {
+            return Err(TableFull);
+        }
+        inner.next += 1;
+        let id = format!("{:016x}", self.hasher.hash_one((key, inner.next)));
+        let session = Arc::new(PlaySession {
+            id,
+            stream: Arc::from(v.stream),
+            ip: v.ip,
+            user_agent: v.user_agent.chars().take(256).collect(),
+            referer: v.referer.chars().take(512).collect(),
+            token: v.token.map(str::to_owned),
+            proto,
+            opened_unix_ms: crate::media::utc::now_ms(),
+            opened_mono_ms: now_ms,
+            bytes: AtomicU64::new(0),
+            last_seen_ms: AtomicU64::new(now_ms),
+            open: AtomicU32::new(0),
+            ended: CancellationToken::new(),
+            end_reason: OnceLock::new(),
+            user_id: Mutex::new(None),
+            admitted: AtomicBool::new(false),
+            auth: tokio::sync::Mutex::new(AuthState::default()),
+        });
+        inner.by_key.insert(key, session.clone());
+        Ok((session, true))
+    }
+
+    /// Every session (alive or ended but not yet forgotten).
+    pub fn all(&self) -> Vec<Arc<PlaySession>> {
+        let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        inner.by_key.values().cloned().collect()
+    }
+
+    pub fn find(&self, id: &str) -> Option<Arc<PlaySession>> {
+        let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        inner.by_key.values().find(|s| s.id == id).cloned()
+    }
+
+    /// Alive sessions: of `stream`, and in all.
+    pub fn clients(&self, stream: &str, now_ms: u64, timeout_ms: u64) -> (u64, u64) {
+        let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut of_stream = 0;
+        let mut total = 0;
+        for s in inner.by_key.values() {
+            if s.alive(now_ms, timeout_ms) {
+                total += 1;
+                if &*s.stream == stream {
+                    of_stream += 1;
+                }
+            }
+        }
+        (of_stream, total)
+    }
+
+    /// Other admitted, alive sessions of `user`.
+    pub fn user_sessions(&self, user: &str, except: &str, now_ms: u64, timeout_ms: u64) -> usize {
+        let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        inner
+            .by_key
+            .values()
+            .filter(|s| {
+                s.id != except
+                    && s.is_admitted()
+                    && s.alive(now_ms, timeout_ms)
+                    && s.user_id().as_deref() == Some(user)
+            })
+            .count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn visitor<'a>(ip: &str, token: Option<&'a str>, ua: &'a str) -> Visitor<'a> {
+        Visitor {
+            stream: "s",
+            ip: ip.parse().unwrap(),
+            token,
+            user_agent: ua,
+            referer: "",
+        }
+    }
+
+    #[test]
+    fn one_session_per_viewer_and_idle_ones_go() {
+        let t = SessionTable::default();
+        let mut gone = Vec::new();
+        let (a, new) = t
+            .session(
+                &visitor("10.0.0.1", Some("x"), "ua"),
+                Proto::Hls,
+                0,
+                30_000,
+                &mut gone,
+            )
+            .unwrap();
+        assert!(new);
+        let (a2, new) = t
+            .session(
+                &visitor("10.0.0.1", Some("x"), "other ua"),
+                Proto::Hls,
+                1_000,
+                30_000,
+                &mut gone,
+            )
+            .unwrap();
+        assert!(!new, "the token names the session, not the agent");
+        assert_eq!(a.id, a2.id);
+        let (b, _) = t
+            .session(
+                &visitor("10.0.0.2", Some("x"), "ua"),
+                Proto::Hls,
+                1_000,
+                30_000,
+                &mut gone,
+            )
+            .unwrap();
+        assert_ne!(a.id, b.id, "another address is another viewer");
+        let held = b.hold();
+        assert_eq!(
+            t.clients("s", 40_000, 30_000),
+            (1, 1),
+            "only the held one is alive"
+        );
+        t.session(
+            &visitor("10.0.0.3", None, "ua"),
+            Proto::Hls,
+            40_000,
+            30_000,
+            &mut gone,
+        )
+        .unwrap();
+        assert_eq!(gone.len(), 1, "the idle one was swept");
+        assert_eq!(gone[0].id, a.id);
+        drop(held);
+        assert!(t.find(&b.id).is_some());
+    }
+
+    #[test]
+    fn ended_sessions_stay_refused_and_users_are_counted() {
+        let t = SessionTable::default();
+        let mut gone = Vec::new();
+        let (a, _) = t
+            .session(
+                &visitor("10.0.0.1", Some("a"), ""),
+                Proto::Hls,
+                0,
+                30_000,
+                &mut gone,
+            )
+            .unwrap();
+        a.set_user(Some("u".into()));
+        a.admit();
+        assert_eq!(t.user_sessions("u", "other", 1_000, 30_000), 1);
+        assert_eq!(t.user_sessions("u", &a.id, 1_000, 30_000), 0);
+        assert!(a.end("api"));
+        assert!(!a.end("api"), "ends once");
+        assert_eq!(t.user_sessions("u", "other", 1_000, 30_000), 0);
+        let (again, new) = t
+            .session(
+                &visitor("10.0.0.1", Some("a"), ""),
+                Proto::Hls,
+                2_000,
+                30_000,
+                &mut gone,
+            )
+            .unwrap();
+        assert!(!new && again.is_ended(), "still the ended session");
+    }
+}

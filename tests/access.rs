@@ -1,0 +1,382 @@
+//! Play authorization against a real HTTP backend (tests/common/backend.rs): who gets in,
+//! how often the backend is asked, tokens carried into every URL, `X-Max-Sessions`, a
+//! backend that dies, sessions ended through the API, and `on_publish` for RTMP and HTTP
+//! publishers.
+
+mod common;
+
+use common::backend::Backend;
+use common::*;
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+const STREAM: &str = "inputs = [{ url = \"fake://fake\" }]\nsegment_duration = 1000\n";
+
+fn admin_header() -> (&'static str, String) {
+    ("Authorization", format!("Basic {}", b64("admin:pw")))
+}
+
+/// Every URL a playlist names (URI lines and `URI="…"` attributes).
+fn playlist_urls(text: &str) -> Vec<String> {
+    let mut urls = Vec::new();
+    for line in text.lines() {
+        if line.starts_with('#') {
+            let mut rest = line;
+            while let Some(at) = rest.find("URI=\"") {
+                let start = at + 5;
+                let len = rest[start..].find('"').unwrap();
+                urls.push(rest[start..start + len].to_owned());
+                rest = &rest[start + len..];
+            }
+        } else if !line.trim().is_empty() {
+            urls.push(line.trim().to_owned());
+        }
+    }
+    urls
+}
+
+/// `base_path`'s folder joined with a relative `url`.
+fn resolve(base_path: &str, url: &str) -> String {
+    let dir = &base_path[..base_path.rfind('/').unwrap() + 1];
+    format!("{dir}{url}")
+}
+
+#[test]
+fn on_play_lets_in_only_allowed_tokens_and_asks_once_per_auth_duration() {
+    let backend = Backend::start(2);
+    let server = Server::start(&[("tv", &format!("{STREAM}on_play = \"{}\"\n", backend.url))]);
+    wait_until(Duration::from_secs(30), "fMP4 and TS playlists", || {
+        get(&server.url("/tv/index.m3u8?token=good1")).status == 200
+            && get(&server.url("/tv/index.fmp4.m3u8?token=good1")).status == 200
+    });
+    // Walk everything a player fetches, with the token only where the playlists put it.
+    let mut seen = Vec::new();
+    for master in ["/tv/index.m3u8", "/tv/index.fmp4.m3u8"] {
+        let path = format!("{master}?token=good1");
+        let text = get(&server.url(&path)).text();
+        for media in playlist_urls(&text) {
+            assert!(
+                media.ends_with("?token=good1"),
+                "{master}: {media} lacks the token"
+            );
+            let media_path = resolve(master, &media);
+            let reply = get(&server.url(&media_path));
+            assert_eq!(reply.status, 200, "{media_path}");
+            for url in playlist_urls(&reply.text()).into_iter().take(4) {
+                assert!(url.ends_with("?token=good1"), "{media_path}: {url}");
+                let full = resolve(&media_path, &url);
+                assert_eq!(get(&server.url(&full)).status, 200, "{full}");
+                seen.push(full);
+            }
+        }
+    }
+    let mpd = get(&server.url("/tv/index.mpd?token=good1")).text();
+    assert!(
+        mpd.contains("init.mp4?token=good1\"") && mpd.contains("$Number$.m4s?token=good1\""),
+        "{mpd}"
+    );
+    assert!(seen.iter().any(|u| u.contains(".ts?")) && seen.iter().any(|u| u.contains(".m4s?")));
+
+    // Without a token, or with a bad one, the master and every segment are 403.
+    for path in [
+        "/tv/index.m3u8",
+        "/tv/index.mpd",
+        "/tv/mpegts",
+        "/tv/index.fmp4.m3u8",
+    ] {
+        assert_eq!(get(&server.url(path)).status, 403, "{path} without a token");
+        assert_eq!(
+            get(&server.url(&format!("{path}?token=bad"))).status,
+            403,
+            "{path} with a bad token"
+        );
+    }
+    for url in &seen {
+        let bare = url.split('?').next().unwrap();
+        assert_eq!(get(&server.url(bare)).status, 403, "{bare} without a token");
+        assert_eq!(
+            get(&server.url(&format!("{bare}?token=bad"))).status,
+            403,
+            "{bare} with a bad token"
+        );
+    }
+    // One session, one call, however many requests (all within X-AuthDuration = 2 s)...
+    let calls = backend.play_calls("good1");
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    let c = &calls[0];
+    assert_eq!(c.param("name"), Some("tv"));
+    assert_eq!(c.param("proto"), Some("hls"));
+    assert_eq!(c.param("ip"), Some("127.0.0.1"));
+    assert_eq!(c.param("request_type"), Some("new_session"));
+    assert_eq!(c.param("request_number"), Some("1"));
+    assert_eq!(c.param("qs"), Some("token=good1"));
+    for key in [
+        "session_id",
+        "user_agent",
+        "referer",
+        "duration",
+        "bytes",
+        "stream_clients",
+        "total_clients",
+    ] {
+        assert!(c.param(key).is_some(), "{key} missing from {c:?}");
+    }
+    // ... and after it, the next request asks again (update_session) in the same session.
+    // (The session timeout, 3 s, has not passed: still the same session.)
+    std::thread::sleep(Duration::from_millis(2200));
+    assert_eq!(get(&server.url("/tv/index.m3u8?token=good1")).status, 200);
+    let calls = backend.play_calls("good1");
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert_eq!(calls[1].param("request_type"), Some("update_session"));
+    assert_eq!(calls[1].param("request_number"), Some("2"));
+    assert_eq!(calls[1].param("session_id"), calls[0].param("session_id"));
+    assert!(
+        calls[1].param("bytes").unwrap().parse::<u64>().unwrap() > 1000,
+        "bytes sent to the session so far: {:?}",
+        calls[1]
+    );
+    // The refused were asked too (once each: the denial is cached like an allow).
+    assert_eq!(backend.play_calls("bad").len(), 1);
+
+    let metrics = server.scrape_after(std::time::SystemTime::now());
+    let allow = metric(
+        &metrics,
+        "flussonic_auth_backend_requests_total",
+        "hook=\"on_play\",result=\"allow\"",
+    );
+    let deny = metric(
+        &metrics,
+        "flussonic_auth_backend_requests_total",
+        "hook=\"on_play\",result=\"deny\"",
+    );
+    assert_eq!(allow, Some(2.0), "{metrics}");
+    assert!(
+        deny.unwrap_or(0.0) >= 2.0,
+        "bad token and no token: {deny:?}"
+    );
+    assert!(metric(&metrics, "flussonic_auth_cached_answers_total", "").unwrap_or(0.0) > 10.0);
+    assert!(metrics.contains("flussonic_auth_backend_duration_seconds_bucket"));
+}
+
+#[test]
+fn max_sessions_backend_down_and_default_allow() {
+    let mut backend = Backend::start(4);
+    let server = Server::start(&[
+        ("tv", &format!("{STREAM}on_play = \"{}\"\n", backend.url)),
+        (
+            "open",
+            &format!(
+                "{STREAM}on_play = \"{}\"\non_play_default = \"allow\"\n",
+                backend.url
+            ),
+        ),
+    ]);
+    wait_until(Duration::from_secs(30), "playlist", || {
+        get(&server.url("/tv/index.m3u8?token=good-a")).status == 200
+    });
+    // X-Max-Sessions: 1 for user u1: a second player of u1 waits until the first ends.
+    assert_eq!(get(&server.url("/tv/index.m3u8?token=user1-a")).status, 200);
+    assert_eq!(get(&server.url("/tv/index.m3u8?token=user1-b")).status, 403);
+    assert_eq!(get(&server.url("/tv/index.m3u8?token=user1-a")).status, 200);
+    let sessions = sessions(&server);
+    let first = sessions
+        .iter()
+        .find(|s| s["token"] == "user1-a")
+        .expect("user1-a's session listed");
+    assert_eq!(first["user_id"], "u1");
+    assert!(
+        sessions.iter().all(|s| s["token"] != "user1-b"),
+        "refused ones are not sessions"
+    );
+    let id = first["id"].as_str().unwrap();
+    let (k, v) = admin_header();
+    assert_eq!(
+        request(
+            "DELETE",
+            &server.url(&format!("/streamer/api/v3/sessions/{id}")),
+            &[(k, &v)]
+        )
+        .status,
+        204
+    );
+    assert_eq!(
+        get(&server.url("/tv/index.m3u8?token=user1-a")).status,
+        403,
+        "ended"
+    );
+    assert_eq!(
+        get(&server.url("/tv/index.m3u8?token=user1-b")).status,
+        200,
+        "the first ended"
+    );
+
+    // The backend dies: a session with a valid answer goes on until it expires...
+    let started = Instant::now();
+    assert_eq!(get(&server.url("/tv/index.m3u8?token=good-b")).status, 200);
+    assert_eq!(
+        get(&server.url("/open/index.m3u8?token=good-c")).status,
+        200
+    );
+    backend.kill();
+    assert_eq!(
+        get(&server.url("/tv/index.m3u8?token=good-b")).status,
+        200,
+        "answer still valid"
+    );
+    // ... new ones are denied, or allowed where on_play_default = "allow".
+    assert_eq!(
+        get(&server.url("/tv/index.m3u8?token=good-new")).status,
+        403
+    );
+    assert_eq!(
+        get(&server.url("/open/index.m3u8?token=good-new")).status,
+        200
+    );
+    wait_until(Duration::from_secs(10), "the answer to expire", || {
+        started.elapsed() > Duration::from_millis(4200)
+    });
+    assert_eq!(
+        get(&server.url("/tv/index.m3u8?token=good-b")).status,
+        403,
+        "expired, no backend"
+    );
+    assert_eq!(
+        get(&server.url("/open/index.m3u8?token=good-c")).status,
+        200,
+        "default allow"
+    );
+    let metrics = server.scrape_after(std::time::SystemTime::now());
+    assert!(
+        metric(
+            &metrics,
+            "flussonic_auth_backend_requests_total",
+            "hook=\"on_play\",result=\"error\""
+        )
+        .unwrap_or(0.0)
+            >= 2.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(&metrics, "flussonic_sessions_ended_total", "reason=\"api\""),
+        Some(1.0)
+    );
+    assert!(
+        metric(
+            &metrics,
+            "flussonic_play_refused_total",
+            "reason=\"max_sessions\""
+        )
+        .unwrap_or(0.0)
+            >= 1.0
+    );
+    // Failures are logged once per change of state, not per call.
+    let failures = server
+        .log_text()
+        .lines()
+        .filter(|l| l.contains("authorization backend failed"))
+        .count();
+    assert_eq!(failures, 1, "{}", server.log_text());
+}
+
+fn sessions(server: &Server) -> Vec<serde_json::Value> {
+    let reply = request(
+        "GET",
+        &server.url("/streamer/api/v3/sessions"),
+        &[("Authorization", &format!("Basic {}", b64("viewer:pw")))],
+    );
+    assert_eq!(reply.status, 200);
+    let v: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+    v["sessions"].as_array().unwrap().clone()
+}
+
+#[test]
+fn deleting_a_session_closes_its_mpegts_connection_and_refuses_its_player() {
+    let backend = Backend::start(30);
+    let server = Server::start(&[("tv", &format!("{STREAM}on_play = \"{}\"\n", backend.url))]);
+    wait_until(Duration::from_secs(30), "a segment", || {
+        get(&server.url("/tv/mono.m3u8?token=good-wait"))
+            .text()
+            .contains(".ts")
+    });
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let mut tcp = std::net::TcpStream::connect(&addr).unwrap();
+    write!(
+        tcp,
+        "GET /tv/mpegts?token=good-ts HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: vlc\r\n\r\n"
+    )
+    .unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = vec![0u8; 65536];
+    let mut got = 0;
+    while got < 100_000 {
+        got += tcp.read(&mut buf).expect("mpegts bytes");
+    }
+    assert_eq!(
+        get(&server.url("/tv/index.m3u8?token=good-hls")).status,
+        200
+    );
+    let list = sessions(&server);
+    let ts = list
+        .iter()
+        .find(|s| s["token"] == "good-ts")
+        .expect("the mpegts session");
+    assert_eq!(ts["proto"], "mpegts");
+    assert_eq!(ts["user_agent"], "vlc");
+    assert!(ts["bytes"].as_u64().unwrap() >= 100_000, "{ts}");
+    let hls = list
+        .iter()
+        .find(|s| s["token"] == "good-hls")
+        .expect("the HLS session");
+    let (k, v) = admin_header();
+    // View credentials may list but not end sessions.
+    let viewer = format!("Basic {}", b64("viewer:pw"));
+    let id = ts["id"].as_str().unwrap();
+    let url = server.url(&format!("/streamer/api/v3/sessions/{id}"));
+    assert_eq!(
+        request("DELETE", &url, &[("Authorization", &viewer)]).status,
+        403
+    );
+    assert_eq!(
+        request("GET", &url, &[("Authorization", &viewer)]).status,
+        200
+    );
+    let deleted = Instant::now();
+    assert_eq!(request("DELETE", &url, &[(k, &v)]).status, 204);
+    // The socket closes within a second.
+    tcp.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    loop {
+        match tcp.read(&mut buf) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => break,
+        }
+        assert!(
+            deleted.elapsed() < Duration::from_secs(1),
+            "the /mpegts socket is still open"
+        );
+    }
+    assert_eq!(
+        request("DELETE", &url, &[(k, &v)]).status,
+        404,
+        "already ended"
+    );
+    let id = hls["id"].as_str().unwrap();
+    let url = server.url(&format!("/streamer/api/v3/sessions/{id}"));
+    assert_eq!(request("DELETE", &url, &[(k, &v)]).status, 204);
+    assert_eq!(
+        get(&server.url("/tv/index.m3u8?token=good-hls")).status,
+        403
+    );
+    assert_eq!(get(&server.url("/tv/mono.m3u8?token=good-hls")).status, 403);
+    let metrics = server.scrape_after(std::time::SystemTime::now());
+    assert_eq!(
+        metric(&metrics, "flussonic_sessions_ended_total", "reason=\"api\""),
+        Some(2.0)
+    );
+}
