@@ -380,3 +380,128 @@ fn deleting_a_session_closes_its_mpegts_connection_and_refuses_its_player() {
         Some(2.0)
     );
 }
+
+/// An encoder pushing test video for `seconds` (0: until killed) with ffmpeg.
+fn encoder(extra: &[&str], format: &str, out: &str, seconds: u32) -> Proc {
+    let t = seconds.to_string();
+    let mut args: Vec<&str> = vec![
+        "-nostdin",
+        "-v",
+        "error",
+        "-re",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x240:rate=25",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-tune",
+        "zerolatency",
+        "-g",
+        "25",
+        "-pix_fmt",
+        "yuv420p",
+        "-b:v",
+        "300k",
+    ];
+    if seconds > 0 {
+        args.extend_from_slice(&["-t", &t]);
+    }
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["-f", format, out]);
+    Proc(
+        std::process::Command::new("ffmpeg")
+            .args(&args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("ffmpeg (installed by make test-deps)"),
+    )
+}
+
+#[test]
+fn on_publish_keeps_refused_rtmp_and_http_publishers_out() {
+    let backend = Backend::start(30);
+    let hook = format!("on_publish = \"{}\"\n", backend.url);
+    let server = Server::start(&[
+        (
+            "rt",
+            &format!("inputs = [{{ url = \"publish://\" }}]\n{hook}"),
+        ),
+        (
+            "ht",
+            &format!("inputs = [{{ url = \"publish://\" }}]\n{hook}"),
+        ),
+    ]);
+    let rtmp = server.rtmp_addr();
+    std::thread::sleep(Duration::from_secs(2));
+    // Refused publishers push for 6 s each, all at once.
+    let refused = [
+        encoder(&[], "flv", &format!("rtmp://{rtmp}/live/rt?key=bad"), 6),
+        encoder(
+            &["-method", "POST"],
+            "mpegts",
+            &server.url("/ht/mpegts?key=bad"),
+            6,
+        ),
+    ];
+    std::thread::sleep(Duration::from_secs(8));
+    drop(refused);
+    for stream in ["rt", "ht"] {
+        let reply = get(&server.url(&format!("/{stream}/mono.m3u8")));
+        assert_eq!(
+            reply.status,
+            503,
+            "{stream}: a refused publisher made media: {}",
+            reply.text()
+        );
+        assert_eq!(
+            stream_json(&server, stream)["stats"]["bytes_in"]
+                .as_u64()
+                .unwrap_or(0),
+            0,
+            "{stream}: not a byte got in"
+        );
+    }
+    let calls = backend.all_calls();
+    for proto in ["rtmp", "http"] {
+        let call = calls
+            .iter()
+            .find(|c| c.method == "POST" && c.param("proto") == Some(proto))
+            .unwrap_or_else(|| panic!("no on_publish call for {proto}: {calls:?}"));
+        assert_eq!(call.param("key"), Some("bad"));
+        assert_eq!(call.param("ip"), Some("127.0.0.1"));
+    }
+    // Allowed ones get in.
+    let _rt = encoder(&[], "flv", &format!("rtmp://{rtmp}/live/rt?key=good"), 0);
+    let _ht = encoder(
+        &["-method", "POST"],
+        "mpegts",
+        &server.url("/ht/mpegts?key=good"),
+        0,
+    );
+    for stream in ["rt", "ht"] {
+        server.wait_segments(stream, 2, Duration::from_secs(40));
+    }
+    let text = server.scrape_after(std::time::SystemTime::now());
+    assert!(
+        metric(
+            &text,
+            "flussonic_publish_refused_total",
+            "reason=\"on_publish\""
+        )
+        .unwrap_or(0.0)
+            >= 2.0,
+        "{text}"
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "flussonic_auth_backend_requests_total",
+            "hook=\"on_publish\",result=\"allow\""
+        ),
+        Some(2.0)
+    );
+}

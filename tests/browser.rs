@@ -66,6 +66,18 @@ fn play_for(server: &Server, path: &str, player: &str, seconds: u32) -> String {
 }
 
 fn play_args(server: &Server, path: &str, player: &str, seconds: u32, switch: bool) -> String {
+    play_on(server, &server.base, path, player, seconds, switch)
+}
+
+/// [`play_args`] against `base` (the server's HTTP or HTTPS origin).
+fn play_on(
+    server: &Server,
+    base: &str,
+    path: &str,
+    player: &str,
+    seconds: u32,
+    switch: bool,
+) -> String {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/play.mjs");
     let mut args = vec![
         "-k".to_owned(),
@@ -73,7 +85,7 @@ fn play_args(server: &Server, path: &str, player: &str, seconds: u32, switch: bo
         "150".into(),
         "node".into(),
         script.into(),
-        server.base.clone(),
+        base.to_owned(),
         path.into(),
         seconds.to_string(),
         "90".into(),
@@ -239,4 +251,58 @@ fn players_keep_playing_when_the_source_changes_resolution() {
             "{path}: the player did not go on to the new picture: {status}"
         );
     }
+}
+
+#[test]
+fn players_carry_the_token_to_every_request_over_http_and_https() {
+    let _alone = one_browser_test_at_a_time();
+    let backend = common::backend::Backend::start(30);
+    let certs = tempfile::tempdir().unwrap();
+    let (crt, key) = self_signed(certs.path(), "site", "headwater.test");
+    let server = Server::start_configured(
+        &[(
+            "paid",
+            &format!(
+                "inputs = [{{ url = \"fake://fake\" }}]\non_play = \"{}\"\n",
+                backend.url
+            ),
+        )],
+        &format!(
+            "https = \"127.0.0.1:0\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+            crt.display(),
+            key.display()
+        ),
+        "",
+    );
+    wait_until(Duration::from_secs(40), "fMP4 and DASH", || {
+        get(&server.url("/paid/index.mpd?token=good-wait")).status == 200
+    });
+    let https = server.https_base();
+    for (scheme, base) in [("http", server.base.clone()), ("https", https)] {
+        for (path, player, kind) in [
+            ("/paid/index.m3u8", "hls", "ts"),
+            ("/paid/index.fmp4.m3u8", "hls", "fmp4"),
+            ("/paid/index.mpd", "dash", "dash"),
+        ] {
+            let token = format!("good-{scheme}-{kind}");
+            play_on(
+                &server,
+                &base,
+                &format!("{path}?token={token}"),
+                player,
+                20,
+                false,
+            );
+            // One session: the backend was asked once for all its requests.
+            let calls = backend.play_calls(&token);
+            assert_eq!(calls.len(), 1, "{scheme} {kind}: {calls:?}");
+        }
+    }
+    // Everything without the token was refused (the players never asked without it).
+    let text = server.scrape_after(std::time::SystemTime::now());
+    assert_eq!(
+        metric(&text, "flussonic_play_refused_total", "reason=\"denied\""),
+        None,
+        "{text}"
+    );
 }

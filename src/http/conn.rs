@@ -6,6 +6,7 @@
 //! HTTP/2 and TLS handshakes, which hyper's own header timeout does not cover.
 
 use crate::stats::names;
+use futures_util::task::AtomicWaker;
 use metrics::counter;
 use std::io;
 use std::pin::Pin;
@@ -18,17 +19,22 @@ use tokio::time::{Instant, Sleep};
 
 /// Requests of one connection being handled (a response body still being sent counts).
 #[derive(Debug, Default)]
-pub(super) struct Busy(AtomicUsize);
+pub(super) struct Busy {
+    requests: AtomicUsize,
+    /// The connection's reader: woken when the last request ends, so that the keep-alive
+    /// deadline starts even if nothing else wakes the connection.
+    reader: AtomicWaker,
+}
 
 impl Busy {
     /// Counts a request until the guard (kept with its response body) drops.
     pub(super) fn start(self: &Arc<Self>) -> BusyGuard {
-        self.0.fetch_add(1, Ordering::AcqRel);
+        self.requests.fetch_add(1, Ordering::AcqRel);
         BusyGuard(self.clone())
     }
 
     fn busy(&self) -> bool {
-        self.0.load(Ordering::Acquire) > 0
+        self.requests.load(Ordering::Acquire) > 0
     }
 }
 
@@ -37,7 +43,9 @@ pub(super) struct BusyGuard(Arc<Busy>);
 
 impl Drop for BusyGuard {
     fn drop(&mut self) {
-        self.0.0.fetch_sub(1, Ordering::AcqRel);
+        if self.0.requests.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.reader.wake();
+        }
     }
 }
 
@@ -107,6 +115,7 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Timed<IO> {
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => {
+                this.busy.reader.register(cx.waker());
                 this.follow_handlers();
                 if this.phase != Phase::Handling && this.deadline.as_mut().poll(cx).is_ready() {
                     let reason = if this.phase == Phase::Head {

@@ -254,9 +254,15 @@ async fn serve_archive(
                 let settled = (from + duration) * 1000 + SETTLED_MS <= now;
                 let key = (archive.dir.clone(), from, duration);
                 let finished = match state.exports.find(&key) {
-                    Some(f) => f,
+                    Some(f) => {
+                        metrics::counter!(crate::stats::names::EXPORTS, "source" => "kept")
+                            .increment(1);
+                        f
+                    }
                     None => {
                         let _running = state.exports.start().ok_or(HttpError::ExportsBusy)?;
+                        metrics::counter!(crate::stats::names::EXPORTS, "source" => "remux")
+                            .increment(1);
                         let f = export_mp4(state, &name, &files, from).await?;
                         if settled {
                             state.exports.keep(key, f.clone());

@@ -82,6 +82,8 @@ pub const CONNECTIONS_REFUSED: &str = "flussonic_http_connections_refused_total"
 pub const CONNECTIONS_OPEN: &str = "flussonic_http_connections_open";
 /// MP4 exports being remuxed now.
 pub const EXPORTS_RUNNING: &str = "flussonic_dvr_exports_running";
+/// Label `source` (`remux`, `kept`): MP4 export requests by how they were answered.
+pub const EXPORTS: &str = "flussonic_dvr_exports_total";
 
 // Stats thread health (seed 003).
 pub const STATS_LAST_SUCCESS: &str = "flussonic_stats_last_success_timestamp_seconds";
@@ -280,6 +282,10 @@ pub fn describe() {
     );
     describe_gauge!(CONNECTIONS_OPEN, "Open HTTP and HTTPS connections");
     describe_gauge!(EXPORTS_RUNNING, "Archive MP4 exports being remuxed now");
+    describe_counter!(
+        EXPORTS,
+        "Archive MP4 export requests by source: remux (made now) or kept (a finished export reused)"
+    );
     describe_gauge!(
         STATS_LAST_SUCCESS,
         Unit::Seconds,

@@ -146,6 +146,18 @@ impl Server {
         Server::launch(dir, &[])
     }
 
+    /// `https://ADDR` of the HTTPS listener (bound to port 0, read from the log).
+    pub fn https_base(&self) -> String {
+        let text = self.log_text();
+        let addr = text
+            .lines()
+            .find(|l| l.contains("HTTPS listener"))
+            .and_then(|l| l.split("https=").nth(1))
+            .and_then(|a| a.split_whitespace().next())
+            .expect("an HTTPS listener in the log");
+        format!("https://{addr}")
+    }
+
     /// The RTMP publish listener's address (bound to port 0, read from the log).
     pub fn rtmp_addr(&self) -> String {
         self.log_text()
@@ -669,4 +681,38 @@ pub fn urlencode(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+/// A self-signed certificate for 127.0.0.1 and localhost with common name `cn`, written as
+/// PEM files `NAME.crt` and `NAME.key` into `dir`; returns their paths.
+pub fn self_signed(dir: &Path, name: &str, cn: &str) -> (PathBuf, PathBuf) {
+    let mut params =
+        rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+            .unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, cn);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let (crt, pem) = (
+        dir.join(format!("{name}.crt")),
+        dir.join(format!("{name}.key")),
+    );
+    std::fs::write(&crt, cert.pem()).unwrap();
+    std::fs::write(&pem, key.serialize_pem()).unwrap();
+    (crt, pem)
+}
+
+/// `curl` (from Debian's package) with extra arguments; returns (status, stdout, stderr).
+pub fn curl(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "20"])
+        .args(args)
+        .output()
+        .expect("curl (installed by make deps)");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
