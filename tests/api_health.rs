@@ -34,12 +34,15 @@ fn api_requires_credentials_and_counts_failures() {
             .starts_with("text/plain; version=0.0.4")
     );
     // Unknown API paths are 401 before auth and 404 after: nothing is revealed unauthenticated.
-    assert_eq!(get(&server.url("/flussonic/api/v3/sessions")).status, 401);
+    assert_eq!(
+        get(&server.url("/flussonic/api/v3/no_such_thing")).status,
+        401
+    );
     let auth = format!("Basic {}", b64("viewer:pw"));
     assert_eq!(
         request(
             "GET",
-            &server.url("/flussonic/api/v3/sessions"),
+            &server.url("/flussonic/api/v3/no_such_thing"),
             &[("Authorization", &auth)]
         )
         .status,

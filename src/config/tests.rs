@@ -201,3 +201,84 @@ fn dvr_renditions_must_exist_in_the_ladder() {
     let plain = "inputs = [{ url = \"fake://fake\" }]\n[dvr]\nrenditions = [2]\n";
     assert!(err(plain).contains("renditions 1..=1"));
 }
+
+#[test]
+fn authorization_keys_are_checked_where_they_are_written() {
+    let s = stream(
+        "inputs = [{ url = \"fake://fake\" }]\non_play = \"http://127.0.0.1:8000/play?site=1\"\n\
+         on_play_default = \"allow\"\n",
+    )
+    .unwrap();
+    assert_eq!(
+        s.access.on_play.as_ref().map(|u| u.0.as_str()),
+        Some("http://127.0.0.1:8000/play?site=1")
+    );
+    assert_eq!(s.access.on_play_default, Some(PlayDefault::Allow));
+    let e = err("inputs = [{ url = \"fake://fake\" }]\non_play = \"https://auth/play\"\n");
+    assert!(
+        e.starts_with("streams/s.toml:2:") && e.contains("https:// backends"),
+        "{e}"
+    );
+    let e = err("inputs = [{ url = \"fake://fake\" }]\non_play_default = \"maybe\"\n");
+    assert!(e.starts_with("streams/s.toml:2:"), "{e}");
+}
+
+fn server(text: &str) -> Result<Config, ConfigError> {
+    Config::parse_server(
+        Path::new("/etc/hw/headwater.toml"),
+        text,
+        &Overrides::default(),
+    )
+}
+
+#[test]
+fn front_door_and_tls_settings() {
+    let c = server(
+        "[server]\nmax_connections = 50\nheader_read_timeout = 3\ntrusted_proxies = [\"10.0.0.0/8\"]\n\
+         https = \"0.0.0.0:8443\"\ntls_cert = \"tls/cert.pem\"\ntls_key = \"/k.pem\"\n\
+         [auth]\non_play = \"http://a/p\"\ntimeout_ms = 500\n[dvr]\nmax_exports = 4\nmax_export_duration = \"2h\"\n",
+    )
+    .unwrap();
+    assert_eq!(c.server.front.max_connections, 50);
+    assert_eq!(c.server.front.header_read_timeout.as_secs(), 3);
+    assert_eq!(c.server.front.keepalive_timeout.as_secs(), 60, "default");
+    assert_eq!(c.server.front.trusted_proxies.len(), 1);
+    let tls = c.server.tls.unwrap();
+    assert_eq!(
+        tls.cert,
+        Path::new("/etc/hw/tls/cert.pem"),
+        "relative to the file"
+    );
+    assert_eq!(tls.key, Path::new("/k.pem"));
+    assert_eq!(c.server.auth.timeout_ms, 500);
+    assert_eq!((c.dvr.max_exports, c.dvr.max_export_s), (4, 7200));
+    for (bad, key) in [
+        ("[server]\nhttps = \"0.0.0.0:8443\"\n", "server.tls_cert"),
+        (
+            "[server]\ntls_cert = \"c\"\ntls_key = \"k\"\n",
+            "server.https",
+        ),
+        (
+            "[server]\nheader_read_timeout = 0\n",
+            "server.header_read_timeout",
+        ),
+        ("[server]\nmax_connections = 0\n", "server.max_connections"),
+        (
+            "[server]\npublic_url = \"https://x/path\"\n",
+            "server.public_url",
+        ),
+        ("[auth]\ntimeout_ms = 50\n", "auth.timeout_ms"),
+        ("[dvr]\nmax_exports = 0\n", "dvr.max_exports"),
+        (
+            "[dvr]\nmax_export_duration = \"2d\"\n",
+            "dvr.max_export_duration",
+        ),
+    ] {
+        match server(bad) {
+            Err(ConfigError::File { key: Some(k), .. }) => assert_eq!(k, key, "{bad}"),
+            other => panic!("{bad}: {other:?}"),
+        }
+    }
+    let e = server("[server]\ntrusted_proxies = [\"10.0.0.0/40\"]\n").unwrap_err();
+    assert!(e.to_string().contains("prefix must be 0..=32"), "{e}");
+}
