@@ -322,13 +322,11 @@ fn a_two_rung_ladder_in_hls_ts_fmp4_and_dash() {
 }
 
 #[test]
-fn nvenc_required_without_nvenc_fails_that_stream_only() {
-    // What this proves needs a host without NVENC (CI, this VM); with one, nvenc just runs.
-    let probe = run_with_timeout(20, "gst-inspect-1.0", &["--exists", "nvh264enc"]);
-    if probe.status.success() {
-        eprintln!("nvh264enc exists here: the refusal path cannot be exercised on this host");
-        return;
-    }
+fn nvenc_required_runs_on_nvenc_or_fails_that_stream_only() {
+    // GStreamer registers nvh264enc only where NVENC can open a session.
+    let nvenc = run_with_timeout(20, "gst-inspect-1.0", &["--exists", "nvh264enc"])
+        .status
+        .success();
     let gpu = "inputs = [{ url = \"fake://fake\" }]\n[transcoder]\nhw = \"nvenc\"\n\
                [[transcoder.video]]\nbitrate = \"500k\"\nsize = \"320x180\"\n";
     let server = Server::start(&[
@@ -336,14 +334,44 @@ fn nvenc_required_without_nvenc_fails_that_stream_only() {
         ("plain", "inputs = [{ url = \"fake://fake\" }]\n"),
     ]);
     server.wait_segments("plain", 3, Duration::from_secs(40));
-    // Never served from a silent CPU fallback.
+    if nvenc {
+        eprintln!("nvh264enc present: testing the NVENC path");
+        server.wait_segments("gpu", 3, Duration::from_secs(60));
+        let v = stream_json(&server, "gpu");
+        assert_eq!(v["stats"]["transcoder"]["hw"], "nvenc", "{v}");
+        assert_eq!(v["stats"]["transcoder"]["encoder"], "nvh264enc", "{v}");
+        let scrape = server.scrape();
+        assert_eq!(
+            metric(&scrape, "flussonic_stream_transcoder_up", "name=\"gpu\""),
+            Some(1.0),
+            "{scrape}"
+        );
+        let out = ffmpeg_decode(&server.url("/gpu/index.m3u8"), 4, 60);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    } else {
+        eprintln!("no nvh264enc: testing the refusal path");
+        refuses_without_nvenc(&server);
+    }
+    // The pass-through stream is untouched, and has fMP4 and DASH too.
+    assert_eq!(get(&server.url("/plain/index.m3u8")).status, 200);
+    wait_ready(&server, "/plain/index.fmp4.m3u8");
+    wait_ready(&server, "/plain/index.mpd");
+}
+
+/// `hw = "nvenc"` on a host without NVENC: that stream alone fails, said once, never served
+/// from a silent CPU fallback.
+fn refuses_without_nvenc(server: &Server) {
     assert_eq!(get(&server.url("/gpu/index.m3u8")).status, 503);
     assert_eq!(get(&server.url("/gpu/index.mpd")).status, 503);
     let log = server.log_text();
     let refusals = log.matches("transcoder cannot start").count();
     assert_eq!(refusals, 1, "logged once, not per retry:\n{log}");
     assert!(log.contains("refusing to fall back to the CPU"), "{log}");
-    let v = stream_json(&server, "gpu");
+    let v = stream_json(server, "gpu");
     assert_eq!(v["stats"]["transcoder"]["hw"], "none", "{v}");
     assert!(
         v["stats"]["transcoder"]["error"]
@@ -371,10 +399,6 @@ fn nvenc_required_without_nvenc_fails_that_stream_only() {
         metric(&scrape, "flussonic_stream_retry_count", "name=\"gpu\"").unwrap_or(0.0) >= 1.0,
         "counted as a failing source"
     );
-    // The pass-through stream is untouched, and has fMP4 and DASH too.
-    assert_eq!(get(&server.url("/plain/index.m3u8")).status, 200);
-    wait_ready(&server, "/plain/index.fmp4.m3u8");
-    wait_ready(&server, "/plain/index.mpd");
 }
 
 #[test]

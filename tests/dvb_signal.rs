@@ -89,15 +89,23 @@ fn dvb_frontend_stats_become_card_strength() {
         StatsSources {
             registry: Registry::default(),
             runtime: rt.handle().clone(),
-            dvb,
+            dvb: dvb.clone(),
             health: Arc::new(StatsHealth::default()),
             exposition: exposition.clone(),
         },
     )
     .unwrap();
     std::thread::sleep(Duration::from_millis(600));
-    stats.stop();
     let text = String::from_utf8(exposition.latest().to_vec()).unwrap();
+    // The tuner stops (its task forgets the reading): the series leaves within an interval.
+    dvb.remove("dvbsrc0");
+    std::thread::sleep(Duration::from_millis(600));
+    let after = String::from_utf8(exposition.latest().to_vec()).unwrap();
+    stats.stop();
+    assert!(
+        !after.contains("flussonic_dvb_card_strength{card=\"dvbsrc0\"}"),
+        "a stopped tuner keeps its last value:\n{after}"
+    );
     let line = text
         .lines()
         .find(|l| l.starts_with("flussonic_dvb_card_strength{card=\"dvbsrc0\"}"))

@@ -43,10 +43,17 @@ const STREAM_METRICS: &[&str] = &[
     "flussonic_stream_start_running_at",
     "flussonic_stream_retry_count",
     "flussonic_stream_client_count",
+    "flussonic_stream_alive",
+];
+/// Only streams that record have these.
+const DVR_METRICS: &[&str] = &[
     "flussonic_stream_dvr_info_disk_size",
     "flussonic_stream_dvr_info_depth",
     "flussonic_stream_dvr_info_duration",
-    "flussonic_stream_alive",
+    "flussonic_dvr_segments_written_total",
+    "flussonic_dvr_segments_dropped_total",
+    "flussonic_dvr_segments_failed_total",
+    "flussonic_dvr_deleted_bytes_total",
 ];
 
 #[test]
@@ -57,10 +64,13 @@ fn real_prometheus_scrapes_every_metric_with_basic_auth() {
         ("demo", "inputs = [{ url = \"fake://fake\" }]\n"),
         (
             "cam",
-            &format!("inputs = [{{ url = \"udp://127.0.0.1:{port}\" }}]\n"),
+            &format!(
+                "inputs = [{{ url = \"udp://127.0.0.1:{port}\" }}]\n[dvr]\nexpiration = \"1h\"\n"
+            ),
         ),
     ]);
     server.wait_segments("demo", 1, Duration::from_secs(30));
+    server.wait_segments("cam", 1, Duration::from_secs(30));
     // Some playback traffic so that HTTP series exist.
     get(&server.url("/demo/index.m3u8"));
 
@@ -83,6 +93,17 @@ fn real_prometheus_scrapes_every_metric_with_basic_auth() {
             }
         }
     }
+    for name in DVR_METRICS {
+        let q = format!("{name}{{name=\"cam\"}}");
+        if !query(&q).contains("\"metric\":{") {
+            missing.push(q);
+        }
+        let q = format!("{name}{{name=\"demo\"}}");
+        assert!(
+            !query(&q).contains("\"metric\":{"),
+            "{q}: a stream without DVR has no archive figures"
+        );
+    }
     assert!(missing.is_empty(), "not in Prometheus: {missing:?}");
     // The wrong password: target down with 401, counted by reason.
     let targets = get(&format!("{prom_base}/api/v1/targets")).text();
@@ -96,8 +117,32 @@ fn real_prometheus_scrapes_every_metric_with_basic_auth() {
         query("flussonic_auth_failures_total{reason=\"invalid\"} > 0").contains("\"metric\":{"),
         "wrong-password scrapes are counted"
     );
-    // promtool on the real exposition.
+    // promtool on the real exposition; and every family has its HELP and TYPE.
     let text = server.scrape();
+    for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
+        let family = line.split_whitespace().nth(2).unwrap();
+        assert!(
+            text.contains(&format!("# HELP {family} ")),
+            "{family} has no HELP"
+        );
+    }
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let name = line.split(['{', ' ']).next().unwrap();
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| {
+                name.strip_suffix(s)
+                    .filter(|f| text.contains(&format!("# TYPE {f} histogram")))
+            })
+            .unwrap_or(name);
+        assert!(
+            text.contains(&format!("# TYPE {family} ")),
+            "{name} has no TYPE"
+        );
+    }
     let mut promtool = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())

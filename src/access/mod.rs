@@ -45,6 +45,12 @@ impl crate::stream::PublishGate for Gate {
     }
 }
 
+/// `flussonic_auth_cached_answers_total`, looked up once (it is counted on every request).
+fn cached_counter() -> &'static metrics::Counter {
+    static CACHED: std::sync::OnceLock<metrics::Counter> = std::sync::OnceLock::new();
+    CACHED.get_or_init(|| counter!(names::AUTH_CACHED))
+}
+
 /// Why a play request is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Refused {
@@ -144,45 +150,56 @@ impl Access {
             .stream
             .on_play_default
             .unwrap_or(settings.on_play_default);
-        let grant = {
-            let mut auth = session.auth.lock().await;
-            match auth.grant(req.proto).filter(|g| g.valid(now_ms).is_some()) {
-                Some(g) => {
-                    counter!(names::AUTH_CACHED).increment(1);
-                    g.clone()
-                }
-                None => {
-                    let request_type = if auth.grant(req.proto).is_some() {
-                        "update_session"
-                    } else {
-                        "new_session"
-                    };
-                    auth.requests += 1;
-                    let params = self.play_params(
-                        req,
-                        &session,
-                        request_type,
-                        auth.requests,
-                        now_ms,
-                        timeout_ms,
-                    );
-                    let started = Instant::now();
-                    let answer = self.backend.get(url, &params, settings.timeout()).await;
-                    let result = match &answer {
-                        Ok(a) if a.allowed => "allow",
-                        Ok(_) => "deny",
-                        Err(_) => "error",
-                    };
-                    counter!(names::AUTH_BACKEND_REQUESTS, "hook" => "on_play", "result" => result)
-                        .increment(1);
-                    histogram!(names::AUTH_BACKEND_DURATION, "hook" => "on_play")
-                        .record(started.elapsed().as_secs_f64());
-                    let grant = policy::after_call(answer.ok(), default, crate::stream::mono_ms());
-                    if grant.user_id.is_some() {
-                        session.set_user(grant.user_id.clone());
+        let grant = match session.grants.get(req.proto) {
+            Some(g) if g.valid(now_ms).is_some() => {
+                cached_counter().increment(1);
+                g
+            }
+            _ => {
+                let mut calls = session.asking.lock().await;
+                // Another request of this session may have asked meanwhile.
+                match session.grants.get(req.proto) {
+                    Some(g) if g.valid(crate::stream::mono_ms()).is_some() => {
+                        cached_counter().increment(1);
+                        g
                     }
-                    auth.set(req.proto, grant.clone());
-                    grant
+                    previous => {
+                        let request_type = if previous.is_some() {
+                            "update_session"
+                        } else {
+                            "new_session"
+                        };
+                        *calls += 1;
+                        let params = self.play_params(
+                            req,
+                            &session,
+                            request_type,
+                            *calls,
+                            now_ms,
+                            timeout_ms,
+                        );
+                        let started = Instant::now();
+                        let answer = self.backend.get(url, &params, settings.timeout()).await;
+                        let result = match &answer {
+                            Ok(a) if a.allowed => "allow",
+                            Ok(_) => "deny",
+                            Err(_) => "error",
+                        };
+                        counter!(names::AUTH_BACKEND_REQUESTS, "hook" => "on_play", "result" => result)
+                            .increment(1);
+                        histogram!(names::AUTH_BACKEND_DURATION, "hook" => "on_play")
+                            .record(started.elapsed().as_secs_f64());
+                        let grant = Arc::new(policy::after_call(
+                            answer.ok(),
+                            default,
+                            crate::stream::mono_ms(),
+                        ));
+                        if grant.user_id.is_some() {
+                            session.set_user(grant.user_id.clone());
+                        }
+                        session.grants.set(req.proto, grant.clone());
+                        grant
+                    }
                 }
             }
         };

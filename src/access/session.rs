@@ -4,6 +4,7 @@
 //! stays as a refusal until its viewer has been quiet for the session timeout.
 
 use super::policy::Grant;
+use arc_swap::ArcSwapOption;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::net::IpAddr;
@@ -36,31 +37,66 @@ impl Proto {
     }
 }
 
-/// What a session's backend answers are kept for: live playback and the archive are
-/// authorized separately (`proto=dvr`).
+/// A session's backend answers: live playback and the archive are authorized separately
+/// (`proto=dvr`). Read without locking on every request; written by the one request that
+/// asks the backend.
 #[derive(Debug, Default)]
-pub struct AuthState {
-    pub live: Option<Grant>,
-    pub dvr: Option<Grant>,
-    /// Backend calls made for this session (`request_number`).
-    pub requests: u64,
+pub struct Grants {
+    live: ArcSwapOption<Grant>,
+    dvr: ArcSwapOption<Grant>,
 }
 
-impl AuthState {
-    pub fn grant(&self, proto: Proto) -> Option<&Grant> {
+impl Grants {
+    fn slot(&self, proto: Proto) -> &ArcSwapOption<Grant> {
         if proto == Proto::Dvr {
-            self.dvr.as_ref()
+            &self.dvr
         } else {
-            self.live.as_ref()
+            &self.live
         }
     }
 
-    pub fn set(&mut self, proto: Proto, grant: Grant) {
-        if proto == Proto::Dvr {
-            self.dvr = Some(grant);
-        } else {
-            self.live = Some(grant);
+    /// The answer for `proto`'s class, valid or not.
+    pub fn get(&self, proto: Proto) -> Option<Arc<Grant>> {
+        self.slot(proto).load_full()
+    }
+
+    pub fn set(&self, proto: Proto, grant: Arc<Grant>) {
+        self.slot(proto).store(Some(grant));
+    }
+}
+
+/// Rewritten playlists of one session, by the shared text they came from: a viewer that
+/// polls a playlist gets the same rewrite until the playlist changes.
+#[derive(Debug, Default)]
+pub struct LinkCache(Mutex<Vec<(bytes::Bytes, bytes::Bytes)>>);
+
+/// Playlists kept per session (master, media, audio, MPD).
+const LINK_CACHE: usize = 4;
+
+impl LinkCache {
+    /// The rewrite of `source`, made by `rewrite` unless kept.
+    pub fn get_or(
+        &self,
+        source: &bytes::Bytes,
+        rewrite: impl FnOnce() -> bytes::Bytes,
+    ) -> bytes::Bytes {
+        let same = |(s, _): &(bytes::Bytes, bytes::Bytes)| {
+            s.as_ptr() == source.as_ptr() && s.len() == source.len()
+        };
+        {
+            let kept = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some((_, r)) = kept.iter().find(|e| same(e)) {
+                return r.clone();
+            }
         }
+        // The kept source holds its allocation, so a pointer seen here is never reused.
+        let rewritten = rewrite();
+        let mut kept = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if kept.len() >= LINK_CACHE {
+            kept.remove(0);
+        }
+        kept.push((source.clone(), rewritten.clone()));
+        rewritten
     }
 }
 
@@ -92,9 +128,13 @@ pub struct PlaySession {
     user_id: Mutex<Option<String>>,
     /// Counted against its user's `X-Max-Sessions` (admitted once, kept while alive).
     admitted: AtomicBool,
-    /// Answers and the call counter; the async lock also makes concurrent requests of one
-    /// session wait for one backend call instead of each making its own.
-    pub auth: tokio::sync::Mutex<AuthState>,
+    /// The backend's answers.
+    pub grants: Grants,
+    /// Held while the backend is asked (the value: calls made, `request_number`), so that
+    /// concurrent requests of one session wait for one call instead of each making its own.
+    pub asking: tokio::sync::Mutex<u64>,
+    /// Playlists with the session's token written in.
+    pub links: LinkCache,
 }
 
 impl PlaySession {
@@ -266,7 +306,9 @@ impl SessionTable {
             end_reason: OnceLock::new(),
             user_id: Mutex::new(None),
             admitted: AtomicBool::new(false),
-            auth: tokio::sync::Mutex::new(AuthState::default()),
+            grants: Grants::default(),
+            asking: tokio::sync::Mutex::new(0),
+            links: LinkCache::default(),
         });
         inner.by_key.insert(key, session.clone());
         Ok((session, true))

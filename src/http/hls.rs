@@ -43,6 +43,8 @@ pub(super) struct Client<'a> {
     pub origin_scheme: &'static str,
     /// `[server] public_url`, when set: absolute URLs start with it.
     pub public_url: Option<&'a str>,
+    /// A `HEAD` request (it does not make its sender a viewer).
+    pub head: bool,
 }
 
 /// The raw text of a playlist or manifest response, kept beside its body so that a
@@ -89,8 +91,11 @@ pub(super) async fn serve(
         return Err(HttpError::NotFound("unknown stream"));
     };
     let guarded = state.access.guards_play(&handle.access);
-    let pair = client.token.map(|t| format!("token={t}"));
-    if guarded && pair.as_deref().is_some_and(|p| !links::safe_pair(p)) {
+    let pair = client
+        .token
+        .filter(|_| guarded)
+        .map(|t| format!("token={t}"));
+    if pair.as_deref().is_some_and(|p| !links::safe_pair(p)) {
         counter!(names::PLAY_REFUSED, "reason" => "bad_token").increment(1);
         return Err(HttpError::BadRequest(
             "token has characters that cannot be used in URLs",
@@ -120,9 +125,22 @@ pub(super) async fn serve(
             });
         }
     };
+    let counters = handle.counters.clone();
     drop(handle);
+    // A viewer is one person watching: an open `/mpegts` connection counts while it is open
+    // (not also as a session), and HEAD requests and status polls are not watching.
+    let watching = !client.head
+        && !matches!(
+            route,
+            Route::MpegTs { .. }
+                | Route::Dvr {
+                    request: super::DvrRequest::Status,
+                    ..
+                }
+        );
     let mut response = serve_route(state, route, range, query, client, &session).await?;
-    if response.status().is_success()
+    if watching
+        && response.status().is_success()
         && let Some(handle) = state.registry.get(&stream)
     {
         let key = session_key(client.ip, client.user_agent, client.token);
@@ -130,19 +148,18 @@ pub(super) async fn serve(
     }
     let text = response.extensions_mut().remove::<PlaylistText>();
     if let (true, Some(pair), Some(PlaylistText(text, manifest))) = (guarded, pair, text) {
-        let rewritten = links::add_query(&String::from_utf8_lossy(&text), manifest, &pair);
+        let rewritten = session.links.get_or(&text, || {
+            Bytes::from(links::add_query(
+                &String::from_utf8_lossy(&text),
+                manifest,
+                &pair,
+            ))
+        });
         let (mut parts, _) = response.into_parts();
         parts
             .headers
             .insert(header::CONTENT_LENGTH, rewritten.len().into());
-        let counters = state
-            .registry
-            .get_with_archive(&stream)
-            .map(|h| h.counters.clone());
-        let body = match counters {
-            Some(c) => Counted::new(http_body_util::Full::new(Bytes::from(rewritten)), c).boxed(),
-            None => super::body::full(rewritten),
-        };
+        let body = Counted::new(http_body_util::Full::new(rewritten), counters).boxed();
         response = Response::from_parts(parts, body);
     }
     Ok(Holding::wrap(response, (), Some(session)))

@@ -61,6 +61,7 @@ pub(super) async fn handle<B>(
                     Scheme::Https => "https",
                 },
                 public_url: front.public_url.as_deref(),
+                head,
             };
             let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
             hls::serve(state, route, range, req.uri().query(), &client).await

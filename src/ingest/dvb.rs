@@ -174,6 +174,8 @@ pub async fn run_tuner(
         let mut watch = LockWatch::default();
         loop {
             let result = tune_once(&name, &card, &fanout, &dvb, &mut watch, &cancel).await;
+            // A tuner that stopped or failed has no current reading.
+            dvb.remove(&name);
             match result {
                 Ok(()) => return,
                 Err(e) => {

@@ -175,18 +175,18 @@ fn run(config: &StatsConfig, src: &StatsSources, stopped: &mpsc::Receiver<()>) {
         if let Ok(usage) = &host_result {
             src.health.set_dvr_usage(usage.clone());
         }
-        gpu.sample();
-        for (card, reading) in src.dvb.readings() {
-            gauge!(names::DVB_STRENGTH, "card" => names::sanitize_label(&card))
-                .set(reading.strength);
-        }
-        // Per-stream series go to a recorder made for this sample alone, so that the series
-        // of a stream that is gone (or of an input position that no longer exists) leave
-        // the exposition with the sample after the change.
+        // Series of things that may go away (a stream, an input position, a DVB tuner that
+        // stopped, a GPU whose read failed) go to a recorder made for this sample alone, so
+        // that they leave the exposition with the sample after the change.
         let stream_recorder =
             metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
         let clients = metrics::with_local_recorder(&stream_recorder, || {
             names::describe();
+            gpu.sample();
+            for (card, reading) in src.dvb.readings() {
+                gauge!(names::DVB_STRENGTH, "card" => names::sanitize_label(&card))
+                    .set(reading.strength);
+            }
             streams.sample(&src.registry, config.live.session_timeout_ms())
         });
         gauge!(names::CLIENTS).set(clients as f64);

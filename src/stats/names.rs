@@ -259,6 +259,23 @@ pub fn describe() {
         "API requests refused for authentication, by reason"
     );
     describe_counter!(
+        DVR_WRITTEN,
+        "Archive segments written (synced and renamed into place)"
+    );
+    describe_counter!(
+        DVR_DROPPED,
+        "Archive segments dropped because the DVR writer was behind"
+    );
+    describe_counter!(
+        DVR_FAILED,
+        "Archive segments that could not be written (disk full, read-only, I/O error)"
+    );
+    describe_counter!(
+        DVR_DELETED_BYTES,
+        Unit::Bytes,
+        "Bytes deleted from the archive by retention"
+    );
+    describe_counter!(
         AUTH_BACKEND_REQUESTS,
         "Calls to authorization backends by hook (on_play, on_publish) and result (allow, deny, error)"
     );

@@ -95,15 +95,16 @@ impl StreamSampler {
             }
             let alive = last_input > 0 && now.saturating_sub(last_input) <= ALIVE_MS;
             gauge!(names::STREAM_ALIVE, "name" => name.clone()).set(if alive { 1.0 } else { 0.0 });
-            // Without DVR the archive is truly empty: zeros, as Flussonic reports.
-            let (bytes, depth_ms, duration_ms) = stream.archive.as_ref().map_or((0, 0, 0), |a| {
+            // Only recording streams have an archive to describe.
+            if let Some(a) = &stream.archive {
                 let index = a.read();
-                (index.bytes(), index.depth_ms(), index.duration_ms())
-            });
-            gauge!(names::STREAM_DVR_DISK_SIZE, "name" => name.clone()).set(bytes as f64);
-            gauge!(names::STREAM_DVR_DEPTH, "name" => name.clone()).set(depth_ms as f64 / 1000.0);
-            gauge!(names::STREAM_DVR_DURATION, "name" => name.clone())
-                .set(duration_ms as f64 / 1000.0);
+                gauge!(names::STREAM_DVR_DISK_SIZE, "name" => name.clone())
+                    .set(index.bytes() as f64);
+                gauge!(names::STREAM_DVR_DEPTH, "name" => name.clone())
+                    .set(index.depth_ms() as f64 / 1000.0);
+                gauge!(names::STREAM_DVR_DURATION, "name" => name.clone())
+                    .set(index.duration_ms() as f64 / 1000.0);
+            }
             if let Some(a) = &stream.archive {
                 let c = &a.counters;
                 counter!(names::DVR_WRITTEN, "name" => name.clone())

@@ -85,6 +85,14 @@ impl DvbCards {
             .insert(card.to_owned(), reading);
     }
 
+    /// Forgets a card's reading (its tuner stopped or failed): its series leave the metrics.
+    pub fn remove(&self, card: &str) {
+        self.readings
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(card);
+    }
+
     /// A copy of the current readings.
     pub fn readings(&self) -> Vec<(String, DvbReading)> {
         self.readings
