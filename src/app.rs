@@ -96,6 +96,14 @@ impl App {
             }
             _ => None,
         };
+        let srt_publish = match config.server.srt_publish {
+            Some(addr) => {
+                let p = crate::ingest::srt_publish::SrtPublisher::bind(addr).await?;
+                info!(srt = %p.local_addr, "SRT publish listener");
+                Some(p)
+            }
+            None => None,
+        };
         let (admin, inbox) = control::channel();
         let publish = PublishSlots::default();
         let control = ControlPlane::start(
@@ -110,6 +118,13 @@ impl App {
         )
         .await
         .context("starting the streams")?;
+        if let Some(p) = srt_publish {
+            let gate = Arc::new(crate::access::Gate {
+                access: live.access.clone(),
+                registry: registry.clone(),
+            });
+            tasks.spawn(p.serve(publish.clone(), gate, shutdown.clone()));
+        }
         tasks.spawn(control.run());
         let exposition = Exposition::global();
         let health = Arc::new(StatsHealth::new(&dvr_roots));

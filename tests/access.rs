@@ -423,24 +423,31 @@ fn encoder(extra: &[&str], format: &str, out: &str, seconds: u32) -> Proc {
 }
 
 #[test]
-fn on_publish_keeps_refused_rtmp_and_http_publishers_out() {
+fn on_publish_keeps_refused_rtmp_srt_and_http_publishers_out() {
     let backend = Backend::start(30);
     let hook = format!("on_publish = \"{}\"\n", backend.url);
-    let server = Server::start(&[
-        (
-            "rt",
-            &format!("inputs = [{{ url = \"publish://\" }}]\n{hook}"),
-        ),
-        (
-            "ht",
-            &format!("inputs = [{{ url = \"publish://\" }}]\n{hook}"),
-        ),
-    ]);
+    let stream = format!("inputs = [{{ url = \"publish://\" }}]\n{hook}");
+    let server = Server::start_configured(
+        &[("rt", &stream), ("ht", &stream), ("sr", &stream)],
+        "srt_publish = \"127.0.0.1:0\"\n",
+        "",
+    );
     let rtmp = server.rtmp_addr();
+    let srt = server
+        .log_text()
+        .lines()
+        .find(|l| l.contains("SRT publish listener"))
+        .and_then(|l| l.split("srt=").nth(1))
+        .and_then(|a| a.split_whitespace().next())
+        .expect("the SRT publish listener in the log")
+        .to_owned();
+    let srt_url =
+        |key: &str| format!("srt://{srt}?mode=caller&pkt_size=1316&streamid=sr?key={key}");
     std::thread::sleep(Duration::from_secs(2));
     // Refused publishers push for 6 s each, all at once.
     let refused = [
         encoder(&[], "flv", &format!("rtmp://{rtmp}/live/rt?key=bad"), 6),
+        encoder(&[], "mpegts", &srt_url("bad"), 6),
         encoder(
             &["-method", "POST"],
             "mpegts",
@@ -450,7 +457,7 @@ fn on_publish_keeps_refused_rtmp_and_http_publishers_out() {
     ];
     std::thread::sleep(Duration::from_secs(8));
     drop(refused);
-    for stream in ["rt", "ht"] {
+    for stream in ["rt", "sr", "ht"] {
         let reply = get(&server.url(&format!("/{stream}/mono.m3u8")));
         assert_eq!(
             reply.status,
@@ -467,7 +474,7 @@ fn on_publish_keeps_refused_rtmp_and_http_publishers_out() {
         );
     }
     let calls = backend.all_calls();
-    for proto in ["rtmp", "http"] {
+    for proto in ["rtmp", "srt", "http"] {
         let call = calls
             .iter()
             .find(|c| c.method == "POST" && c.param("proto") == Some(proto))
@@ -477,13 +484,14 @@ fn on_publish_keeps_refused_rtmp_and_http_publishers_out() {
     }
     // Allowed ones get in.
     let _rt = encoder(&[], "flv", &format!("rtmp://{rtmp}/live/rt?key=good"), 0);
+    let _sr = encoder(&[], "mpegts", &srt_url("good"), 0);
     let _ht = encoder(
         &["-method", "POST"],
         "mpegts",
         &server.url("/ht/mpegts?key=good"),
         0,
     );
-    for stream in ["rt", "ht"] {
+    for stream in ["rt", "sr", "ht"] {
         server.wait_segments(stream, 2, Duration::from_secs(40));
     }
     let text = server.scrape_after(std::time::SystemTime::now());
@@ -503,7 +511,7 @@ fn on_publish_keeps_refused_rtmp_and_http_publishers_out() {
             "flussonic_auth_backend_requests_total",
             "hook=\"on_publish\",result=\"allow\""
         ),
-        Some(2.0)
+        Some(3.0)
     );
 }
 

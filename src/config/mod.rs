@@ -206,6 +206,8 @@ struct ServerSection {
     trusted_proxies: Vec<Cidr>,
     /// Prefix of absolute URLs Headwater writes.
     public_url: Option<String>,
+    /// SRT publish listener (encoders push to `publish://` streams).
+    srt_publish: Option<SocketAddr>,
     /// HTTPS listener address; needs `tls_cert` and `tls_key`.
     https: Option<SocketAddr>,
     tls_cert: Option<PathBuf>,
@@ -226,6 +228,7 @@ impl Default for ServerSection {
             keepalive_timeout: None,
             trusted_proxies: Vec::new(),
             public_url: None,
+            srt_publish: None,
             https: None,
             tls_cert: None,
             tls_key: None,
@@ -301,6 +304,8 @@ pub struct ServerConfig {
     pub front: FrontDoor,
     /// The HTTPS listener, when configured.
     pub tls: Option<Tls>,
+    /// The SRT publish listener's address, when configured.
+    pub srt_publish: Option<SocketAddr>,
 }
 
 /// Server-wide archive settings.
@@ -425,6 +430,7 @@ impl Config {
             session_timeout_s: file.stats.session_timeout,
             front,
             tls,
+            srt_publish: file.server.srt_publish,
             auth: file.auth,
         };
         server

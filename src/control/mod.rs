@@ -405,6 +405,10 @@ impl ControlPlane {
             ("listen", old.server.listen != new.server.listen),
             ("rtmp", old.server.rtmp != new.server.rtmp),
             (
+                "srt_publish",
+                old.server.srt_publish != new.server.srt_publish,
+            ),
+            (
                 "https",
                 old.server.tls.as_ref().map(|t| t.listen)
                     != new.server.tls.as_ref().map(|t| t.listen),

@@ -17,6 +17,7 @@ mod pipeline;
 pub mod publish;
 pub mod rtmp;
 mod splice;
+pub mod srt_publish;
 
 pub use backoff::Backoff;
 pub use publish::PublishSlots;
