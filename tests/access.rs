@@ -577,3 +577,52 @@ fn server_defaults_come_with_a_reload_and_api_writes_are_checked() {
         server.log_text()
     );
 }
+
+#[test]
+fn the_archive_is_authorized_with_proto_dvr() {
+    let backend = Backend::start(30);
+    let server = Server::start(&[(
+        "tv",
+        &format!(
+            "{STREAM}on_play = \"{}\"\n[dvr]\nexpiration = \"1h\"\n",
+            backend.url
+        ),
+    )]);
+    wait_until(Duration::from_secs(40), "two recorded segments", || {
+        let status = get(&server.url("/tv/recording_status.json?token=good-dvr"));
+        status.status == 200 && {
+            let v: serde_json::Value = serde_json::from_slice(&status.body).unwrap_or_default();
+            v["duration"].as_u64().unwrap_or(0) >= 2
+        }
+    });
+    let v: serde_json::Value =
+        serde_json::from_slice(&get(&server.url("/tv/recording_status.json?token=good-dvr")).body)
+            .unwrap();
+    let from = v["from"].as_u64().unwrap();
+    let playlist = format!("/tv/archive-{from}-60.m3u8");
+    assert_eq!(get(&server.url(&playlist)).status, 403, "no token");
+    assert_eq!(
+        get(&server.url(&format!("/tv/archive-{from}-2.mp4"))).status,
+        403
+    );
+    let text = get(&server.url(&format!("{playlist}?token=good-dvr"))).text();
+    let segments = playlist_urls(&text);
+    assert!(!segments.is_empty(), "{text}");
+    for url in &segments {
+        assert!(url.ends_with("?token=good-dvr"), "{url}");
+        assert_eq!(
+            get(&server.url(&resolve(&playlist, url))).status,
+            200,
+            "{url}"
+        );
+    }
+    let export = get(&server.url(&format!("/tv/archive-{from}-2.ts?token=good-dvr")));
+    assert_eq!(export.status, 200);
+    // The archive was asked for as `dvr`, once for the session.
+    let calls = backend.play_calls("good-dvr");
+    let dvr: Vec<_> = calls
+        .iter()
+        .filter(|c| c.param("proto") == Some("dvr"))
+        .collect();
+    assert_eq!(dvr.len(), 1, "{calls:?}");
+}

@@ -5,7 +5,7 @@
 
 use super::body::{Body, Counted};
 use super::export::{Finished, TempDir};
-use super::hls::{PLAYLIST_TYPE, TS_TYPE, bytes_response, playlist_response};
+use super::hls::{PLAYLIST_TYPE, TS_TYPE, bytes_response, playlist_cached, playlist_response};
 use super::range::{RangeRequest, parse_range};
 use super::{DvrRequest, HttpError};
 use crate::dvr::playlist::{self, Kind};
@@ -197,13 +197,7 @@ async fn serve_archive(
             } else {
                 "public, max-age=1"
             };
-            Ok(bytes_response(
-                handle,
-                StatusCode::OK,
-                PLAYLIST_TYPE,
-                cache,
-                text.into(),
-            ))
+            Ok(playlist_cached(handle, PLAYLIST_TYPE, cache, text.into()))
         }
         DvrRequest::Playlist {
             from,

@@ -312,18 +312,23 @@ pub(super) fn playlist_response(
     content_type: &'static str,
     text: Bytes,
 ) -> Response<Body> {
+    playlist_cached(handle, content_type, PLAYLIST_CACHE, text)
+}
+
+/// A playlist or manifest with its own `Cache-Control`; its text is kept beside the body so
+/// that a viewer's token can be written into its URLs.
+pub(super) fn playlist_cached(
+    handle: &StreamHandle,
+    content_type: &'static str,
+    cache: &'static str,
+    text: Bytes,
+) -> Response<Body> {
     let manifest = if content_type == PLAYLIST_TYPE {
         Manifest::Hls
     } else {
         Manifest::Dash
     };
-    let mut r = bytes_response(
-        handle,
-        StatusCode::OK,
-        content_type,
-        PLAYLIST_CACHE,
-        text.clone(),
-    );
+    let mut r = bytes_response(handle, StatusCode::OK, content_type, cache, text.clone());
     r.extensions_mut().insert(PlaylistText(text, manifest));
     r
 }
