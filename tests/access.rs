@@ -626,3 +626,74 @@ fn the_archive_is_authorized_with_proto_dvr() {
         .collect();
     assert_eq!(dvr.len(), 1, "{calls:?}");
 }
+
+#[test]
+fn an_mpegts_viewer_is_asked_again_and_cut_when_revoked() {
+    let backend = Backend::start(2);
+    let server = Server::start(&[("tv", &format!("{STREAM}on_play = \"{}\"\n", backend.url))]);
+    wait_until(Duration::from_secs(30), "a segment", || {
+        get(&server.url("/tv/mono.m3u8?token=good-wait"))
+            .text()
+            .contains(".ts")
+    });
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let mut tcp = std::net::TcpStream::connect(&addr).unwrap();
+    write!(
+        tcp,
+        "GET /tv/mpegts?token=good-sub HTTP/1.1\r\nHost: {addr}\r\n\r\n"
+    )
+    .unwrap();
+    tcp.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut buf = vec![0u8; 65536];
+    // It keeps playing across several X-AuthDuration periods (each asks again)...
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(5) {
+        match tcp.read(&mut buf) {
+            Ok(0) => panic!("closed while allowed"),
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let calls = backend.play_calls("good-sub");
+    assert!(calls.len() >= 2, "asked again while connected: {calls:?}");
+    assert!(
+        calls
+            .iter()
+            .skip(1)
+            .all(|c| c.param("request_type") == Some("update_session"))
+    );
+    // ... until the subscription ends: cut at the next check (within X-AuthDuration).
+    backend.revoke("good-sub");
+    let revoked = Instant::now();
+    loop {
+        match tcp.read(&mut buf) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => break,
+        }
+        assert!(
+            revoked.elapsed() < Duration::from_secs(4),
+            "still streaming after revocation"
+        );
+    }
+    let metrics = server.scrape_after(std::time::SystemTime::now());
+    assert_eq!(
+        metric(
+            &metrics,
+            "flussonic_sessions_ended_total",
+            "reason=\"denied\""
+        ),
+        Some(1.0)
+    );
+}

@@ -89,6 +89,52 @@ pub struct PlayRequest<'a> {
     pub stream: &'a StreamAccess,
 }
 
+/// What a long-lived connection (`/mpegts`) needs to ask again when its answer runs out:
+/// the request it was opened with, owned.
+#[derive(Debug, Clone)]
+pub struct Recheck {
+    pub access: Arc<Access>,
+    pub stream: String,
+    pub ip: IpAddr,
+    pub token: Option<String>,
+    pub user_agent: String,
+    pub referer: String,
+    pub query: String,
+    pub own: Arc<StreamAccess>,
+    pub proto: Proto,
+}
+
+impl Recheck {
+    /// Monotonic ms until which the session's answer stands; `None` when no backend guards
+    /// the stream (nothing to ask).
+    pub fn valid_until(&self, session: &PlaySession) -> Option<u64> {
+        if !self.access.guards_play(&self.own) {
+            return None;
+        }
+        Some(session.grants.get(self.proto).map_or(0, |g| g.until_ms))
+    }
+
+    /// Asks again as the next request of the session would.
+    pub async fn ask(&self, timeout_ms: u64) -> Result<(), Refused> {
+        let request = PlayRequest {
+            visitor: Visitor {
+                stream: &self.stream,
+                ip: self.ip,
+                token: self.token.as_deref(),
+                user_agent: &self.user_agent,
+                referer: &self.referer,
+            },
+            proto: self.proto,
+            query: &self.query,
+            stream: &self.own,
+        };
+        self.access
+            .play(&request, crate::stream::mono_ms(), timeout_ms)
+            .await
+            .map(|_| ())
+    }
+}
+
 /// Authorization and sessions of the whole server.
 #[derive(Debug)]
 pub struct Access {

@@ -4,7 +4,7 @@
 use super::body::{Body, Counted, Holding, empty};
 use super::range::{RangeRequest, parse_range};
 use super::{AppState, HttpError, Route};
-use crate::access::{Held, PlayRequest, PlaySession, Proto, Refused, Visitor};
+use crate::access::{Held, PlayRequest, PlaySession, Proto, Recheck, Refused, Visitor};
 use crate::media::Chunk;
 use crate::packaging::links::{self, Manifest};
 use crate::packaging::{RenditionSnapshot, Snapshot};
@@ -18,6 +18,7 @@ use hyper::body::Frame;
 use metrics::counter;
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
@@ -238,7 +239,25 @@ async fn serve_route(
         }
         Route::MpegTs { stream } => {
             let handle = lookup(&stream)?;
-            Ok(mpegts(&handle, state.shutdown.clone(), session))
+            // An endless body asks the backend again whenever its answer runs out.
+            let recheck = Recheck {
+                access: state.access.clone(),
+                stream: stream.clone(),
+                ip: client.ip,
+                token: client.token.map(str::to_owned),
+                user_agent: client.user_agent.to_owned(),
+                referer: client.referer.to_owned(),
+                query: query.unwrap_or("").to_owned(),
+                own: handle.access.clone(),
+                proto: Proto::Mpegts,
+            };
+            Ok(mpegts(
+                &handle,
+                state.shutdown.clone(),
+                session,
+                recheck,
+                state.live.clone(),
+            ))
         }
         Route::Dvr {
             stream,
@@ -376,6 +395,10 @@ struct Follower {
     _client: StreamingClient,
     /// Keeps the play session alive while the connection is open.
     _held: Held,
+    /// Asks the backend again when the session's answer runs out.
+    recheck: Recheck,
+    /// The session timeout, for that request.
+    live: Arc<crate::stats::LiveSettings>,
 }
 
 /// An endless chunked MPEG-TS body that starts at the next keyframe. A client too slow for
@@ -384,8 +407,12 @@ fn mpegts(
     handle: &StreamHandle,
     shutdown: CancellationToken,
     session: &Arc<PlaySession>,
+    recheck: Recheck,
+    live: Arc<crate::stats::LiveSettings>,
 ) -> Response<Body> {
     let follower = Follower {
+        recheck,
+        live,
         rx: handle.live.subscribe(),
         synced: false,
         shutdown,
@@ -396,9 +423,20 @@ fn mpegts(
     };
     let frames = futures_util::stream::unfold(follower, |mut f| async move {
         loop {
+            let answer_left = f
+                .recheck
+                .valid_until(&f._held.session)
+                .map(|until| Duration::from_millis(until.saturating_sub(mono_ms())));
             let next = tokio::select! {
                 () = f.shutdown.cancelled() => return None,
                 () = f.ended.cancelled() => return None,
+                () = tokio::time::sleep(answer_left.unwrap_or_default()), if answer_left.is_some() => {
+                    if let Err(refused) = f.recheck.ask(f.live.session_timeout_ms()).await {
+                        debug!(stream = %f.stream, reason = refused.label(), "mpegts viewer no longer allowed; closing");
+                        return None;
+                    }
+                    continue;
+                }
                 next = f.rx.recv() => next,
             };
             match next {

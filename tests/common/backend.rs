@@ -37,6 +37,8 @@ pub struct Backend {
     stop: Arc<AtomicBool>,
     /// Seconds in `X-AuthDuration`.
     pub auth_duration: Arc<AtomicU64>,
+    /// Tokens denied from now on, whatever their prefix.
+    revoked: Arc<Mutex<Vec<String>>>,
     thread: Option<JoinHandle<()>>,
     port: u16,
 }
@@ -54,16 +56,23 @@ impl Backend {
         let calls = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let auth_duration = Arc::new(AtomicU64::new(auth_duration_s));
+        let revoked: Arc<Mutex<Vec<String>>> = Arc::default();
         let thread = {
-            let (calls, stop, auth_duration) = (calls.clone(), stop.clone(), auth_duration.clone());
+            let (calls, stop, auth_duration, revoked) = (
+                calls.clone(),
+                stop.clone(),
+                auth_duration.clone(),
+                revoked.clone(),
+            );
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     match listener.accept() {
                         Ok((tcp, _)) => {
                             let calls = calls.clone();
                             let d = auth_duration.load(Ordering::Relaxed);
+                            let revoked = revoked.lock().unwrap().clone();
                             std::thread::spawn(move || {
-                                let _ = answer(tcp, &calls, d);
+                                let _ = answer(tcp, &calls, d, &revoked);
                             });
                         }
                         Err(_) => std::thread::sleep(Duration::from_millis(5)),
@@ -76,9 +85,15 @@ impl Backend {
             calls,
             stop,
             auth_duration,
+            revoked,
             thread: Some(thread),
             port,
         }
+    }
+
+    /// Denies `token` from now on (a subscription that ended).
+    pub fn revoke(&self, token: &str) {
+        self.revoked.lock().unwrap().push(token.to_owned());
     }
 
     pub fn port(&self) -> u16 {
@@ -115,7 +130,12 @@ impl Drop for Backend {
     }
 }
 
-fn answer(tcp: TcpStream, calls: &Mutex<Vec<Call>>, duration: u64) -> std::io::Result<()> {
+fn answer(
+    tcp: TcpStream,
+    calls: &Mutex<Vec<Call>>,
+    duration: u64,
+    revoked: &[String],
+) -> std::io::Result<()> {
     tcp.set_nonblocking(false)?;
     tcp.set_read_timeout(Some(Duration::from_secs(5)))?;
     let mut reader = BufReader::new(tcp.try_clone()?);
@@ -160,7 +180,10 @@ fn answer(tcp: TcpStream, calls: &Mutex<Vec<Call>>, duration: u64) -> std::io::R
             .collect()
     };
     let call = Call { method, params };
-    let (status, headers) = decide(&call, duration);
+    let (status, headers) = match call.param("token") {
+        Some(t) if revoked.iter().any(|r| r == t) => ("403 Forbidden", String::new()),
+        _ => decide(&call, duration),
+    };
     calls.lock().unwrap().push(call);
     let mut out = tcp;
     write!(
