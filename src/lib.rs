@@ -4,13 +4,14 @@
 //!  API writes, SIGHUP, streams/ edits --> control (the stream set: starts, changes, stops streams)
 //!                                               |
 //!  GStreamer threads          tokio tasks       v                            readers
-//!  ingest (appsink) --try_send--> stream (per-stream actor) --> packaging (segments, playlists) --> http
+//!  ingest (appsink) --try_send--> stream (per-stream actor) --> packaging (segments, playlists) --> http <-- access
 //!                                     |
 //!                                     \-- counters (atomics) <-- stats thread --> metrics --> /flussonic/api/metrics
 //! ```
 //!
 //! Only `ingest` and `gst_util` import GStreamer; `http` never depends on `ingest`;
-//! `media` and `packaging` are pure data.
+//! `media` and `packaging` are pure data. `access` decides who may play (asked by `http`) and
+//! publish (asked by the publish front ends through `stream::PublishGate`).
 
 pub mod access;
 pub mod app;
