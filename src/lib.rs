@@ -21,6 +21,7 @@ pub mod dvr;
 pub mod gst_util;
 pub mod http;
 pub mod ingest;
+pub mod logging;
 pub mod media;
 pub mod packaging;
 pub mod stats;

@@ -4,6 +4,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use headwater::app::App;
 use headwater::config::{Config, Overrides};
+use headwater::logging::{self, LogFormat};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -25,6 +26,10 @@ struct Cli {
     /// DVR archive root, overriding the configuration.
     #[arg(long, global = true)]
     dvr: Option<PathBuf>,
+    /// Log lines as `text` (default) or `json` (one object per line); also
+    /// `HEADWATER_LOG_FORMAT`.
+    #[arg(long, global = true)]
+    log_format: Option<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -37,14 +42,23 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("HEADWATER_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    let format = cli
+        .log_format
+        .clone()
+        .or_else(|| std::env::var("HEADWATER_LOG_FORMAT").ok())
+        .unwrap_or_default();
+    let format: LogFormat = match format.parse() {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("headwater: {e}");
+            std::process::exit(2);
+        }
+    };
+    logging::init(
+        format,
+        tracing_subscriber::EnvFilter::try_from_env("HEADWATER_LOG")
+            .unwrap_or_else(|_| "info".into()),
+    );
     let overrides = Overrides {
         listen: cli.listen,
         rtmp: cli.rtmp,

@@ -1,0 +1,169 @@
+//! Where log lines go and in what shape: human text (the default) or one JSON object per line
+//! (`HEADWATER_LOG_FORMAT=json` or `--log-format json`) for Loki and friends:
+//! `{"time", "level", "target", "message", "fields": {…}, "stream", "span"}`, where `stream`
+//! comes from the enclosing stream span and `span` names the innermost span. Not part of the
+//! data flow: installed once by `main` before anything logs.
+
+use serde_json::{Map, Value};
+use std::fmt;
+use std::io::Write;
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id, Record};
+use tracing::{Event, Subscriber};
+use tracing_subscriber::layer::{Context, SubscriberExt};
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+/// The shape of log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "" | "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!("log format must be text or json, got {other:?}")),
+        }
+    }
+}
+
+/// Installs the global subscriber: `filter` (`HEADWATER_LOG`) and `format`, to standard error.
+pub fn init(format: LogFormat, filter: EnvFilter) {
+    match format {
+        LogFormat::Text => tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_env_filter(filter)
+            .init(),
+        LogFormat::Json => tracing_subscriber::registry()
+            .with(filter)
+            .with(JsonLines)
+            .init(),
+    }
+}
+
+/// A span's fields, kept in its extensions for the events inside it.
+#[derive(Debug, Default)]
+struct SpanFields(Map<String, Value>);
+
+/// Writes each event as one JSON line on standard error.
+#[derive(Debug)]
+pub struct JsonLines;
+
+impl<S> Layer<S> for JsonLines
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        let mut fields = SpanFields::default();
+        attrs.record(&mut Collect(&mut fields.0));
+        if let Some(span) = ctx.span(id) {
+            span.extensions_mut().insert(fields);
+        }
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        if let Some(span) = ctx.span(id)
+            && let Some(fields) = span.extensions_mut().get_mut::<SpanFields>()
+        {
+            values.record(&mut Collect(&mut fields.0));
+        }
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        let line = render(event, &ctx);
+        let mut err = std::io::stderr().lock();
+        let _ = err.write_all(line.as_bytes());
+    }
+}
+
+fn render<S>(event: &Event<'_>, ctx: &Context<'_, S>) -> String
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    let mut fields = Map::new();
+    event.record(&mut Collect(&mut fields));
+    let message = fields.remove("message").unwrap_or(Value::Null);
+    let meta = event.metadata();
+    let mut line = Map::new();
+    line.insert(
+        "time".into(),
+        crate::media::utc::Civil::from_unix_ms(crate::media::utc::now_ms())
+            .iso8601()
+            .into(),
+    );
+    line.insert("level".into(), meta.level().as_str().into());
+    line.insert("target".into(), meta.target().into());
+    line.insert("message".into(), message);
+    // The innermost span's name, and `stream` from the nearest span that has one.
+    if let Some(scope) = ctx.event_scope(event) {
+        let mut stream = fields.get("stream").cloned();
+        for (depth, span) in scope.enumerate() {
+            if depth == 0 {
+                line.insert("span".into(), span.name().into());
+            }
+            if stream.is_none()
+                && let Some(f) = span.extensions().get::<SpanFields>()
+            {
+                stream = f.0.get("stream").cloned();
+            }
+        }
+        if let Some(s) = stream {
+            line.insert("stream".into(), s);
+        }
+    } else if let Some(s) = fields.get("stream") {
+        line.insert("stream".into(), s.clone());
+    }
+    line.insert("fields".into(), Value::Object(fields));
+    let mut text = Value::Object(line).to_string();
+    text.push('\n');
+    text
+}
+
+/// Records fields as JSON values (numbers and booleans stay typed).
+struct Collect<'a>(&'a mut Map<String, Value>);
+
+impl Visit for Collect<'_> {
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.0
+            .insert(field.name().into(), format!("{value:?}").into());
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.insert(field.name().into(), value.into());
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.0.insert(field.name().into(), value.into());
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.0.insert(field.name().into(), value.into());
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.0.insert(field.name().into(), value.into());
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.0.insert(field.name().into(), value.into());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_parse() {
+        assert_eq!("json".parse::<LogFormat>(), Ok(LogFormat::Json));
+        assert_eq!("TEXT".parse::<LogFormat>(), Ok(LogFormat::Text));
+        assert!("xml".parse::<LogFormat>().is_err());
+    }
+}
