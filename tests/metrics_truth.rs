@@ -465,3 +465,49 @@ fn a_viewer_is_one_person_watching() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     poller.join().unwrap();
 }
+
+#[test]
+fn scheduler_load_follows_the_work_the_runtime_does() {
+    let server = Server::start(&[("demo", "inputs = [{ url = \"fake://fake\" }]\n")]);
+    server.wait_segments("demo", 2, Duration::from_secs(30));
+    // Idle but for one stream: its workers are mostly parked.
+    std::thread::sleep(Duration::from_millis(1500));
+    let idle = metric(
+        &server.scrape_after(SystemTime::now()),
+        "flussonic_scheduler_load",
+        "",
+    )
+    .unwrap();
+    // Four clients asking as fast as they can keep the workers busy.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let stop = stop.clone();
+            let url = server.url("/demo/mono.m3u8");
+            std::thread::spawn(move || {
+                let mut n = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    assert_eq!(get(&url).status, 200);
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    let busy = metric(
+        &server.scrape_after(SystemTime::now()),
+        "flussonic_scheduler_load",
+        "",
+    )
+    .unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let requests: u64 = clients.into_iter().map(|c| c.join().unwrap()).sum();
+    eprintln!("scheduler load: idle {idle} %, busy {busy} % ({requests} requests)");
+    assert!(idle < 10.0, "an idle runtime is not loaded: {idle} %");
+    assert!(
+        busy > idle + 10.0,
+        "serving {requests} requests must show: idle {idle} %, busy {busy} %"
+    );
+    assert!(busy <= 100.0);
+}
