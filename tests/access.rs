@@ -278,6 +278,29 @@ fn max_sessions_backend_down_and_default_allow() {
     assert_eq!(failures, 1, "{}", server.log_text());
 }
 
+/// A server whose stream `tv` asks `backend`, once it has a segment.
+fn guarded_tv(backend: &Backend) -> Server {
+    let server = Server::start(&[("tv", &format!("{STREAM}on_play = \"{}\"\n", backend.url))]);
+    wait_until(Duration::from_secs(30), "a segment", || {
+        get(&server.url("/tv/mono.m3u8?token=good-wait"))
+            .text()
+            .contains(".ts")
+    });
+    server
+}
+
+/// An open `/tv/mpegts?token=TOKEN` connection.
+fn open_mpegts(server: &Server, token: &str, user_agent: &str) -> std::net::TcpStream {
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let mut tcp = std::net::TcpStream::connect(&addr).unwrap();
+    write!(
+        tcp,
+        "GET /tv/mpegts?token={token} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: {user_agent}\r\n\r\n"
+    )
+    .unwrap();
+    tcp
+}
+
 fn sessions(server: &Server) -> Vec<serde_json::Value> {
     let reply = request(
         "GET",
@@ -292,19 +315,8 @@ fn sessions(server: &Server) -> Vec<serde_json::Value> {
 #[test]
 fn deleting_a_session_closes_its_mpegts_connection_and_refuses_its_player() {
     let backend = Backend::start(30);
-    let server = Server::start(&[("tv", &format!("{STREAM}on_play = \"{}\"\n", backend.url))]);
-    wait_until(Duration::from_secs(30), "a segment", || {
-        get(&server.url("/tv/mono.m3u8?token=good-wait"))
-            .text()
-            .contains(".ts")
-    });
-    let addr = server.base.trim_start_matches("http://").to_owned();
-    let mut tcp = std::net::TcpStream::connect(&addr).unwrap();
-    write!(
-        tcp,
-        "GET /tv/mpegts?token=good-ts HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: vlc\r\n\r\n"
-    )
-    .unwrap();
+    let server = guarded_tv(&backend);
+    let mut tcp = open_mpegts(&server, "good-ts", "vlc");
     tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut buf = vec![0u8; 65536];
     let mut got = 0;
@@ -344,24 +356,13 @@ fn deleting_a_session_closes_its_mpegts_connection_and_refuses_its_player() {
     let deleted = Instant::now();
     assert_eq!(request("DELETE", &url, &[(k, &v)]).status, 204);
     // The socket closes within a second.
-    tcp.set_read_timeout(Some(Duration::from_millis(100)))
-        .unwrap();
-    loop {
-        match tcp.read(&mut buf) {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(_) => break,
-        }
-        assert!(
-            deleted.elapsed() < Duration::from_secs(1),
-            "the /mpegts socket is still open"
-        );
-    }
+    assert!(
+        closed_within(
+            &mut tcp,
+            Duration::from_secs(1).saturating_sub(deleted.elapsed())
+        ),
+        "the /mpegts socket is still open"
+    );
     assert_eq!(
         request("DELETE", &url, &[(k, &v)]).status,
         404,
@@ -380,46 +381,6 @@ fn deleting_a_session_closes_its_mpegts_connection_and_refuses_its_player() {
         metric(&metrics, "flussonic_sessions_ended_total", "reason=\"api\""),
         Some(2.0)
     );
-}
-
-/// An encoder pushing test video for `seconds` (0: until killed) with ffmpeg.
-fn encoder(extra: &[&str], format: &str, out: &str, seconds: u32) -> Proc {
-    let t = seconds.to_string();
-    let mut args: Vec<&str> = vec![
-        "-nostdin",
-        "-v",
-        "error",
-        "-re",
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=320x240:rate=25",
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-tune",
-        "zerolatency",
-        "-g",
-        "25",
-        "-pix_fmt",
-        "yuv420p",
-        "-b:v",
-        "300k",
-    ];
-    if seconds > 0 {
-        args.extend_from_slice(&["-t", &t]);
-    }
-    args.extend_from_slice(extra);
-    args.extend_from_slice(&["-f", format, out]);
-    Proc(
-        std::process::Command::new("ffmpeg")
-            .args(&args)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("ffmpeg (installed by make test-deps)"),
-    )
 }
 
 #[test]
@@ -446,13 +407,16 @@ fn on_publish_keeps_refused_rtmp_srt_and_http_publishers_out() {
     std::thread::sleep(Duration::from_secs(2));
     // Refused publishers push for 6 s each, all at once.
     let refused = [
-        encoder(&[], "flv", &format!("rtmp://{rtmp}/live/rt?key=bad"), 6),
-        encoder(&[], "mpegts", &srt_url("bad"), 6),
-        encoder(
-            &["-method", "POST"],
+        ffmpeg_sender_with(
+            &["-t", "6"],
+            "flv",
+            &format!("rtmp://{rtmp}/live/rt?key=bad"),
+        ),
+        ffmpeg_sender_with(&["-t", "6"], "mpegts", &srt_url("bad")),
+        ffmpeg_sender_with(
+            &["-t", "6", "-method", "POST"],
             "mpegts",
             &server.url("/ht/mpegts?key=bad"),
-            6,
         ),
     ];
     std::thread::sleep(Duration::from_secs(8));
@@ -483,13 +447,12 @@ fn on_publish_keeps_refused_rtmp_srt_and_http_publishers_out() {
         assert_eq!(call.param("ip"), Some("127.0.0.1"));
     }
     // Allowed ones get in.
-    let _rt = encoder(&[], "flv", &format!("rtmp://{rtmp}/live/rt?key=good"), 0);
-    let _sr = encoder(&[], "mpegts", &srt_url("good"), 0);
-    let _ht = encoder(
+    let _rt = ffmpeg_sender("flv", &format!("rtmp://{rtmp}/live/rt?key=good"));
+    let _sr = ffmpeg_sender("mpegts", &srt_url("good"));
+    let _ht = ffmpeg_sender_with(
         &["-method", "POST"],
         "mpegts",
         &server.url("/ht/mpegts?key=good"),
-        0,
     );
     for stream in ["rt", "sr", "ht"] {
         server.wait_segments(stream, 2, Duration::from_secs(40));
@@ -630,36 +593,13 @@ fn the_archive_is_authorized_with_proto_dvr() {
 #[test]
 fn an_mpegts_viewer_is_asked_again_and_cut_when_revoked() {
     let backend = Backend::start(2);
-    let server = Server::start(&[("tv", &format!("{STREAM}on_play = \"{}\"\n", backend.url))]);
-    wait_until(Duration::from_secs(30), "a segment", || {
-        get(&server.url("/tv/mono.m3u8?token=good-wait"))
-            .text()
-            .contains(".ts")
-    });
-    let addr = server.base.trim_start_matches("http://").to_owned();
-    let mut tcp = std::net::TcpStream::connect(&addr).unwrap();
-    write!(
-        tcp,
-        "GET /tv/mpegts?token=good-sub HTTP/1.1\r\nHost: {addr}\r\n\r\n"
-    )
-    .unwrap();
-    tcp.set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
-    let mut buf = vec![0u8; 65536];
+    let server = guarded_tv(&backend);
+    let mut tcp = open_mpegts(&server, "good-sub", "vlc");
     // It keeps playing across several X-AuthDuration periods (each asks again)...
-    let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(5) {
-        match tcp.read(&mut buf) {
-            Ok(0) => panic!("closed while allowed"),
-            Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(e) => panic!("{e}"),
-        }
-    }
+    assert!(
+        !closed_within(&mut tcp, Duration::from_secs(5)),
+        "closed while allowed"
+    );
     let calls = backend.play_calls("good-sub");
     assert!(calls.len() >= 2, "asked again while connected: {calls:?}");
     assert!(
@@ -670,23 +610,10 @@ fn an_mpegts_viewer_is_asked_again_and_cut_when_revoked() {
     );
     // ... until the subscription ends: cut at the next check (within X-AuthDuration).
     backend.revoke("good-sub");
-    let revoked = Instant::now();
-    loop {
-        match tcp.read(&mut buf) {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(_) => break,
-        }
-        assert!(
-            revoked.elapsed() < Duration::from_secs(4),
-            "still streaming after revocation"
-        );
-    }
+    assert!(
+        closed_within(&mut tcp, Duration::from_secs(4)),
+        "still streaming after revocation"
+    );
     let metrics = server.scrape_after(std::time::SystemTime::now());
     assert_eq!(
         metric(

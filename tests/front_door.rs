@@ -19,27 +19,6 @@ fn addr(server: &Server) -> String {
     server.base.trim_start_matches("http://").to_owned()
 }
 
-/// Whether the server has closed `s` (EOF or reset) within `wait`.
-fn closed_within(s: &mut TcpStream, wait: Duration) -> bool {
-    s.set_read_timeout(Some(wait)).unwrap();
-    let mut buf = [0u8; 4096];
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) => return true,
-            Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                return false;
-            }
-            Err(_) => return true,
-        }
-    }
-}
-
 #[test]
 fn slow_and_silent_connections_are_closed_while_others_are_served() {
     let server = Server::start_configured(

@@ -6,25 +6,8 @@
 mod common;
 
 use common::*;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-fn spawn(program: &str, args: &[&str]) -> Proc {
-    Proc(
-        Command::new(program)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{program}: {e}")),
-    )
-}
-
-/// ffmpeg encoding a small H.264 + AAC test signal to `out` (an SRT/RTMP/UDP URL).
-fn ffmpeg_sender(format: &str, out: &str) -> Proc {
-    ffmpeg_sender_with(&[], format, out)
-}
 
 fn decodes(server: &Server, stream: &str) {
     let url = server.url(&format!("/{stream}/index.m3u8"));
@@ -517,43 +500,6 @@ fn http_mpegts_publish_with_key_or_admin_credentials() {
     assert_eq!(status("/pushts/mpegts?key=tskey77"), "409");
     assert_eq!(status("/pushts/index.m3u8"), "405");
     assert!(!server.log_text().contains("tskey77"));
-}
-
-/// Like [`ffmpeg_sender`], with extra output options.
-fn ffmpeg_sender_with(extra: &[&str], format: &str, out: &str) -> Proc {
-    let mut args: Vec<&str> = vec![
-        "-nostdin",
-        "-v",
-        "error",
-        "-re",
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=320x240:rate=25",
-        "-f",
-        "lavfi",
-        "-i",
-        "sine=frequency=440:sample_rate=48000",
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-tune",
-        "zerolatency",
-        "-g",
-        "25",
-        "-pix_fmt",
-        "yuv420p",
-        "-b:v",
-        "300k",
-        "-c:a",
-        "aac",
-        "-b:a",
-        "64k",
-    ];
-    args.extend_from_slice(extra);
-    args.extend_from_slice(&["-f", format, out]);
-    spawn("ffmpeg", &args)
 }
 
 #[test]

@@ -26,7 +26,7 @@ pub use auth::{ApiAuth, AuthFailure, Role, parse_authorization};
 pub use error::HttpError;
 pub use export::Exports;
 pub use router::{ApiRoute, DvrRequest, FragmentKey, Route, RouteError, route};
-pub use server::{Listeners, MAX_HEAD, serve};
+pub use server::{Listeners, serve};
 pub use tls::{TlsCertificate, TlsError};
 
 use crate::stats::{Exposition, StatsHealth};

@@ -23,7 +23,7 @@ use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
 /// Largest request head (request line and headers) taken.
-pub const MAX_HEAD: usize = 16 * 1024;
+pub(super) const MAX_HEAD: usize = 16 * 1024;
 
 /// The sockets to serve on.
 #[derive(Debug)]

@@ -716,3 +716,84 @@ pub fn curl(args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+pub fn spawn(program: &str, args: &[&str]) -> Proc {
+    Proc(
+        Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{program}: {e}")),
+    )
+}
+
+/// ffmpeg encoding a small H.264 + AAC test signal to `out` (an SRT/RTMP/UDP URL).
+pub fn ffmpeg_sender(format: &str, out: &str) -> Proc {
+    ffmpeg_sender_with(&[], format, out)
+}
+
+/// Like [`ffmpeg_sender`], with extra output options.
+pub fn ffmpeg_sender_with(extra: &[&str], format: &str, out: &str) -> Proc {
+    let mut args: Vec<&str> = vec![
+        "-nostdin",
+        "-v",
+        "error",
+        "-re",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x240:rate=25",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=48000",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-tune",
+        "zerolatency",
+        "-g",
+        "25",
+        "-pix_fmt",
+        "yuv420p",
+        "-b:v",
+        "300k",
+        "-c:a",
+        "aac",
+        "-b:a",
+        "64k",
+    ];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["-f", format, out]);
+    spawn("ffmpeg", &args)
+}
+
+/// Whether the server closes `s` (EOF or reset) within `wait`; data it sends meanwhile is
+/// read and dropped.
+pub fn closed_within(s: &mut std::net::TcpStream, wait: Duration) -> bool {
+    let deadline = Instant::now() + wait;
+    let mut buf = [0u8; 65536];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        s.set_read_timeout(Some(left)).unwrap();
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return false;
+            }
+            Err(_) => return true,
+        }
+    }
+}
