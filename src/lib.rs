@@ -26,3 +26,4 @@ pub mod media;
 pub mod packaging;
 pub mod stats;
 pub mod stream;
+pub mod telemetry;

@@ -1,15 +1,22 @@
 //! Where log lines go and in what shape: human text (the default) or one JSON object per line
 //! (`HEADWATER_LOG_FORMAT=json` or `--log-format json`) for Loki and friends:
 //! `{"time", "level", "target", "message", "fields": {…}, "stream", "span"}`, where `stream`
-//! comes from the enclosing stream span and `span` names the innermost span. Not part of the
-//! data flow: installed once by `main` before anything logs.
+//! comes from the enclosing stream span and `span` names the innermost span; inside a traced
+//! operation also `trace_id` and `span_id` (for Loki's derived fields to Tempo). Not part of
+//! the data flow: installed once by `main` before anything logs, with the OpenTelemetry layer
+//! when `telemetry` exports traces (its own filter: spans of [`crate::telemetry::TARGET`] and
+//! warnings inside them, whatever `HEADWATER_LOG` says).
 
+use opentelemetry::trace::TraceContextExt;
 use serde_json::{Map, Value};
 use std::fmt;
 use std::io::Write;
+use std::sync::OnceLock;
+use tracing::dispatcher::WeakDispatch;
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
-use tracing::{Event, Subscriber};
+use tracing::{Dispatch, Event, Level, Metadata, Subscriber};
+use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -33,18 +40,41 @@ impl std::str::FromStr for LogFormat {
     }
 }
 
-/// Installs the global subscriber: `filter` (`HEADWATER_LOG`) and `format`, to standard error.
-pub fn init(format: LogFormat, filter: EnvFilter) {
-    match format {
-        LogFormat::Text => tracing_subscriber::fmt()
+/// Installs the global subscriber: `filter` (`HEADWATER_LOG`) and `format`, to standard error,
+/// and spans to `traces` when they are exported.
+pub fn init(
+    format: LogFormat,
+    filter: EnvFilter,
+    traces: Option<opentelemetry_sdk::trace::Tracer>,
+) {
+    let lines = match format {
+        LogFormat::Text => tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .with_env_filter(filter)
-            .init(),
-        LogFormat::Json => tracing_subscriber::registry()
-            .with(filter)
-            .with(JsonLines)
-            .init(),
+            .boxed(),
+        LogFormat::Json => JsonLines::default().boxed(),
+    };
+    let otel = traces.map(|tracer| {
+        tracing_opentelemetry::layer()
+            .with_tracer(tracer)
+            .with_location(false)
+            .with_threads(false)
+            .with_target(false)
+            .with_tracked_inactivity(false)
+            .with_filter(filter_fn(traced))
+    });
+    tracing_subscriber::registry()
+        .with(lines.with_filter(filter))
+        .with(otel)
+        .init();
+}
+
+/// What the OpenTelemetry layer sees: traced spans, and warnings and errors (span events).
+fn traced(meta: &Metadata<'_>) -> bool {
+    if meta.is_span() {
+        meta.target() == crate::telemetry::TARGET
+    } else {
+        *meta.level() <= Level::WARN
     }
 }
 
@@ -53,13 +83,20 @@ pub fn init(format: LogFormat, filter: EnvFilter) {
 struct SpanFields(Map<String, Value>);
 
 /// Writes each event as one JSON line on standard error.
-#[derive(Debug)]
-pub struct JsonLines;
+#[derive(Debug, Default)]
+pub struct JsonLines {
+    /// The subscriber this layer is part of, to read spans' trace context.
+    dispatch: OnceLock<WeakDispatch>,
+}
 
 impl<S> Layer<S> for JsonLines
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
+    fn on_register_dispatch(&self, subscriber: &Dispatch) {
+        let _ = self.dispatch.set(subscriber.downgrade());
+    }
+
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         let mut fields = SpanFields::default();
         attrs.record(&mut Collect(&mut fields.0));
@@ -77,13 +114,14 @@ where
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        let line = render(event, &ctx);
+        let dispatch = self.dispatch.get().and_then(WeakDispatch::upgrade);
+        let line = render(event, &ctx, dispatch.as_ref());
         let mut err = std::io::stderr().lock();
         let _ = err.write_all(line.as_bytes());
     }
 }
 
-fn render<S>(event: &Event<'_>, ctx: &Context<'_, S>) -> String
+fn render<S>(event: &Event<'_>, ctx: &Context<'_, S>, dispatch: Option<&Dispatch>) -> String
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
@@ -104,9 +142,13 @@ where
     // The innermost span's name, and `stream` from the nearest span that has one.
     if let Some(scope) = ctx.event_scope(event) {
         let mut stream = fields.get("stream").cloned();
+        let mut traced = None;
         for (depth, span) in scope.enumerate() {
             if depth == 0 {
                 line.insert("span".into(), span.name().into());
+            }
+            if traced.is_none() && span.metadata().target() == crate::telemetry::TARGET {
+                traced = Some(span.id());
             }
             if stream.is_none()
                 && let Some(f) = span.extensions().get::<SpanFields>()
@@ -116,6 +158,17 @@ where
         }
         if let Some(s) = stream {
             line.insert("stream".into(), s);
+        }
+        // The innermost traced span's ids, read once no span extensions are borrowed.
+        if let (Some(id), Some(dispatch)) = (traced, dispatch)
+            && let Some(cx) = tracing_opentelemetry::get_otel_context(&id, dispatch)
+        {
+            let otel = cx.span();
+            let sc = otel.span_context();
+            if sc.is_valid() {
+                line.insert("trace_id".into(), sc.trace_id().to_string().into());
+                line.insert("span_id".into(), sc.span_id().to_string().into());
+            }
         }
     } else if let Some(s) = fields.get("stream") {
         line.insert("stream".into(), s.clone());

@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 use headwater::app::App;
 use headwater::config::{Config, Overrides};
 use headwater::logging::{self, LogFormat};
+use headwater::telemetry;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -54,11 +55,28 @@ fn main() -> anyhow::Result<()> {
             std::process::exit(2);
         }
     };
+    // Traces: only the standard OTEL_* variables; a bad one stops the start with its name.
+    let trace_settings = telemetry::Settings::from_env(|k| std::env::var(k).ok());
+    let traces = match trace_settings
+        .as_ref()
+        .map_err(Clone::clone)
+        .and_then(|s| s.as_ref().map(telemetry::Traces::start).transpose())
+    {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("headwater: traces: {e}");
+            std::process::exit(2);
+        }
+    };
     logging::init(
         format,
         tracing_subscriber::EnvFilter::try_from_env("HEADWATER_LOG")
             .unwrap_or_else(|_| "info".into()),
+        traces.as_ref().map(telemetry::Traces::tracer),
     );
+    if let Ok(Some(s)) = &trace_settings {
+        tracing::info!(endpoint = %s.endpoint, protocol = ?s.protocol, "exporting traces over OTLP");
+    }
     let overrides = Overrides {
         listen: cli.listen,
         rtmp: cli.rtmp,
@@ -108,7 +126,10 @@ fn main() -> anyhow::Result<()> {
         }
         app.run_until_stopped().await;
         anyhow::Ok(())
-    })
+    })?;
+    // Sends the spans still queued (bounded by OTEL_BSP_EXPORT_TIMEOUT).
+    drop(traces);
+    Ok(())
 }
 
 /// `check-config`: where each transcoded stream's codecs would run on this host. A stream that

@@ -12,6 +12,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
+use tracing::Instrument;
 use tracing::{debug, info, warn};
 
 /// Most of a backend's response body that is read (and ignored).
@@ -101,16 +102,34 @@ impl Backend {
 
     async fn call(
         &self,
-        req: Request<Full<Bytes>>,
+        mut req: Request<Full<Bytes>>,
         timeout: Duration,
     ) -> Result<Answer, BackendError> {
-        let call = async {
+        // A client span of its own; the backend sees it as the caller (`traceparent`).
+        let span = tracing::info_span!(
+            target: crate::telemetry::TARGET,
+            "auth.backend",
+            otel.name = %format_args!("{} auth backend", req.method()),
+            otel.kind = "client",
+            http.request.method = %req.method(),
+            server.address = req.uri().host().unwrap_or_default(),
+            http.response.status_code = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        );
+        if let Some(tp) = crate::telemetry::traceparent(&span)
+            && let Ok(v) = http::HeaderValue::from_str(&tp)
+        {
+            req.headers_mut().insert("traceparent", v);
+        }
+        let traced = span.clone();
+        let call = async move {
             let response = self
                 .client
                 .request(req)
                 .await
                 .map_err(|e| BackendError::Request(e.to_string()))?;
             let status = response.status().as_u16();
+            traced.record("http.response.status_code", status);
             let headers = response.headers().clone();
             // Read (a bounded part of) the body so the connection can be reused.
             let _ = http_body_util::Limited::new(response.into_body(), MAX_BODY)
@@ -124,10 +143,14 @@ impl Backend {
             };
             read_answer(status, header).ok_or(BackendError::Status(status))
         };
-        let result = match tokio::time::timeout(timeout, call).await {
+        let result = match tokio::time::timeout(timeout, call.instrument(span.clone())).await {
             Ok(result) => result,
             Err(_) => Err(BackendError::Timeout(timeout)),
         };
+        if result.is_err() {
+            span.record("otel.status_code", "ERROR");
+        }
+        drop(span);
         let was_failing = self.failing.swap(result.is_err(), Ordering::Relaxed);
         match &result {
             Ok(answer) if was_failing => {

@@ -110,6 +110,15 @@ fn run(archive: &Archive, settings: &Mutex<RecorderSettings>, rx: &Receiver<Arc<
     info!("DVR writer stopped");
 }
 
+/// The stream's name (the archive folder's), for trace attributes.
+fn stream_of(archive: &Archive) -> &str {
+    archive
+        .dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default()
+}
+
 fn write(archive: &Archive, segment: &Segment, resumed: bool) {
     let entry = Entry {
         start_ms: segment.start_ms,
@@ -118,7 +127,23 @@ fn write(archive: &Archive, segment: &Segment, resumed: bool) {
         discontinuity: segment.discontinuity || resumed,
         seq: 0,
     };
-    match store::write(&archive.dir, &entry, &segment.data) {
+    let span = tracing::info_span!(
+        target: crate::telemetry::TARGET,
+        "dvr.write",
+        stream = stream_of(archive),
+        segment.start_ms = entry.start_ms,
+        segment.duration_ms = entry.duration_ms,
+        segment.bytes = entry.size,
+        otel.status_code = tracing::field::Empty,
+        error.message = tracing::field::Empty,
+    );
+    let _entered = span.enter();
+    let written = store::write(&archive.dir, &entry, &segment.data);
+    if let Err(e) = &written {
+        span.record("otel.status_code", "ERROR");
+        span.record("error.message", tracing::field::display(e));
+    }
+    match written {
         Ok(()) => {
             archive.write_index().insert(
                 entry.start_ms,
@@ -152,6 +177,17 @@ fn apply_retention(archive: &Archive, settings: RecorderSettings) {
     });
     let now = crate::media::utc::now_ms();
     let doomed = retention::plan(&archive.read(), settings.limits, disk, now);
+    if doomed.is_empty() {
+        return;
+    }
+    let span = tracing::info_span!(
+        target: crate::telemetry::TARGET,
+        "dvr.retention",
+        stream = stream_of(archive),
+        segments = doomed.len(),
+        bytes = doomed.iter().map(|e| e.size).sum::<u64>(),
+    );
+    let _entered = span.enter();
     for entry in doomed {
         match store::delete(&archive.dir, &entry) {
             Ok(()) => {

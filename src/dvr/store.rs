@@ -87,11 +87,22 @@ pub fn write(dir: &Path, entry: &Entry, data: &[u8]) -> Result<(), DvrError> {
         .and_then(|n| n.to_str())
         .unwrap_or("segment.ts");
     let tmp = parent.join(format!("{TMP_PREFIX}{file_name}"));
+    // Each step its own span inside the caller's `dvr.write` (where the time goes: the page
+    // cache, the disk, or the directory).
+    let step = |name: &'static str| match name {
+        "write" => tracing::info_span!(target: crate::telemetry::TARGET, "dvr.write.data"),
+        "fsync" => tracing::info_span!(target: crate::telemetry::TARGET, "dvr.write.fsync"),
+        _ => tracing::info_span!(target: crate::telemetry::TARGET, "dvr.write.rename"),
+    };
     let result = (|| {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(data)?;
-        f.sync_data()?;
-        fs::rename(&tmp, &path)
+        let f = {
+            let _s = step("write").entered();
+            let mut f = fs::File::create(&tmp)?;
+            f.write_all(data)?;
+            f
+        };
+        step("fsync").in_scope(|| f.sync_data())?;
+        step("rename").in_scope(|| fs::rename(&tmp, &path))
     })();
     if let Err(e) = result {
         let _ = fs::remove_file(&tmp);

@@ -43,8 +43,9 @@ pub(super) async fn handle(state: &AppState, req: Request<Incoming>) -> Response
     let status = response.status().as_u16().to_string();
     counter!(names::HTTP_REQUESTS, "method" => method, "route" => label, "status" => status)
         .increment(1);
-    histogram!(names::HTTP_DURATION, "method" => method, "route" => label)
-        .record(started.elapsed().as_secs_f64());
+    let elapsed = started.elapsed().as_secs_f64();
+    histogram!(names::HTTP_DURATION, "method" => method, "route" => label).record(elapsed);
+    super::trace::answered(method, label, &response, elapsed);
     response
 }
 

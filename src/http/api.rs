@@ -28,15 +28,28 @@ pub(super) fn serve(
     }
     match api {
         ApiRoute::Metrics => {
-            let text = state.exposition.latest();
+            // OpenMetrics (with exemplars) for scrapers that ask for it, else Prometheus text.
+            let openmetrics = headers
+                .get_all(header::ACCEPT)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .any(|v| v.contains("application/openmetrics-text"));
+            let (text, kind) = if openmetrics {
+                (
+                    state.exposition.latest_openmetrics(),
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                )
+            } else {
+                (
+                    state.exposition.latest(),
+                    "text/plain; version=0.0.4; charset=utf-8",
+                )
+            };
             if text.is_empty() {
                 return Err(HttpError::NotReady);
             }
             Ok(Response::builder()
-                .header(
-                    header::CONTENT_TYPE,
-                    "text/plain; version=0.0.4; charset=utf-8",
-                )
+                .header(header::CONTENT_TYPE, kind)
                 .header(header::CACHE_CONTROL, "no-store")
                 .header(header::CONTENT_LENGTH, text.len())
                 .body(full(text))

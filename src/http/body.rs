@@ -64,12 +64,16 @@ where
 }
 
 /// A body that keeps `guard` alive until it is finished or dropped (per-connection "busy",
-/// in-flight gauges, a play session's open connection) and adds what it sends to
-/// `session`'s bytes.
+/// in-flight gauges, a play session's open connection), adds what it sends to `session`'s
+/// bytes, and ends the request's trace span with the body's size.
 pub(super) struct Holding<G> {
     body: Body,
     _guard: G,
     session: Option<Arc<crate::access::PlaySession>>,
+    /// The request's span (`None` when not traced): it ends when this body is dropped.
+    traced: Option<tracing::Span>,
+    /// Payload bytes handed to the connection so far (counted only when `traced`).
+    sent: u64,
 }
 
 impl<G: Send + Sync + Unpin + 'static> Holding<G> {
@@ -83,9 +87,44 @@ impl<G: Send + Sync + Unpin + 'static> Holding<G> {
                 body,
                 _guard: guard,
                 session,
+                traced: None,
+                sent: 0,
             }
             .boxed()
         })
+    }
+}
+
+/// Keeps a connection's busy guard and the request's span until the response is sent.
+pub(super) fn keep_until_sent_traced<G: Send + Sync + Unpin + 'static>(
+    response: http::Response<Body>,
+    guard: G,
+    span: tracing::Span,
+) -> http::Response<Body> {
+    if span.is_none() {
+        return keep_until_sent(response, guard);
+    }
+    response.map(|body| {
+        Holding {
+            body,
+            _guard: guard,
+            session: None,
+            traced: Some(span),
+            sent: 0,
+        }
+        .boxed()
+    })
+}
+
+impl<G> Drop for Holding<G> {
+    fn drop(&mut self) {
+        if let Some(span) = &self.traced {
+            crate::telemetry::set_attribute(
+                span,
+                "http.response.body.size",
+                i64::try_from(self.sent).unwrap_or(i64::MAX),
+            );
+        }
     }
 }
 
@@ -106,11 +145,14 @@ impl<G: Unpin> HttpBody for Holding<G> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         let polled = Pin::new(&mut self.body).poll_frame(cx);
-        if let (Poll::Ready(Some(Ok(frame))), Some(s)) = (&polled, &self.session)
+        if let Poll::Ready(Some(Ok(frame))) = &polled
             && let Some(data) = frame.data_ref()
         {
-            s.bytes
-                .fetch_add(data.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            let n = data.len() as u64;
+            if let Some(s) = &self.session {
+                s.bytes.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            }
+            self.sent += n;
         }
         polled
     }

@@ -360,9 +360,19 @@ async fn export_mp4(
     let mp4 = state.mp4.clone();
     let files: Vec<PathBuf> = files.iter().map(|f| f.0.clone()).collect();
     let out = dir.join(format!("{name}.mp4"));
+    let span = tracing::info_span!(
+        target: crate::telemetry::TARGET,
+        "dvr.export",
+        stream = name,
+        segments = files.len(),
+        bytes = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    );
     let result = tokio::task::spawn_blocking({
         let out = out.clone();
+        let span = span.clone();
         move || -> Result<u64, String> {
+            let _entered = span.enter();
             std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
             let ts = dir.join("input.ts");
             let mut joined = std::fs::File::create(&ts).map_err(|e| e.to_string())?;
@@ -380,6 +390,11 @@ async fn export_mp4(
         }
     })
     .await;
+    match &result {
+        Ok(Ok(size)) => span.record("bytes", size),
+        _ => span.record("otel.status_code", "ERROR"),
+    };
+    drop(span);
     match result {
         Ok(Ok(size)) if size > 0 => Ok(Finished {
             path: out,

@@ -21,6 +21,7 @@ mod router;
 mod server;
 mod service;
 mod tls;
+mod trace;
 
 pub use auth::{ApiAuth, AuthFailure, Role, parse_authorization};
 pub use error::HttpError;

@@ -32,8 +32,10 @@ pub(super) async fn handle(
     let status = response.status().as_u16().to_string();
     counter!(names::HTTP_REQUESTS, "method" => method, "route" => "/:name/mpegts", "status" => status)
         .increment(1);
+    let elapsed = started.elapsed().as_secs_f64();
     metrics::histogram!(names::HTTP_DURATION, "method" => method, "route" => "/:name/mpegts")
-        .record(started.elapsed().as_secs_f64());
+        .record(elapsed);
+    super::trace::answered(method, "/:name/mpegts", &response, elapsed);
     response
 }
 

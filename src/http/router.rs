@@ -120,6 +120,26 @@ pub enum ApiRoute {
 }
 
 impl Route {
+    /// The stream the request is about, if any.
+    pub fn stream(&self) -> Option<&str> {
+        match self {
+            Route::Master { stream }
+            | Route::Media { stream, .. }
+            | Route::Segment { stream, .. }
+            | Route::MpegTs { stream }
+            | Route::Fmp4Master { stream }
+            | Route::Fmp4Playlist { stream, .. }
+            | Route::Init { stream, .. }
+            | Route::Fragment { stream, .. }
+            | Route::Dash { stream }
+            | Route::Dvr { stream, .. } => Some(stream),
+            Route::Api(
+                ApiRoute::Stream(s) | ApiRoute::DvrRanges(s) | ApiRoute::StreamRestart(s),
+            ) => Some(s),
+            Route::Time | Route::Api(_) => None,
+        }
+    }
+
     /// The low-cardinality `route` label: a template, never a raw path or stream name.
     pub fn label(&self) -> &'static str {
         match self {

@@ -20,6 +20,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
+use tracing::Instrument;
 use tracing::{debug, info, warn};
 
 /// Largest request head (request line and headers) taken.
@@ -140,16 +141,20 @@ async fn serve_one<IO>(
     let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
         let st = state.clone();
         let guard = busy.start();
+        let span = super::trace::start(&req, scheme);
         async move {
             let publish = matches!(*req.method(), http::Method::POST | http::Method::PUT);
-            let response = if super::admin::is_write(req.method(), req.uri().path()) {
-                super::admin::handle(&st, req).await
-            } else if publish {
-                super::publish::handle(&st, req, peer).await
-            } else {
-                handle(&st, &req, peer, scheme).await
+            let respond = async {
+                if super::admin::is_write(req.method(), req.uri().path()) {
+                    super::admin::handle(&st, req).await
+                } else if publish {
+                    super::publish::handle(&st, req, peer).await
+                } else {
+                    handle(&st, &req, peer, scheme).await
+                }
             };
-            Ok::<_, Infallible>(super::body::keep_until_sent(response, guard))
+            let response = respond.instrument(span.clone()).await;
+            Ok::<_, Infallible>(super::body::keep_until_sent_traced(response, guard, span))
         }
     });
     let conn = builder.serve_connection(TokioIo::new(io), svc);

@@ -84,6 +84,7 @@ pub(super) async fn handle<B>(
     counter!(names::HTTP_REQUESTS, "method" => method, "route" => label, "status" => status)
         .increment(1);
     histogram!(names::HTTP_DURATION, "method" => method, "route" => label).record(elapsed);
+    super::trace::answered(method, label, &response, elapsed);
     if let Some(len) = response.body().size_hint().exact() {
         histogram!(names::HTTP_RESPONSE_SIZE, "method" => method, "route" => label)
             .record(len as f64);

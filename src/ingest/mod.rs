@@ -26,6 +26,7 @@ use crate::config::{InputUrl, StreamConfig};
 use crate::gst_util::{GstError, PipelineEvent, PipelineGuard};
 use crate::media::Chunk;
 use crate::stream::{DvbCards, Feed, StreamCounters, TranscoderStatus, mono_ms};
+use crate::telemetry;
 use bytes::BytesMut;
 use futures_util::StreamExt;
 use gstreamer as gst;
@@ -136,6 +137,9 @@ struct Instance {
     started_ms: u64,
     /// Its attachment to a DVB card's multiplex, removed when the instance stops.
     tap: Option<(u64, Arc<dvb::Fanout>)>,
+    /// The `source.first_keyframe` trace span, open from playing until the watchdog sees
+    /// the first keyframe (`None` after, and for probes).
+    awaiting_key: Option<tracing::Span>,
 }
 
 impl Instance {
@@ -214,10 +218,16 @@ impl IngestSupervisor {
         // The last failure logged (input index, reason); cleared once an input delivers data.
         let mut last_failure: Option<(usize, String)> = None;
         let mut watchdog = tokio::time::interval(WATCHDOG_EVERY);
+        // The `source.restart`/`source.failover` span of the last failure: the next start is
+        // traced inside it.
+        let mut recovering: Option<tracing::Span> = None;
         loop {
             let cur = match current.as_mut() {
                 Some(c) => c,
-                None => match self.start(index, true).await {
+                None => match match recovering.take() {
+                    Some(span) => self.start(index, true).instrument(span).await,
+                    None => self.start(index, true).await,
+                } {
                     Ok(instance) => {
                         self.counters.running_since_ms.store(0, Ordering::Relaxed);
                         self.counters
@@ -226,8 +236,9 @@ impl IngestSupervisor {
                         current.insert(instance)
                     }
                     Err(reason) => {
-                        let wait =
+                        let (wait, span) =
                             self.failed(&mut index, &mut backoff, 0, &reason, &mut last_failure);
+                        recovering = Some(span);
                         tokio::select! {
                             () = cancel.cancelled() => return,
                             () = tokio::time::sleep(wait) => continue,
@@ -272,6 +283,10 @@ impl IngestSupervisor {
                 },
                 _ = watchdog.tick() => {
                     let now = mono_ms();
+                    if cur.awaiting_key.is_some() && cur.gate.keyframe_seen.load(Ordering::Relaxed) {
+                        // Ends the span: the source delivered its first keyframe.
+                        cur.awaiting_key = None;
+                    }
                     let waiting_for_publisher = matches!(input.url, InputUrl::Publish)
                         && !self.slot.as_ref().is_some_and(|s| s.is_busy());
                     if waiting_for_publisher {
@@ -348,6 +363,16 @@ impl IngestSupervisor {
                 Outcome::Promote => {
                     let p = probe.take().expect("promotion needs a probe");
                     info!(from = %self.config.inputs[ended_index].url, to = %self.config.inputs[p.index].url, "returning to the higher-priority input");
+                    drop(tracing::info_span!(
+                        target: telemetry::TARGET,
+                        "source.failover",
+                        stream = %self.config.name,
+                        from = %self.config.inputs[ended_index].url,
+                        to = %self.config.inputs[p.index].url,
+                        from.index = ended_index,
+                        to.index = p.index,
+                        reason = "higher-priority input is back",
+                    ));
                     p.gate.forward.store(true, Ordering::Relaxed);
                     p.trackers.iter().for_each(|t| t.announce());
                     self.counters.running_since_ms.store(0, Ordering::Relaxed);
@@ -362,8 +387,9 @@ impl IngestSupervisor {
                     if let Some(p) = probe.take() {
                         p.stop().await;
                     }
-                    let wait =
+                    let (wait, span) =
                         self.failed(&mut index, &mut backoff, ran_ms, &reason, &mut last_failure);
+                    recovering = Some(span);
                     tokio::select! {
                         () = cancel.cancelled() => return,
                         () = tokio::time::sleep(wait) => {}
@@ -373,7 +399,8 @@ impl IngestSupervisor {
         }
     }
 
-    /// Counts a failure, moves to the next input and returns how long to wait.
+    /// Counts a failure, moves to the next input and returns how long to wait, with the trace
+    /// span of what follows (`source.failover` to another input, else `source.restart`).
     /// Failures are logged once per change of state: the same input failing the same way
     /// again (a dead source retried with backoff) is a debug line, not a warning per retry.
     fn failed(
@@ -383,7 +410,7 @@ impl IngestSupervisor {
         ran_ms: u64,
         reason: &str,
         last: &mut Option<(usize, String)>,
-    ) -> Duration {
+    ) -> (Duration, tracing::Span) {
         let inputs = self.config.inputs.len();
         let input = &self.config.inputs[*index % inputs];
         self.counters.retries.fetch_add(1, Ordering::Relaxed);
@@ -406,7 +433,31 @@ impl IngestSupervisor {
             warn!(input = %input.url, %reason, next = %self.config.inputs[*index].url, retry_in_ms = wait.as_millis() as u64, "input failed");
         }
         *last = Some((this, reason.to_owned()));
-        wait
+        let wait_ms = wait.as_millis() as u64;
+        let span = if this == *index {
+            tracing::info_span!(
+                target: telemetry::TARGET,
+                "source.restart",
+                stream = %self.config.name,
+                input = %input.url,
+                error.message = reason,
+                retry_in_ms = wait_ms,
+                otel.status_code = "ERROR",
+            )
+        } else {
+            tracing::info_span!(
+                target: telemetry::TARGET,
+                "source.failover",
+                stream = %self.config.name,
+                from = %input.url,
+                to = %self.config.inputs[*index].url,
+                from.index = this,
+                to.index = *index,
+                reason = reason,
+                retry_in_ms = wait_ms,
+            )
+        };
+        (wait, span)
     }
 
     /// The transcoder of this stream with the codecs this host offers now; `None` passes the
@@ -456,13 +507,48 @@ impl IngestSupervisor {
     }
 
     /// Builds and starts a pipeline for input `index`; `forward` false makes it a probe.
+    /// Traced as `source.connect` (with the transcoder's hardware and encoder when there is
+    /// one); HTTP pulls carry its `traceparent`.
     async fn start(&self, index: usize, forward: bool) -> Result<Instance, String> {
+        let span = tracing::info_span!(
+            target: telemetry::TARGET,
+            "source.connect",
+            stream = %self.config.name,
+            input = %self.config.inputs[index].url,
+            input.index = index,
+            probe = !forward,
+            transcoder.hw = tracing::field::Empty,
+            transcoder.encoder = tracing::field::Empty,
+            error.message = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        );
+        let started = self
+            .start_traced(index, forward, &span)
+            .instrument(span.clone())
+            .await;
+        if let Err(reason) = &started {
+            span.record("otel.status_code", "ERROR");
+            span.record("error.message", reason.as_str());
+        }
+        started
+    }
+
+    async fn start_traced(
+        &self,
+        index: usize,
+        forward: bool,
+        span: &tracing::Span,
+    ) -> Result<Instance, String> {
         let url = &self.config.inputs[index].url;
         let gate = Arc::new(Gate {
             forward: AtomicBool::new(forward),
             ..Gate::default()
         });
         let plan = self.transcode_plan()?;
+        if let Some(p) = &plan {
+            span.record("transcoder.hw", p.codecs.hw_label());
+            span.record("transcoder.encoder", p.codecs.encoder.as_str());
+        }
         let renditions = plan.as_ref().map_or(1, |p| p.transcoder.video.0.len());
         let trackers: Vec<_> = (0..renditions)
             .map(|i| media::MediaTracker::new(self.feed.clone(), gate.clone(), i))
@@ -478,6 +564,7 @@ impl IngestSupervisor {
             trackers.clone(),
             plan,
             &meter,
+            telemetry::traceparent(span).as_deref(),
         )
         .map_err(|e| e.to_string())?;
         for (rendition, appsink) in built.appsinks.iter().enumerate() {
@@ -519,7 +606,16 @@ impl IngestSupervisor {
             return Err(failure_reason(&e.element, &e.message));
         }
         info!(input = %url, probe = !forward, "pipeline playing");
+        let awaiting_key = forward.then(|| {
+            tracing::info_span!(
+                target: telemetry::TARGET,
+                "source.first_keyframe",
+                stream = %self.config.name,
+                input = %url,
+            )
+        });
         Ok(Instance {
+            awaiting_key,
             index,
             guard,
             events,

@@ -44,6 +44,7 @@ pub(super) fn build(
     trackers: Vec<Arc<MediaTracker>>,
     plan: Option<Plan>,
     meter: &Arc<InputMeter>,
+    traceparent: Option<&str>,
 ) -> Result<Built, IngestError> {
     let pipeline = gst::Pipeline::builder().name(name).build();
     let outputs = Arc::new(Outputs::new(
@@ -123,6 +124,9 @@ pub(super) fn build(
             src.set_property("location", url.as_str());
             src.set_property("is-live", true);
             src.set_property("timeout", 10u32);
+            if let Some(tp) = traceparent {
+                src.set_property("extra-headers", traced_headers(tp));
+            }
             ctx.add_static(&src)?;
         }
         InputUrl::Rtsp { url, tcp } => {
@@ -167,6 +171,19 @@ pub(super) fn build(
             // context hlsdemux2 asks for); its output pads are demuxed like any other.
             let src = make("urisourcebin", "src")?;
             src.set_property("uri", url.as_str());
+            if let Some(tp) = traceparent {
+                // The playlist request (souphttpsrc) carries the trace; hlsdemux2 fetches
+                // segments with its own client, which takes no extra headers.
+                let headers = traced_headers(tp);
+                src.connect("source-setup", false, move |args| {
+                    if let Some(source) = args.get(1).and_then(|v| v.get::<gst::Element>().ok())
+                        && source.find_property("extra-headers").is_some()
+                    {
+                        source.set_property("extra-headers", &headers);
+                    }
+                    None
+                });
+            }
             ctx.add_dynamic(&src)?;
         }
     }
@@ -176,6 +193,13 @@ pub(super) fn build(
         metered: true,
         appsrc: None,
     })
+}
+
+/// `extra-headers` for `souphttpsrc`: the W3C trace context of the pull.
+fn traced_headers(traceparent: &str) -> gst::Structure {
+    gst::Structure::builder("extra-headers")
+        .field("traceparent", traceparent)
+        .build()
 }
 
 /// A live `appsrc` that something outside the pipeline pushes container bytes into (a

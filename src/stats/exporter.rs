@@ -4,14 +4,17 @@
 use super::names;
 use bytes::Bytes;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use std::sync::{Arc, OnceLock, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 
 /// The process-wide recorder handle and the cached text.
 #[derive(Debug)]
 pub struct Exposition {
     handle: PrometheusHandle,
-    /// Last rendering; replaced whole by the stats thread.
-    latest: RwLock<Bytes>,
+    /// Last rendering and its number; replaced whole by the stats thread.
+    latest: RwLock<(u64, Bytes)>,
+    /// The OpenMetrics form of rendering number `.0`, made by the first scrape that asks for
+    /// it (with the exemplars of that moment) and shared by scrapes until the next rendering.
+    openmetrics: Mutex<(u64, Bytes)>,
 }
 
 impl Exposition {
@@ -45,7 +48,8 @@ impl Exposition {
                 names::describe();
                 Arc::new(Exposition {
                     handle,
-                    latest: RwLock::new(Bytes::new()),
+                    latest: RwLock::new((0, Bytes::new())),
+                    openmetrics: Mutex::new((0, Bytes::new())),
                 })
             })
             .clone()
@@ -58,7 +62,8 @@ impl Exposition {
         let mut text = self.handle.render();
         text.push_str(streams);
         let text = Bytes::from(text);
-        *self.latest.write().unwrap_or_else(PoisonError::into_inner) = text;
+        let mut latest = self.latest.write().unwrap_or_else(PoisonError::into_inner);
+        *latest = (latest.0 + 1, text);
     }
 
     /// The latest rendering (a reference-counted copy).
@@ -66,7 +71,29 @@ impl Exposition {
         self.latest
             .read()
             .unwrap_or_else(PoisonError::into_inner)
+            .1
             .clone()
+    }
+
+    /// The latest rendering as OpenMetrics with exemplars (empty before the first rendering).
+    pub fn latest_openmetrics(&self) -> Bytes {
+        let (number, text) = self
+            .latest
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if text.is_empty() {
+            return text;
+        }
+        let mut cached = self
+            .openmetrics
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if cached.0 != number || cached.1.is_empty() {
+            let converted = super::exemplars::openmetrics(&String::from_utf8_lossy(&text));
+            *cached = (number, Bytes::from(converted));
+        }
+        cached.1.clone()
     }
 
     /// Renders now, for benchmarks and tests.

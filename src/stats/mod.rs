@@ -4,6 +4,7 @@
 //! happens on the scrape path, and the thread never takes a lock a hot path holds for long
 //! (per-stream atomics, one short lock per stream's session table).
 
+pub mod exemplars;
 mod exporter;
 mod gpu;
 mod host;

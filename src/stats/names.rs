@@ -69,6 +69,10 @@ pub const AUTH_FAILURES: &str = "flussonic_auth_failures_total";
 pub const AUTH_BACKEND_REQUESTS: &str = "flussonic_auth_backend_requests_total";
 /// Label `hook`: how long backend calls took.
 pub const AUTH_BACKEND_DURATION: &str = "flussonic_auth_backend_duration_seconds";
+/// Spans delivered to the OTLP collector.
+pub const TRACE_SPANS_EXPORTED: &str = "flussonic_trace_spans_exported_total";
+/// Label `reason` (`queue_full`, `export_failed`): spans that never reached the collector.
+pub const TRACE_SPANS_DROPPED: &str = "flussonic_trace_spans_dropped_total";
 /// Play requests decided by a cached backend answer (no call made).
 pub const AUTH_CACHED: &str = "flussonic_auth_cached_answers_total";
 /// Label `reason`: play requests refused (`denied`, `backend_error`, `max_sessions`, `ended`,
@@ -289,6 +293,14 @@ pub fn describe() {
         "Play requests decided by a still-valid backend answer, without a call"
     );
     describe_counter!(PLAY_REFUSED, "Play requests refused, by reason");
+    describe_counter!(
+        TRACE_SPANS_EXPORTED,
+        "Trace spans delivered to the OTLP collector"
+    );
+    describe_counter!(
+        TRACE_SPANS_DROPPED,
+        "Trace spans that never reached the collector, by reason: queue_full (the export queue was full), export_failed (the collector refused or did not answer)"
+    );
     describe_counter!(
         SESSIONS_ENDED,
         "Play sessions ended, by reason: api (DELETE), idle (session timeout), denied (backend revoked)"

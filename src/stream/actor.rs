@@ -238,10 +238,7 @@ impl StreamActor {
                     let _ = self.live.send(chunk);
                 }
                 if !segments.is_empty() {
-                    for (rendition, segment) in segments {
-                        self.on_segment(rendition, segment);
-                    }
-                    self.publish();
+                    self.list(segments);
                 }
             }
             Feed::Media(rendition, info) => {
@@ -257,13 +254,33 @@ impl StreamActor {
             Feed::Break => {
                 let segments = self.ladder.break_run();
                 if !segments.is_empty() {
-                    for (rendition, segment) in segments {
-                        self.on_segment(rendition, segment);
-                    }
-                    self.publish();
+                    self.list(segments);
                 }
             }
         }
+    }
+
+    /// Adds freshly cut segments and publishes the snapshot that lists them; each is traced
+    /// as a `segment` span from cut to listed (its fMP4 remux inside).
+    fn list(&mut self, segments: Vec<(usize, Segment)>) {
+        let spans: Vec<tracing::Span> = segments
+            .into_iter()
+            .map(|(rendition, segment)| {
+                let span = tracing::info_span!(
+                    target: crate::telemetry::TARGET,
+                    "segment",
+                    stream = %self.name,
+                    rendition = rendition + 1,
+                    segment.sequence = segment.sequence,
+                    segment.duration_ms = segment.duration_ms,
+                    segment.bytes = segment.data.len(),
+                );
+                span.in_scope(|| self.on_segment(rendition, segment));
+                span
+            })
+            .collect();
+        self.publish();
+        drop(spans);
     }
 
     fn on_segment(&mut self, rendition: usize, segment: Segment) {
@@ -315,6 +332,8 @@ impl StreamActor {
         let Some(r) = self.renditions.get_mut(rendition) else {
             return;
         };
+        let _remux =
+            tracing::info_span!(target: crate::telemetry::TARGET, "segment.fmp4").entered();
         let result = fmp4::demux(&segment.data).and_then(|demuxed| {
             if r.changes_configuration(&demuxed)
                 || (rendition == 0 && Audio::changes_configuration(self.audio.as_ref(), &demuxed))

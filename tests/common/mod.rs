@@ -6,6 +6,7 @@
 pub mod backend;
 pub mod control;
 pub mod mp4;
+pub mod otlp;
 
 use std::io::Read;
 use std::net::TcpListener;
@@ -71,11 +72,31 @@ impl Server {
         Server::start_inner(streams, &[], server_keys, extra)
     }
 
+    /// Like [`Server::start_configured`], with environment variables (e.g. `OTEL_*`).
+    pub fn start_env(
+        streams: &[(&str, &str)],
+        server_keys: &str,
+        extra: &str,
+        env: &[(&str, &str)],
+    ) -> Server {
+        Server::start_full(streams, &[], server_keys, extra, env)
+    }
+
     fn start_inner(
         streams: &[(&str, &str)],
         wrapper: &[&str],
         server_keys: &str,
         extra: &str,
+    ) -> Server {
+        Server::start_full(streams, wrapper, server_keys, extra, &[])
+    }
+
+    fn start_full(
+        streams: &[(&str, &str)],
+        wrapper: &[&str],
+        server_keys: &str,
+        extra: &str,
+        env: &[(&str, &str)],
     ) -> Server {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("streams")).unwrap();
@@ -87,11 +108,11 @@ impl Server {
             format!("[server]\n{server_keys}\nview_auth = \"viewer:pw\"\nedit_auth = \"admin:pw\"\nstreams = \"streams\"\nshutdown_drain = 2000\nrtmp = \"127.0.0.1:0\"\n[dvr]\nroot = \"dvr\"\n[stats]\ninterval = 1000\nsession_timeout = 3\n{extra}"),
         )
         .unwrap();
-        Server::launch(dir, wrapper)
+        Server::launch(dir, wrapper, env)
     }
 
     /// Starts the binary on an existing config folder (a restart keeps the archive).
-    fn launch(dir: tempfile::TempDir, wrapper: &[&str]) -> Server {
+    fn launch(dir: tempfile::TempDir, wrapper: &[&str], env: &[(&str, &str)]) -> Server {
         let log = dir.path().join("headwater.log");
         let mut command = match wrapper.split_first() {
             Some((program, args)) => {
@@ -108,6 +129,7 @@ impl Server {
             .arg("--listen")
             .arg("127.0.0.1:0")
             .env("HEADWATER_LOG", "info,headwater=debug")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
@@ -120,11 +142,18 @@ impl Server {
         };
         wait_until(Duration::from_secs(15), "HTTP listener", || {
             let text = server.log_text();
+            // Text (`local_addr=…`) or JSON lines (`"fields":{"local_addr":"…"}`).
             let Some(addr) = text
                 .lines()
                 .find(|l| l.contains("headwater started"))
-                .and_then(|l| l.split("local_addr=").nth(1))
-                .and_then(|a| a.split_whitespace().next())
+                .and_then(|l| match serde_json::from_str::<serde_json::Value>(l) {
+                    Ok(json) => json["fields"]["local_addr"].as_str().map(str::to_owned),
+                    Err(_) => l
+                        .split("local_addr=")
+                        .nth(1)
+                        .and_then(|a| a.split_whitespace().next())
+                        .map(str::to_owned),
+                })
             else {
                 return false;
             };
@@ -143,7 +172,7 @@ impl Server {
         let previous = self.log_text();
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
         std::fs::write(dir.path().join("headwater.before-crash.log"), previous).unwrap();
-        Server::launch(dir, &[])
+        Server::launch(dir, &[], &[])
     }
 
     /// `https://ADDR` of the HTTPS listener (bound to port 0, read from the log).
@@ -600,6 +629,11 @@ pub struct Prometheus {
 
 impl Prometheus {
     pub fn start(headwater_base: &str) -> Prometheus {
+        Prometheus::start_with(headwater_base, &[])
+    }
+
+    /// Like [`Prometheus::start`], with more command-line flags (e.g. feature flags).
+    pub fn start_with(headwater_base: &str, flags: &[&str]) -> Prometheus {
         let dir = tempfile::tempdir().unwrap();
         let target = headwater_base.trim_start_matches("http://");
         let config = format!(
@@ -635,6 +669,7 @@ impl Prometheus {
                     dir.path().join("data").display()
                 ))
                 .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .args(flags)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
