@@ -72,8 +72,12 @@ class Board:
                 "templating": {"list": variables}, "panels": self.panels}
 
 
-def q(expr, legend=""):
-    return {"expr": expr, "legendFormat": legend}
+def q(expr, legend="", exemplar=False):
+    t = {"expr": expr, "legendFormat": legend}
+    if exemplar:
+        # Exemplars (trace ids, scraped over OpenMetrics) drawn as points linking to Tempo.
+        t["exemplar"] = True
+    return t
 
 
 def server():
@@ -181,10 +185,10 @@ def http():
             [q(f"(sum(rate(flussonic_http_requests_total{{{SEL},status=~\"5..\"}}[{RI}])) or vector(0)) / sum(rate(flussonic_http_requests_total{{{SEL}}}[{RI}]))", "5xx share")],
             w=12, unit="percentunit", desc="Share of responses that were server errors")
     b.panel("Latency p50 / p95 / p99", "timeseries", [
-        q(f"histogram_quantile(0.5, sum by (le) (rate(flussonic_http_request_duration_seconds_bucket{{{SEL}}}[{RI}])))", "p50"),
-        q(f"histogram_quantile(0.95, sum by (le) (rate(flussonic_http_request_duration_seconds_bucket{{{SEL}}}[{RI}])))", "p95"),
-        q(f"histogram_quantile(0.99, sum by (le) (rate(flussonic_http_request_duration_seconds_bucket{{{SEL}}}[{RI}])))", "p99"),
-    ], w=12, unit="s", desc="Time to the response head, from the histogram")
+        q(f"histogram_quantile(0.5, sum by (le) (rate(flussonic_http_request_duration_seconds_bucket{{{SEL}}}[{RI}])))", "p50", exemplar=True),
+        q(f"histogram_quantile(0.95, sum by (le) (rate(flussonic_http_request_duration_seconds_bucket{{{SEL}}}[{RI}])))", "p95", exemplar=True),
+        q(f"histogram_quantile(0.99, sum by (le) (rate(flussonic_http_request_duration_seconds_bucket{{{SEL}}}[{RI}])))", "p99", exemplar=True),
+    ], w=12, unit="s", desc="Time to the response head, from the histogram. Points are exemplars: click one to open its trace in Tempo")
     b.panel("In-flight requests", "timeseries", [q(f"flussonic_http_requests_in_flight{{{SEL}}}", "{{instance}}")], w=12,
             desc="Requests whose response is still being sent (endless /mpegts bodies included)")
     b.panel("Response size p50 / p95", "timeseries", [
@@ -194,6 +198,11 @@ def http():
     b.panel("Auth failures by reason", "timeseries",
             [q(f"sum by (reason) (increase(flussonic_auth_failures_total{{{SEL}}}[5m]))", "{{reason}}")], w=12,
             desc="API requests refused: missing, malformed, invalid credentials")
+    b.panel("Trace spans exported / dropped", "timeseries", [
+        q(f"sum(rate(flussonic_trace_spans_exported_total{{{SEL}}}[{RI}]))", "exported"),
+        q(f"sum by (reason) (rate(flussonic_trace_spans_dropped_total{{{SEL}}}[{RI}]))", "dropped {{reason}}"),
+    ], w=12, unit="ops", no_value="tracing off",
+        desc="Spans sent to the OTLP collector, and spans lost (queue full, collector down or slow). Empty when no OTEL_EXPORTER_OTLP_ENDPOINT is set")
     b.row("Stats thread")
     b.panel("Stats sample age", "stat", [q(f"time() - flussonic_stats_last_success_timestamp_seconds{{{SEL}}}", "{{instance}}")],
             w=8, unit="s", desc="Seconds since the stats thread last sampled")

@@ -55,6 +55,8 @@ fn main() -> anyhow::Result<()> {
             std::process::exit(2);
         }
     };
+    // The metrics recorder first: the trace exporter registers its counters as it starts.
+    headwater::stats::Exposition::global();
     // Traces: only the standard OTEL_* variables; a bad one stops the start with its name.
     let trace_settings = telemetry::Settings::from_env(|k| std::env::var(k).ok());
     let traces = match trace_settings

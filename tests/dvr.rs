@@ -10,6 +10,31 @@ use std::time::{Duration, SystemTime};
 const DVR_STREAM: &str =
     "inputs = [{ url = \"fake://fake\" }]\nsegment_count = 4\n[dvr]\nexpiration = \"1h\"\n";
 
+/// (Σ EXTINF, first PROGRAM-DATE-TIME → last one + its EXTINF) of an archive playlist, s.
+fn archive_figures(playlist: &str) -> (f64, f64) {
+    let mut sum = 0.0;
+    let mut first_ms = None;
+    let mut last_end_ms = 0.0;
+    let mut pdt_ms = 0.0;
+    for line in playlist.lines() {
+        if let Some(t) = line.strip_prefix("#EXT-X-PROGRAM-DATE-TIME:") {
+            pdt_ms = utc_ms(t);
+            first_ms.get_or_insert(pdt_ms);
+        } else if let Some(d) = line.strip_prefix("#EXTINF:") {
+            let d: f64 = d
+                .trim_end_matches(',')
+                .split(',')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            sum += d;
+            last_end_ms = pdt_ms + d * 1000.0;
+        }
+    }
+    (sum, (last_end_ms - first_ms.expect("segments")) / 1000.0)
+}
+
 /// `recording_status.json` fields.
 fn status(server: &Server, stream: &str) -> serde_json::Value {
     let r = get(&server.url(&format!("/{stream}/recording_status.json")));
@@ -191,6 +216,31 @@ fn record_play_back_and_export() {
         "one segment of slack"
     );
     assert!(metric(&text, "flussonic_stream_dvr_info_depth", "name=\"cam\"").unwrap() >= 30.0);
+    // Against the archive's own playlist: `duration` is the EXTINF sum, `depth` the first
+    // segment's start to the last one's end. A playlist fetched before the sample and one
+    // after bound what the sample saw (the recorder may add a segment meanwhile).
+    let whole = |server: &Server| {
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        archive_figures(
+            &get(&server.url(&format!("/cam/archive-{first}-{}.m3u8", now + 10 - first))).text(),
+        )
+    };
+    let (sum_before, depth_before) = whole(&server);
+    let text = server.scrape_after(SystemTime::now());
+    let (sum_after, depth_after) = whole(&server);
+    let duration = metric(&text, "flussonic_stream_dvr_info_duration", "name=\"cam\"").unwrap();
+    let depth = metric(&text, "flussonic_stream_dvr_info_depth", "name=\"cam\"").unwrap();
+    assert!(
+        sum_before - 0.01 <= duration && duration <= sum_after + 0.01,
+        "dvr_info_duration {duration} s vs EXTINF sums {sum_before} … {sum_after} s"
+    );
+    assert!(
+        depth_before - 0.01 <= depth && depth <= depth_after + 0.01,
+        "dvr_info_depth {depth} s vs playlist span {depth_before} … {depth_after} s"
+    );
     assert!(
         metric(
             &text,

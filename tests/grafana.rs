@@ -129,18 +129,28 @@ fn alert_rules_check_and_unit_tests_pass() {
 fn every_panel_query_returns_data_from_a_live_headwater() {
     let port = free_port(true);
     let _feeder = udp_feeder(port, "");
-    let server = Server::start(&[
-        // A one-rung ladder, so the transcoding panels have data.
-        (
-            "demo",
-            "inputs = [{ url = \"fake://fake\" }]\n[transcoder]\nhw = \"cpu\"\npreset = \"ultrafast\"\n\
+    // Traces on, to a real OTLP receiver, so the tracing panel has its series.
+    let receiver = common::otlp::Receiver::start();
+    let server = Server::start_env(
+        &[
+            // A one-rung ladder, so the transcoding panels have data.
+            (
+                "demo",
+                "inputs = [{ url = \"fake://fake\" }]\n[transcoder]\nhw = \"cpu\"\npreset = \"ultrafast\"\n\
              [[transcoder.video]]\nbitrate = \"200k\"\nsize = \"320x180\"\n",
-        ),
-        (
-            "cam",
-            &format!("inputs = [{{ url = \"udp://127.0.0.1:{port}\" }}]\n[dvr]\n"),
-        ),
-    ]);
+            ),
+            (
+                "cam",
+                &format!("inputs = [{{ url = \"udp://127.0.0.1:{port}\" }}]\n[dvr]\n"),
+            ),
+        ],
+        "",
+        "",
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.http.as_str()),
+            ("OTEL_BSP_SCHEDULE_DELAY", "500"),
+        ],
+    );
     let playlist = server.wait_segments("demo", 2, Duration::from_secs(30));
     server.wait_segments("cam", 1, Duration::from_secs(30));
     let prom = Prometheus::start(&server.base);

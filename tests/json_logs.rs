@@ -69,7 +69,8 @@ fn json_logs_parse_line_by_line_and_name_their_stream() {
         .find(|l| l["message"] == "pipeline playing")
         .unwrap();
     assert_eq!(playing["stream"], "demo", "{playing}");
-    assert_eq!(playing["span"], "ingest", "{playing}");
+    // The innermost span: the source's connect (a traced operation inside the ingest span).
+    assert_eq!(playing["span"], "source.connect", "{playing}");
     assert!(lines.iter().any(|l| l["message"] == "headwater stopped"));
 
     // A format that does not exist is refused before anything starts.

@@ -51,7 +51,13 @@ impl QueueProcessor {
             .spawn(move || run(&worker_settings, &resource, &rx, &built_tx))
             .map_err(|e| TelemetryError::Exporter(format!("starting the export thread: {e}")))?;
         match built_rx.recv() {
-            Ok(Ok(())) => {}
+            Ok(Ok(())) => {
+                // Present from the start: "nothing lost" is a value, not a missing series.
+                metrics::counter!(names::TRACE_SPANS_EXPORTED).increment(0);
+                for reason in ["queue_full", "export_failed"] {
+                    metrics::counter!(names::TRACE_SPANS_DROPPED, "reason" => reason).increment(0);
+                }
+            }
             Ok(Err(e)) => return Err(TelemetryError::Exporter(e)),
             Err(_) => return Err(TelemetryError::Exporter("export thread ended".into())),
         }

@@ -473,6 +473,15 @@ pub fn unix_seconds(utc: &str) -> i64 {
     String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
 }
 
+/// Milliseconds since the epoch of an ISO 8601 UTC time with fractions
+/// (`2022-03-22T08:06:37.250Z`), as in `EXT-X-PROGRAM-DATE-TIME`.
+pub fn utc_ms(iso: &str) -> f64 {
+    let t = iso.trim_end_matches('Z');
+    let (whole, frac) = t.split_once('.').unwrap_or((t, "0"));
+    unix_seconds(&format!("{whole}Z")) as f64 * 1000.0
+        + frac.parse::<f64>().unwrap() * 10f64.powi(3 - frac.len() as i32)
+}
+
 /// Runs a command with a hard timeout (`timeout -k`), capturing its output.
 pub fn run_with_timeout(secs: u64, program: &str, args: &[&str]) -> Output {
     Command::new("timeout")
