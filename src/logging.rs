@@ -61,6 +61,9 @@ pub fn init(
             .with_threads(false)
             .with_target(false)
             .with_tracked_inactivity(false)
+            // Spans' trace context is read from the span itself (`telemetry::traceparent`),
+            // never from OpenTelemetry's thread-local: no context switch on every poll.
+            .with_context_activation(false)
             .with_filter(filter_fn(traced))
     });
     tracing_subscriber::registry()

@@ -189,7 +189,8 @@ fn an_edge_pulling_from_an_origin_is_one_trace_across_both() {
 
 /// A failover (a silent UDP input → the fake backup) and the DVR's writes give their spans:
 /// the failover with from/to/reason and the backup's connect inside it; each archive write
-/// with its write, fsync and rename steps.
+/// with its write, fsync and rename steps; a transcoded stream's connect with the
+/// transcoder's hardware and encoder.
 #[test]
 fn failover_and_dvr_writes_are_traced() {
     let receiver = Receiver::start();
@@ -198,7 +199,10 @@ fn failover_and_dvr_writes_are_traced() {
         "inputs = [{{ url = \"udp://127.0.0.1:{port}\", source_timeout = 2 }}, {{ url = \"fake://fake\" }}]\nsegment_count = 4\n[dvr]\nexpiration = \"1h\"\n"
     );
     let env = otel_env(&receiver.grpc, "grpc");
-    let _server = Server::start_env(&[("cam", &stream)], "", "", &env);
+    // And a transcoded stream: its connect names where the transcoder runs and with what.
+    let ladder = "inputs = [{ url = \"fake://fake\" }]\n[transcoder]\nhw = \"cpu\"\npreset = \"ultrafast\"\n\
+                  [[transcoder.video]]\nbitrate = \"200k\"\nsize = \"320x180\"\n";
+    let _server = Server::start_env(&[("cam", &stream), ("abr", ladder)], "", "", &env);
     let spans = receiver.wait_for(Duration::from_secs(30), "a failover and a DVR write", |s| {
         s.iter().any(|x| x.name == "source.failover")
             && s.iter().any(|x| x.name == "dvr.write.rename")
@@ -224,6 +228,21 @@ fn failover_and_dvr_writes_are_traced() {
         .unwrap();
     assert_eq!(connect.attr("input"), Some("fake://fake"));
     assert_eq!(connect.trace_id, failover.trace_id);
+
+    let spans = receiver.wait_for(Duration::from_secs(20), "the ladder's connect", |s| {
+        s.iter()
+            .any(|x| x.name == "source.connect" && x.attr("stream") == Some("abr"))
+    });
+    let transcoded = spans
+        .iter()
+        .find(|x| x.name == "source.connect" && x.attr("stream") == Some("abr"))
+        .unwrap();
+    assert_eq!(
+        transcoded.attr("transcoder.hw"),
+        Some("cpu"),
+        "{transcoded:?}"
+    );
+    assert_eq!(transcoded.attr("transcoder.encoder"), Some("x264enc"));
 
     let write = spans
         .iter()

@@ -1,7 +1,7 @@
 //! A request's trace span (OpenTelemetry HTTP server conventions): made when the request
 //! arrives (child of an incoming `traceparent`), named and given its route, stream and status
 //! by the handler, and ended with the body's size when the body is done. When traces are not
-//! exported nothing is made ([`Span::none`]).
+//! exported, or the sampler does not keep the request, nothing is made ([`Span::none`]).
 
 use super::server::Scheme;
 use crate::telemetry;
@@ -12,7 +12,9 @@ use tracing::field::Empty;
 /// The span for a request that just arrived, named after its route template (the span's
 /// name is fixed once it starts, so the path is routed here too; only when tracing is on).
 pub(super) fn start<B>(req: &http::Request<B>, scheme: Scheme) -> Span {
-    if !telemetry::enabled() {
+    // Not traced, or not sampled: no span at all (the cost of an unsampled request is one
+    // random number).
+    if !telemetry::keep_request(req.headers()) {
         return Span::none();
     }
     let method = super::service::method_label(req.method());

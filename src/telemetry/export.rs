@@ -9,46 +9,47 @@ use opentelemetry::Context;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::trace::{Span, SpanData, SpanExporter as _, SpanProcessor};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::{Mutex, PoisonError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, SyncSender};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// What the queue carries.
-enum Msg {
-    Span(Box<SpanData>),
-    /// Export what is queued, then answer.
-    Flush(SyncSender<()>),
+/// What the serving threads and the export thread share.
+#[derive(Debug, Default)]
+struct Shared {
+    /// Finished spans waiting for export; never longer than `OTEL_BSP_MAX_QUEUE_SIZE` (a span
+    /// beyond is dropped and counted, never waited for). Held for a push or a swap only.
+    queue: Mutex<Vec<SpanData>>,
+    /// Callers of a flush waiting for the queue to be sent.
+    flushes: Mutex<Vec<SyncSender<()>>>,
+    /// Set by shutdown: the thread sends what is queued and ends.
+    closed: AtomicBool,
 }
 
-/// A [`SpanProcessor`] in front of the export thread.
+/// A [`SpanProcessor`] in front of the export thread. A span costs a short lock and a push;
+/// the thread is woken only when a full batch is waiting (else it wakes on its own schedule),
+/// so spans never cost a thread switch each.
 #[derive(Debug)]
 pub(super) struct QueueProcessor {
-    /// Bounded at `OTEL_BSP_MAX_QUEUE_SIZE`: spans beyond it are dropped, never waited for.
+    shared: Arc<Shared>,
     /// `None` once shut down.
-    queue: Mutex<Option<SyncSender<Msg>>>,
     worker: Mutex<Option<JoinHandle<()>>>,
+    max_queue: usize,
+    max_batch: usize,
     export_timeout: Duration,
-}
-
-impl std::fmt::Debug for Msg {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Msg::Span(_) => "Span",
-            Msg::Flush(_) => "Flush",
-        })
-    }
 }
 
 impl QueueProcessor {
     /// Starts the export thread; fails when the exporter cannot be built from the settings.
     pub(super) fn start(settings: &Settings, resource: Resource) -> Result<Self, TelemetryError> {
-        let (tx, rx) = mpsc::sync_channel(settings.max_queue);
+        let shared = Arc::new(Shared::default());
         let (built_tx, built_rx) = mpsc::sync_channel(1);
         let worker_settings = settings.clone();
+        let worker_shared = shared.clone();
         let worker = std::thread::Builder::new()
             .name("otlp-export".into())
-            .spawn(move || run(&worker_settings, &resource, &rx, &built_tx))
+            .spawn(move || run(&worker_settings, &resource, &worker_shared, &built_tx))
             .map_err(|e| TelemetryError::Exporter(format!("starting the export thread: {e}")))?;
         match built_rx.recv() {
             Ok(Ok(())) => {
@@ -62,26 +63,36 @@ impl QueueProcessor {
             Err(_) => return Err(TelemetryError::Exporter("export thread ended".into())),
         }
         Ok(QueueProcessor {
-            queue: Mutex::new(Some(tx)),
+            shared,
             worker: Mutex::new(Some(worker)),
+            max_queue: settings.max_queue,
+            max_batch: settings.max_batch,
             export_timeout: Duration::from_millis(settings.export_timeout_ms),
         })
     }
 
-    fn sender(&self) -> Option<SyncSender<Msg>> {
-        self.queue
+    fn wake(&self) {
+        if let Some(w) = self
+            .worker
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+            .as_ref()
+        {
+            w.thread().unpark();
+        }
     }
 
     fn flush(&self, timeout: Duration) -> OTelSdkResult {
-        let Some(tx) = self.sender() else {
+        if self.shared.closed.load(Ordering::Relaxed) {
             return Err(OTelSdkError::AlreadyShutdown);
-        };
+        }
         let (ack_tx, ack_rx) = mpsc::sync_channel(1);
-        tx.send(Msg::Flush(ack_tx))
-            .map_err(|_| OTelSdkError::AlreadyShutdown)?;
+        self.shared
+            .flushes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(ack_tx);
+        self.wake();
         ack_rx
             .recv_timeout(timeout)
             .map_err(|_| OTelSdkError::Timeout(timeout))
@@ -92,19 +103,29 @@ impl SpanProcessor for QueueProcessor {
     fn on_start(&self, _span: &mut Span, _cx: &Context) {}
 
     fn on_end(&self, span: SpanData) {
-        if !span.span_context.is_sampled() {
+        if !span.span_context.is_sampled() || self.shared.closed.load(Ordering::Relaxed) {
             return;
         }
-        let Some(tx) = self.sender() else {
-            return;
+        let waiting = {
+            let mut queue = self
+                .shared
+                .queue
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if queue.len() >= self.max_queue {
+                None
+            } else {
+                queue.push(span);
+                Some(queue.len())
+            }
         };
-        match tx.try_send(Msg::Span(Box::new(span))) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
+        match waiting {
+            None => {
                 metrics::counter!(names::TRACE_SPANS_DROPPED, "reason" => "queue_full")
                     .increment(1);
             }
-            Err(TrySendError::Disconnected(_)) => {}
+            Some(n) if n == self.max_batch => self.wake(),
+            Some(_) => {}
         }
     }
 
@@ -114,31 +135,29 @@ impl SpanProcessor for QueueProcessor {
 
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
         let flushed = self.flush(timeout.min(self.export_timeout));
-        // Closing the queue ends the thread once it has sent what it holds.
-        self.queue
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
+        self.shared.closed.store(true, Ordering::Relaxed);
         let worker = self
             .worker
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
-        if flushed.is_ok()
-            && let Some(w) = worker
-        {
-            let _ = w.join();
+        if let Some(w) = worker {
+            w.thread().unpark();
+            if flushed.is_ok() {
+                let _ = w.join();
+            }
         }
         flushed
     }
 }
 
 /// The export thread: build the exporter inside its own runtime (gRPC channels need one),
-/// then batch by size and by delay until the queue closes.
+/// then send what is queued every `OTEL_BSP_SCHEDULE_DELAY`, or at once when a batch is full
+/// or a flush asks, until shut down.
 fn run(
     settings: &Settings,
     resource: &Resource,
-    rx: &Receiver<Msg>,
+    shared: &Shared,
     built: &SyncSender<Result<(), String>>,
 ) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -170,14 +189,8 @@ fn run(
     let _ = built.send(Ok(()));
     let delay = Duration::from_millis(settings.delay_ms);
     let timeout = Duration::from_millis(settings.export_timeout_ms);
-    let mut batch: Vec<SpanData> = Vec::with_capacity(settings.max_batch);
-    let mut due: Option<Instant> = None;
     let mut failing = false;
-    let mut send = |batch: &mut Vec<SpanData>| {
-        if batch.is_empty() {
-            return;
-        }
-        let spans = std::mem::take(batch);
+    let mut send = |spans: Vec<SpanData>| {
         let n = spans.len() as u64;
         let result = runtime.block_on(async {
             match tokio::time::timeout(timeout, exporter.export(spans)).await {
@@ -203,35 +216,38 @@ fn run(
             }
         }
     };
+    let mut next = Instant::now() + delay;
     loop {
-        let wait = due.map_or(Duration::from_secs(3600), |d| {
-            d.saturating_duration_since(Instant::now())
-        });
-        match rx.recv_timeout(wait) {
-            Ok(Msg::Span(span)) => {
-                if batch.is_empty() {
-                    due = Some(Instant::now() + delay);
-                }
-                batch.push(*span);
-                if batch.len() >= settings.max_batch {
-                    send(&mut batch);
-                    due = None;
-                }
+        let now = Instant::now();
+        let closed = shared.closed.load(Ordering::Relaxed);
+        let flushes = std::mem::take(
+            &mut *shared
+                .flushes
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        let full = shared
+            .queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+            >= settings.max_batch;
+        if now >= next || full || closed || !flushes.is_empty() {
+            let queued =
+                std::mem::take(&mut *shared.queue.lock().unwrap_or_else(PoisonError::into_inner));
+            let mut queued = queued.into_iter().peekable();
+            while queued.peek().is_some() {
+                send(queued.by_ref().take(settings.max_batch).collect());
             }
-            Ok(Msg::Flush(ack)) => {
-                send(&mut batch);
-                due = None;
+            next = Instant::now() + delay;
+            for ack in flushes {
                 let _ = ack.send(());
             }
-            Err(RecvTimeoutError::Timeout) => {
-                send(&mut batch);
-                due = None;
-            }
-            Err(RecvTimeoutError::Disconnected) => {
-                send(&mut batch);
+            if closed {
                 break;
             }
         }
+        std::thread::park_timeout(next.saturating_duration_since(Instant::now()));
     }
     let _ = exporter.shutdown_with_timeout(timeout);
 }

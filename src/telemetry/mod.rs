@@ -13,6 +13,9 @@
 //! backends) carry one ([`traceparent`]).
 
 mod export;
+mod sampling;
+
+pub use sampling::{Policy, Root};
 
 use opentelemetry::propagation::{Extractor, TextMapPropagator};
 use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
@@ -27,6 +30,22 @@ pub const TARGET: &str = "headwater::trace";
 
 /// Set once an exporter is installed; read on hot paths to skip span work when off.
 static ENABLED: AtomicBool = AtomicBool::new(false);
+
+/// The sampler requests are decided by (set with `ENABLED`).
+static POLICY: std::sync::OnceLock<Policy> = std::sync::OnceLock::new();
+
+/// Whether a request with these headers is traced (decided before any span is made).
+pub fn keep_request(headers: &http::HeaderMap) -> bool {
+    if !enabled() {
+        return false;
+    }
+    let policy = POLICY.get().copied().unwrap_or_default();
+    let parent = headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(sampling::parent_flag);
+    policy.keep(parent, sampling::uniform())
+}
 
 /// Whether spans are exported (an endpoint is configured and the SDK is not disabled).
 pub fn enabled() -> bool {
@@ -66,6 +85,8 @@ pub struct Settings {
     pub delay_ms: u64,
     /// Longest one export call may take (`OTEL_BSP_EXPORT_TIMEOUT`).
     pub export_timeout_ms: u64,
+    /// `OTEL_TRACES_SAMPLER[_ARG]`.
+    pub sampling: Policy,
 }
 
 impl Settings {
@@ -126,7 +147,9 @@ impl Settings {
                 });
             }
         };
-        check_sampler(get("OTEL_TRACES_SAMPLER"), get("OTEL_TRACES_SAMPLER_ARG"))?;
+        let sampler = get("OTEL_TRACES_SAMPLER");
+        let sampler_arg = get("OTEL_TRACES_SAMPLER_ARG");
+        check_sampler(sampler.clone(), sampler_arg.clone())?;
         let number = |name: &'static str, default: u64, min: u64| match get(name) {
             None => Ok(default),
             Some(v) => match v.parse::<u64>() {
@@ -147,6 +170,7 @@ impl Settings {
             max_batch,
             delay_ms: number("OTEL_BSP_SCHEDULE_DELAY", 5000, 1)?,
             export_timeout_ms: number("OTEL_BSP_EXPORT_TIMEOUT", 30_000, 1)?,
+            sampling: Policy::parse(sampler.as_deref(), sampler_arg.as_deref()),
         }))
     }
 }
@@ -186,14 +210,17 @@ pub struct Traces {
 }
 
 impl Traces {
-    /// Starts the export thread and the tracer provider (sampler from `OTEL_TRACES_SAMPLER*`).
+    /// Starts the export thread and the tracer provider (sampler from `OTEL_TRACES_SAMPLER*`,
+    /// requests decided ahead by [`keep_request`]).
     pub fn start(settings: &Settings) -> Result<Traces, TelemetryError> {
         let resource = resource();
         let processor = export::QueueProcessor::start(settings, resource.clone())?;
         let provider = SdkTracerProvider::builder()
             .with_resource(resource)
             .with_span_processor(processor)
+            .with_sampler(sampling::Head::new(settings.sampling))
             .build();
+        let _ = POLICY.set(settings.sampling);
         ENABLED.store(true, Ordering::Relaxed);
         Ok(Traces { provider })
     }
