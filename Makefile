@@ -15,7 +15,7 @@ APT_RUN := pkg-config build-essential ca-certificates curl \
   gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-x fonts-dejavu-core
 # Tests: real clients and feeders.
 APT_TEST := ffmpeg chromium procps prometheus util-linux nginx-light libnginx-mod-rtmp \
-  python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-rtsp-server-1.0
+  python3 python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-rtsp-server-1.0 iproute2
 
 .PHONY: run test build deps test-deps lint unit clean deb
 

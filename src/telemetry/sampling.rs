@@ -114,9 +114,7 @@ impl ShouldSample for Head {
             return SamplingResult {
                 decision: SamplingDecision::RecordAndSample,
                 attributes: Vec::new(),
-                trace_state: parent
-                    .map(|p| p.trace_state().clone())
-                    .unwrap_or_default(),
+                trace_state: parent.map(|p| p.trace_state().clone()).unwrap_or_default(),
             };
         }
         self.inner
