@@ -163,21 +163,7 @@ fn disk_io_usage_follows_diskstats_during_a_direct_write() {
     drop(_writer);
     let _ = std::fs::remove_file(&target);
     let at = metric(&text, "flussonic_stats_last_success_timestamp_seconds", "").unwrap();
-    let nearest = |t: f64| {
-        samples
-            .iter()
-            .min_by(|a, b| {
-                let d = |s: &SystemTime| {
-                    (s.duration_since(SystemTime::UNIX_EPOCH)
-                        .unwrap()
-                        .as_secs_f64()
-                        - t)
-                        .abs()
-                };
-                d(&a.0).total_cmp(&d(&b.0))
-            })
-            .unwrap()
-    };
+    let nearest = |t: f64| nearest_sample(&samples, t);
     let (w0, t0) = nearest(at - 1.0);
     let (w1, t1) = nearest(at);
     let wall_ms = w1.duration_since(*w0).unwrap().as_secs_f64() * 1000.0;

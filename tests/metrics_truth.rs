@@ -356,22 +356,7 @@ fn host_figures_agree_with_proc() {
     }
     let text = server.scrape();
     let at = metric(&text, "flussonic_stats_last_success_timestamp_seconds", "").unwrap();
-    let nearest = |t: f64| {
-        samples
-            .iter()
-            .min_by(|a, b| {
-                let d = |s: &SystemTime| {
-                    (s.duration_since(SystemTime::UNIX_EPOCH)
-                        .unwrap()
-                        .as_secs_f64()
-                        - t)
-                        .abs()
-                };
-                d(&a.0).total_cmp(&d(&b.0))
-            })
-            .unwrap()
-            .1
-    };
+    let nearest = |t: f64| nearest_sample(&samples, t).1;
     let (b0, t0) = nearest(at - 1.0);
     let (b1, t1) = nearest(at);
     let proc_cpu = (b1 - b0) as f64 * 100.0 / (t1 - t0) as f64;

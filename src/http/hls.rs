@@ -76,17 +76,11 @@ pub(super) async fn serve(
     client: &Client<'_>,
 ) -> Result<Response<Body>, HttpError> {
     let stream = match &route {
-        Route::Master { stream }
-        | Route::Media { stream, .. }
-        | Route::Segment { stream, .. }
-        | Route::MpegTs { stream }
-        | Route::Fmp4Master { stream }
-        | Route::Fmp4Playlist { stream, .. }
-        | Route::Init { stream, .. }
-        | Route::Fragment { stream, .. }
-        | Route::Dash { stream }
-        | Route::Dvr { stream, .. } => stream.clone(),
         Route::Api(_) | Route::Time => return Err(HttpError::NotFound("no such resource")),
+        playback => playback
+            .stream()
+            .ok_or(HttpError::NotFound("no such resource"))?
+            .to_owned(),
     };
     let Some(handle) = state.registry.get_with_archive(&stream) else {
         return Err(HttpError::NotFound("unknown stream"));

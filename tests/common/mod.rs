@@ -841,3 +841,23 @@ pub fn closed_within(s: &mut std::net::TcpStream, wait: Duration) -> bool {
         }
     }
 }
+
+/// The sample taken nearest to `t` (UNIX seconds), of samples stamped with wall time.
+pub fn nearest_sample<T>(
+    samples: &[(std::time::SystemTime, T)],
+    t: f64,
+) -> &(std::time::SystemTime, T) {
+    samples
+        .iter()
+        .min_by(|a, b| {
+            let d = |s: &std::time::SystemTime| {
+                (s.duration_since(std::time::SystemTime::UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs_f64()
+                    - t)
+                    .abs()
+            };
+            d(&a.0).total_cmp(&d(&b.0))
+        })
+        .expect("at least one sample")
+}
