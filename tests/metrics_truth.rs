@@ -9,6 +9,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime};
 
 /// ffmpeg sending a constant 1,000,000 bit/s MPEG-TS (`-muxrate` pads with null packets).
+/// Each audio frame is its own PES (`-pes_payload_size 0`): ffmpeg's default packs ~370 ms
+/// of audio into one, and the stream then arrives in bursts that far apart.
 fn cbr_feeder(port: u16) -> Proc {
     Proc(
         Command::new("ffmpeg")
@@ -37,7 +39,16 @@ fn cbr_feeder(port: u16) -> Proc {
                 "-b:v", "300k", "-maxrate", "300k", "-bufsize", "300k", "-pix_fmt", "yuv420p",
             ])
             .args([
-                "-c:a", "aac", "-b:a", "64k", "-muxrate", "1000000", "-f", "mpegts",
+                "-c:a",
+                "aac",
+                "-b:a",
+                "64k",
+                "-pes_payload_size",
+                "0",
+                "-muxrate",
+                "1000000",
+                "-f",
+                "mpegts",
             ])
             .arg(format!("udp://127.0.0.1:{port}?pkt_size=1316"))
             .stdin(Stdio::null())
@@ -251,42 +262,72 @@ fn bitrate_and_retries_of_a_udp_source() {
     drop(feeder);
 }
 
-/// `client_delay` is the media received but not yet fetchable: from the end of the newest
-/// listed segment (its PROGRAM-DATE-TIME + EXTINF, what a player can reach) to the newest
-/// frame, at the stats sample. Checked against the playlist a client fetched, for samples
-/// during which the newest segment did not change.
+/// `client_delay` is the media received but not yet fetchable: from the moment the newest
+/// segment was listed (the live edge a player can reach) to the newest frame, at the stats
+/// sample. The truth is taken from the client side: the test polls the playlist to see when
+/// its newest segment appeared, then compares the sample's timestamp with that moment, for
+/// samples during which the newest segment did not change. (The playlist's PROGRAM-DATE-TIME
+/// is no clock for this: it follows the source's clock from the run's first keyframe, and a
+/// sender that falls behind real time on a loaded machine drifts away from it.)
 #[test]
 fn client_delay_is_the_media_clients_cannot_fetch_yet() {
     let port = free_port(true);
     let _feeder = cbr_feeder(port);
     let server = Server::start(&[(
         "cam",
-        &format!("inputs = [{{ url = \"udp://127.0.0.1:{port}\", source_timeout = 2 }}]\n"),
+        // 3 s segments sampled every second: samples fall at different points of a build.
+        &format!(
+            "inputs = [{{ url = \"udp://127.0.0.1:{port}\", source_timeout = 2 }}]\nsegment_duration = 3000\n"
+        ),
     )]);
     server.wait_segments("cam", 3, Duration::from_secs(30));
-    let newest_end_ms = |p: &Playlist| {
-        assert!(p.segments.iter().all(|s| !s.2), "one run, no discontinuity");
-        utc_ms(p.program_date_time.as_deref().expect("PROGRAM-DATE-TIME"))
-            + p.segments.iter().map(|s| s.0).sum::<f64>() * 1000.0
+    let wall_ms = || {
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+            * 1000.0
     };
+    let newest = |p: &Playlist| p.segments.last().map(|s| s.1.clone());
     let mut checked = Vec::new();
-    for _ in 0..30 {
-        let before = server.wait_segments("cam", 1, Duration::from_secs(5));
+    for attempt in 0..30 {
+        // Poll until a new segment is listed: it appeared after the previous poll was sent
+        // and before this one was answered.
+        let seen = newest(&server.wait_segments("cam", 1, Duration::from_secs(5)));
+        let mut sent_before = wall_ms();
+        let listed_ms = loop {
+            let sent = wall_ms();
+            let p = server.wait_segments("cam", 1, Duration::from_secs(5));
+            let answered = wall_ms();
+            if newest(&p) != seen {
+                assert!(
+                    answered - sent_before < 100.0,
+                    "the playlist took {} ms to poll",
+                    answered - sent_before
+                );
+                break (sent_before + answered) / 2.0;
+            }
+            sent_before = sent;
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let listed = newest(&server.wait_segments("cam", 1, Duration::from_secs(5)));
+        // Samples fall at different points of a segment's build.
+        std::thread::sleep(Duration::from_millis(1000 * (attempt % 3)));
         let text = server.scrape_after(SystemTime::now());
         let after = server.wait_segments("cam", 1, Duration::from_secs(5));
-        if before.segments.last() != after.segments.last() {
+        if newest(&after) != listed {
             continue;
         }
         let sampled_ms =
             metric(&text, "flussonic_stats_last_success_timestamp_seconds", "").unwrap() * 1000.0;
-        let truth = sampled_ms - newest_end_ms(&after);
+        let truth = sampled_ms - listed_ms;
         let delay = stream_metric(&text, "flussonic_stream_client_delay", "cam");
         // The sample reads the newest frame's arrival (25 fps: ≤ 40 ms old) a few ms before
-        // its timestamp; PROGRAM-DATE-TIME follows the source clock from the run's first
-        // keyframe. 250 ms covers both, and is far below one segment (the scale of the value).
+        // its timestamp, and the listing moment is known to within half a poll: 250 ms covers
+        // both and is far below one segment (the scale of the value).
         assert!(
             (delay - truth).abs() <= 250.0,
-            "client_delay {delay} ms, playlist says {truth} ms"
+            "client_delay {delay} ms, the playlist listed its newest segment {truth} ms before the sample"
         );
         checked.push(delay);
         if checked.len() >= 4 {
@@ -297,7 +338,6 @@ fn client_delay_is_the_media_clients_cannot_fetch_yet() {
         checked.len() >= 4,
         "samples with a steady playlist: {checked:?}"
     );
-    // Samples fall at different points of a segment's build: the value moves with them.
     let spread = checked.iter().copied().fold(f64::MIN, f64::max)
         - checked.iter().copied().fold(f64::MAX, f64::min);
     assert!(spread > 100.0, "client_delay never moved: {checked:?}");
