@@ -24,6 +24,7 @@ pub mod ingest;
 pub mod logging;
 pub mod media;
 pub mod packaging;
+pub mod push;
 pub mod stats;
 pub mod stream;
 pub mod telemetry;

@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::veth::Veth;
 use common::*;
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime};
@@ -28,46 +29,6 @@ fn proc_net_dev() -> (u64, u64) {
         .fold((0, 0), |(r, t), (a, b)| (r + a, t + b))
 }
 
-/// A veth pair with its far end in a network namespace, removed on drop.
-struct Veth {
-    ns: String,
-    host_if: String,
-}
-
-impl Veth {
-    fn create(host_ip: &str, peer_ip: &str) -> Veth {
-        let tag = format!("hw{}", std::process::id() % 100_000);
-        let veth = Veth {
-            ns: format!("{tag}ns"),
-            host_if: format!("{tag}h"),
-        };
-        let peer_if = format!("{tag}p");
-        let script = format!(
-            "ip netns add {ns} && ip link add {h} type veth peer name {peer_if} netns {ns} && \
-             ip addr add {host_ip}/30 dev {h} && ip link set {h} up && \
-             ip -n {ns} addr add {peer_ip}/30 dev {peer_if} && ip -n {ns} link set {peer_if} up",
-            ns = veth.ns,
-            h = veth.host_if,
-        );
-        let out = Command::new("sh").args(["-c", &script]).output().unwrap();
-        assert!(
-            out.status.success(),
-            "this test needs root and iproute2 (ip netns, veth): {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        veth
-    }
-}
-
-impl Drop for Veth {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["link", "del", &self.host_if])
-            .status();
-        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
-    }
-}
-
 /// `net_input_bytes`/`net_output_bytes` under known traffic: 20,000 UDP datagrams of 1,000
 /// bytes each way over a veth (1,042 bytes on the wire each: + UDP 8, IP 20, Ethernet 14). The
 /// exported deltas between two samples hold at least that traffic and at most what
@@ -75,7 +36,7 @@ impl Drop for Veth {
 /// crossed the host's interfaces meanwhile).
 #[test]
 fn net_bytes_follow_known_traffic() {
-    let veth = Veth::create("10.254.77.1", "10.254.77.2");
+    let veth = Veth::create("m", "10.254.77.1", "10.254.77.2");
     let server = Server::start(&[]);
     let sink = std::net::UdpSocket::bind("10.254.77.1:0").unwrap();
     let port = sink.local_addr().unwrap().port();

@@ -7,6 +7,7 @@ mod auth;
 mod dvb;
 mod input;
 mod keys;
+mod push;
 mod stream;
 pub mod transcoder;
 
@@ -16,6 +17,7 @@ pub use access::{
 pub use auth::Credentials;
 pub use dvb::{DvbCard, DvbHw, DvbSystem, Modulation, Polarization};
 pub use input::{InputUrl, mask_credentials};
+pub use push::{Push, PushUrl, SrtOptions, mask_line, mask_url};
 pub use stream::{
     ByteSize, Input, SegmentCount, SegmentDuration, Span, StreamConfig, StreamDvr,
     valid_stream_name,
@@ -647,11 +649,8 @@ fn locate(path: &Path, text: &str, err: &toml::de::Error) -> ConfigError {
     let before = &text[..offset];
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    let source_line: String = text
-        .lines()
-        .nth(line - 1)
-        .unwrap_or_default()
-        .trim()
+    // Quoted with its URLs masked: the line may hold a push's stream key.
+    let source_line: String = mask_line(text.lines().nth(line - 1).unwrap_or_default().trim())
         .chars()
         .take(120)
         .collect();

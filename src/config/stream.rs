@@ -23,6 +23,8 @@ pub struct StreamConfig {
     pub transcoder: Option<super::Transcoder>,
     /// Authorization backends of this stream (`on_play`, `on_publish`, `on_play_default`).
     pub access: super::StreamAccess,
+    /// Destinations the stream is sent on to, in the order written.
+    pub pushes: Vec<super::Push>,
 }
 
 /// A stream's `[dvr]` table (Flussonic's keys).
@@ -256,6 +258,7 @@ struct StreamFile {
     on_play: Option<super::BackendUrl>,
     on_publish: Option<super::BackendUrl>,
     on_play_default: Option<super::PlayDefault>,
+    pushes: Option<Vec<super::Push>>,
 }
 
 /// The `inputs` list, refused when empty.
@@ -295,6 +298,22 @@ impl StreamConfig {
                 "`[dvr] renditions` must list renditions 1..={ladder} (this stream has {ladder}), got {r:?}"
             )));
         }
+        let pushes = file.pushes.unwrap_or_default();
+        if let Some(p) = pushes.iter().find(|p| p.rendition.index() >= ladder) {
+            return Err(serde::de::Error::custom(format!(
+                "push {} sends rendition {}, but this stream has {ladder}",
+                p.url,
+                p.rendition.number()
+            )));
+        }
+        for (i, p) in pushes.iter().enumerate() {
+            if pushes[..i].iter().any(|q| q.url == p.url) {
+                return Err(serde::de::Error::custom(format!(
+                    "push {} is listed twice",
+                    p.url
+                )));
+            }
+        }
         let mut inputs = file.inputs.0;
         inputs.sort_by_key(|i| i.priority);
         Ok(StreamConfig {
@@ -311,6 +330,7 @@ impl StreamConfig {
                 on_publish: file.on_publish,
                 on_play_default: file.on_play_default,
             },
+            pushes,
         })
     }
 }

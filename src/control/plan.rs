@@ -24,6 +24,9 @@ pub enum Action {
     /// Retention of the archive (`[dvr] expiration`, `storage_limit`): the DVR writer takes
     /// the new limits from its next pass.
     Retention,
+    /// The `pushes` list: pushes that changed or went stop, new ones start, the others and
+    /// the stream go on.
+    Pushes,
     /// Where the media comes from (`inputs`, `publish_key`): the ingest supervisor restarts;
     /// the window, viewers and archive go on and the playlist gets a discontinuity.
     Source,
@@ -38,6 +41,7 @@ impl Action {
     pub fn restarts(self) -> &'static str {
         match self {
             Action::None | Action::Describe | Action::Resize | Action::Retention => "nothing",
+            Action::Pushes => "the changed pushes",
             Action::Source => "source",
             Action::Rebuild => "source, packager and DVR writer",
         }
@@ -95,6 +99,7 @@ pub fn plan(old: &StreamConfig, new: &StreamConfig) -> Change {
         old.transcoder != new.transcoder,
         Action::Rebuild,
     );
+    differ("pushes", old.pushes != new.pushes, Action::Pushes);
     Change { keys, action }
 }
 
@@ -177,6 +182,17 @@ mod tests {
             change(&BASE.replace("expiration", "root = \"/srv\"\nexpiration")).action,
             Action::Rebuild
         );
+    }
+
+    #[test]
+    fn a_new_push_restarts_only_pushes() {
+        let c = change(&BASE.replace(
+            "segment_count = 6",
+            "segment_count = 6\npushes = [{ url = \"udp://127.0.0.1:5000\" }]",
+        ));
+        assert_eq!(c.keys, ["pushes"]);
+        assert_eq!(c.action, Action::Pushes);
+        assert_eq!(c.action.restarts(), "the changed pushes");
     }
 
     #[test]

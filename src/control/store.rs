@@ -3,7 +3,7 @@
 //! comments and layout where keys did not change, through `toml_edit`), that text goes through
 //! the file loader's own validation, and only then is it written — atomically — and applied.
 
-use crate::config::{FieldError, mask_credentials};
+use crate::config::{FieldError, mask_credentials, mask_url};
 use serde_json::{Map, Value};
 use std::io::Write;
 use std::path::Path;
@@ -143,6 +143,7 @@ fn to_value(value: &Value, path: &str) -> Result<toml_edit::Value, FieldError> {
 struct Secrets {
     publish_key: Option<String>,
     input_urls: Vec<String>,
+    push_urls: Vec<String>,
 }
 
 impl Secrets {
@@ -150,21 +151,23 @@ impl Secrets {
         let Ok(v) = toml::from_str::<toml::Table>(text) else {
             return Secrets::default();
         };
+        let urls = |key: &str| -> Vec<String> {
+            v.get(key)
+                .and_then(|i| i.as_array())
+                .map(|list| {
+                    list.iter()
+                        .filter_map(|i| i.get("url")?.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
         Secrets {
             publish_key: v
                 .get("publish_key")
                 .and_then(|k| k.as_str())
                 .map(str::to_owned),
-            input_urls: v
-                .get("inputs")
-                .and_then(|i| i.as_array())
-                .map(|inputs| {
-                    inputs
-                        .iter()
-                        .filter_map(|i| i.get("url")?.as_str().map(str::to_owned))
-                        .collect()
-                })
-                .unwrap_or_default(),
+            input_urls: urls("inputs"),
+            push_urls: urls("pushes"),
         }
     }
 
@@ -193,6 +196,26 @@ impl Secrets {
                     })
                     .collect(),
             ),
+            ("pushes", Value::Array(pushes)) => Value::Array(
+                pushes
+                    .iter()
+                    .map(|push| {
+                        let mut push = push.clone();
+                        // A push's live state, as the API shows it, is not configuration.
+                        if let Value::Object(fields) = &mut push {
+                            fields.remove("stats");
+                        }
+                        if let Some(Value::String(url)) = push.get_mut("url")
+                            && url.contains(MASK)
+                            && let Some(original) =
+                                self.push_urls.iter().find(|u| mask_url(u) == *url)
+                        {
+                            *url = original.clone();
+                        }
+                        push
+                    })
+                    .collect(),
+            ),
             _ => value.clone(),
         }
     }
@@ -215,6 +238,13 @@ pub(super) fn to_json(name: &str, text: &str) -> Value {
         for input in inputs {
             if let Some(Value::String(url)) = input.get_mut("url") {
                 *url = mask_credentials(url);
+            }
+        }
+    }
+    if let Some(Value::Array(pushes)) = fields.get_mut("pushes") {
+        for push in pushes {
+            if let Some(Value::String(url)) = push.get_mut("url") {
+                *url = mask_url(url);
             }
         }
     }
@@ -352,6 +382,17 @@ mod tests {
         shown["stats"] = json!({"alive": true});
         let text = merge(Some(HAND), &shown).unwrap();
         assert_eq!(text, HAND);
+    }
+
+    #[test]
+    fn push_keys_are_masked_and_restored() {
+        let text = "inputs = [{ url = \"fake://fake\" }]\npushes = [{ url = \"rtmp://yt/live2/KEY-123\" }, { retry_timeout = 3, url = \"srt://h:9000?passphrase=0123456789ab\" }]\n";
+        let mut shown = to_json("s", text);
+        assert_eq!(shown["pushes"][0]["url"], "rtmp://yt/live2/***");
+        assert_eq!(shown["pushes"][1]["url"], "srt://h:9000?passphrase=***");
+        assert!(!shown.to_string().contains("KEY-123"));
+        shown["pushes"][0]["stats"] = json!({"status": "running"});
+        assert_eq!(merge(Some(text), &shown).unwrap(), text);
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! One stream's running parts — DVR writers, stream actor, ingest supervisor, publish slot —
+//! One stream's running parts — DVR writers, stream actor, ingest supervisor, publish slot,
+//! pushes —
 //! started and stopped as one unit (at start-up and at run time alike), and changed in place
 //! where a change allows it (see [`super::plan`]).
 
@@ -9,6 +10,7 @@ use crate::dvr::retention::Limits;
 use crate::dvr::{Archive, RecorderInput, RecorderSettings, recorder};
 use crate::ingest::dvb::Tuners;
 use crate::ingest::{IngestSupervisor, PublishSlots};
+use crate::push::Pushes;
 use crate::stream::{
     ActorControl, Audience, Continuity, DvbCards, Feed, StreamActor, StreamHandle,
 };
@@ -64,6 +66,8 @@ pub(super) struct StreamUnit {
     /// `None` only while a source restart is under way.
     ingest: Option<Ingest>,
     recorders: Vec<Recorder>,
+    /// The destinations it is sent on to (readers of the audience's broadcast).
+    pushes: Pushes,
 }
 
 /// What is left of a stopped unit.
@@ -125,12 +129,20 @@ impl StreamUnit {
             shared.publish.open(&config.name, key);
         }
         let ingest = start_ingest(&config, shared, &parts.feed, &audience);
+        let pushes = Pushes::start(
+            &config.name,
+            &config.pushes,
+            &audience.live,
+            &shared.shutdown,
+        );
         Ok(StreamUnit {
             config,
             handle: StreamHandle {
                 definition: text,
+                pushes: pushes.board(),
                 ..parts.handle
             },
+            pushes,
             audience,
             actor,
             actor_stop,
@@ -145,6 +157,7 @@ impl StreamUnit {
     /// segment is dropped), then the DVR writers once their queue is written. The publish
     /// slot stays (a rebuilt stream keeps its publisher): [`close_publishing`] ends it.
     pub(super) async fn stop(self) -> Stopped {
+        self.pushes.stop().await;
         if let Some(ingest) = self.ingest {
             stop_ingest(ingest).await;
         }
@@ -223,6 +236,11 @@ impl StreamUnit {
         }
         if old.dvr != self.config.dvr {
             self.set_retention(&shared.dvr);
+        }
+        if old.pushes != self.config.pushes {
+            self.pushes
+                .apply(&self.config.pushes, &self.audience.live, &shared.shutdown)
+                .await;
         }
         if change.action == Action::Source {
             self.restart_source(shared).await;

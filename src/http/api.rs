@@ -235,6 +235,22 @@ fn stream_json(state: &AppState, h: &crate::stream::StreamHandle) -> serde_json:
     for (i, input) in inputs.iter_mut().enumerate() {
         input["stats"] = json!({ "active": active == i as u64 + 1, "position": i + 1 });
     }
+    // Pushes as stored (masked), each with its live state under `stats`, in file order.
+    let boards = h.pushes.list();
+    let pushes: Vec<serde_json::Value> = match definition.get_mut("pushes") {
+        Some(serde_json::Value::Array(stored)) if stored.len() == boards.len() => {
+            std::mem::take(stored)
+        }
+        _ => boards.iter().map(|p| json!({ "url": p.url })).collect(),
+    };
+    let pushes: Vec<serde_json::Value> = pushes
+        .into_iter()
+        .zip(&boards)
+        .map(|(mut push, p)| {
+            push["stats"] = push_stats(p);
+            push
+        })
+        .collect();
     // Top-level keys are the definition as stored (so that sending this JSON back changes
     // nothing); values in force, defaults included, are under `stats`.
     let mut out = json!({
@@ -261,6 +277,9 @@ fn stream_json(state: &AppState, h: &crate::stream::StreamHandle) -> serde_json:
             "transcoder": transcoder,
         },
     });
+    if !pushes.is_empty() {
+        out["pushes"] = serde_json::Value::Array(pushes);
+    }
     // The other stored keys (title, dvr, transcoder, publish_key masked, …) as written.
     if let (Some(out), serde_json::Value::Object(stored)) = (out.as_object_mut(), definition) {
         for (key, value) in stored {
@@ -268,6 +287,27 @@ fn stream_json(state: &AppState, h: &crate::stream::StreamHandle) -> serde_json:
         }
     }
     out
+}
+
+/// One push's live state: `status` (`connecting`, `running`, `failed` with `error`), bytes
+/// sent, retries, chunks dropped because the destination was slow, connections.
+fn push_stats(p: &crate::stream::PushStatus) -> serde_json::Value {
+    use crate::stream::{PushPhase, PushStatus};
+    let (status, error) = match p.phase() {
+        PushPhase::Connecting => ("connecting", None),
+        PushPhase::Running => ("running", None),
+        PushPhase::Failed(e) => ("failed", Some(e)),
+    };
+    json!({
+        "url": p.url,
+        "protocol": p.protocol,
+        "status": status,
+        "error": error,
+        "bytes": PushStatus::get(&p.bytes),
+        "retries": PushStatus::get(&p.retries),
+        "dropped_chunks": PushStatus::get(&p.dropped_chunks),
+        "connections": PushStatus::get(&p.connections),
+    })
 }
 
 /// `GET …/streams?limit=N&cursor=NAME&q=TEXT`.

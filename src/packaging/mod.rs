@@ -5,6 +5,7 @@
 //! pre-rendered playlists) that HTTP readers clone without doing any work per request.
 
 pub mod dash;
+pub mod flv;
 pub mod fmp4;
 pub mod hls;
 mod ladder;

@@ -45,6 +45,12 @@ pub const STREAM_TRANSCODER_UP: &str = "flussonic_stream_transcoder_up";
 /// Labels `name`, `track` (`v1`, `v2`…): each rendition's bits/s over the live window.
 pub const STREAM_RENDITION_BITRATE: &str = "flussonic_stream_rendition_bitrate";
 
+// Pushes, labels `name` and `push` (the destination URL, secrets masked).
+pub const STREAM_PUSH_BYTES: &str = "flussonic_stream_push_bytes_total";
+pub const STREAM_PUSH_UP: &str = "flussonic_stream_push_up";
+pub const STREAM_PUSH_RETRIES: &str = "flussonic_stream_push_retries_total";
+pub const STREAM_PUSH_DROPPED: &str = "flussonic_stream_push_dropped_chunks_total";
+
 // DVR recorder, label `name`.
 pub const DVR_WRITTEN: &str = "flussonic_dvr_segments_written_total";
 pub const DVR_DROPPED: &str = "flussonic_dvr_segments_dropped_total";
@@ -132,6 +138,23 @@ pub fn describe() {
     describe_gauge!(
         STREAM_RENDITION_BITRATE,
         "Bits per second of each rendition over the live window (MPEG-TS)"
+    );
+    describe_counter!(
+        STREAM_PUSH_BYTES,
+        Unit::Bytes,
+        "Bytes a push sent to its destination (to all viewers of an SRT listener)"
+    );
+    describe_gauge!(
+        STREAM_PUSH_UP,
+        "1 while a push is sending (a listener: accepting viewers), 0 while it connects or retries"
+    );
+    describe_counter!(
+        STREAM_PUSH_RETRIES,
+        "Times a push lost its destination (refused, dropped, unreachable) and started again"
+    );
+    describe_counter!(
+        STREAM_PUSH_DROPPED,
+        "Stream chunks a push skipped because its destination could not keep up"
     );
     describe_gauge!(VERSION_INFO, "Headwater version (value is always 1)");
     describe_gauge!(BOOT_TIME, Unit::Seconds, "Server start time, Unix seconds");

@@ -1,7 +1,7 @@
 //! Per-stream figures, sampled from the stream counters and sessions.
 
 use super::names;
-use crate::stream::{Registry, StreamCounters, mono_ms};
+use crate::stream::{PushStatus, Registry, StreamCounters, mono_ms};
 use metrics::{counter, gauge};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
@@ -104,6 +104,15 @@ impl StreamSampler {
                     .set(index.depth_ms() as f64 / 1000.0);
                 gauge!(names::STREAM_DVR_DURATION, "name" => name.clone())
                     .set(index.duration_ms() as f64 / 1000.0);
+            }
+            for push in stream.pushes.list() {
+                let labels = [("name", name.clone()), ("push", push.url.clone())];
+                counter!(names::STREAM_PUSH_BYTES, &labels).absolute(PushStatus::get(&push.bytes));
+                counter!(names::STREAM_PUSH_RETRIES, &labels)
+                    .absolute(PushStatus::get(&push.retries));
+                counter!(names::STREAM_PUSH_DROPPED, &labels)
+                    .absolute(PushStatus::get(&push.dropped_chunks));
+                gauge!(names::STREAM_PUSH_UP, &labels).set(if push.up() { 1.0 } else { 0.0 });
             }
             if let Some(a) = &stream.archive {
                 let c = &a.counters;

@@ -136,6 +136,7 @@ impl StreamActor {
             archives: archives.into(),
             definition: Arc::from(""),
             access: Arc::new(config.access.clone()),
+            pushes: Arc::default(),
         };
         let target_ms = config.segment_duration.as_millis();
         let mut ladder = LadderSegmenter::new(config.segment_duration.duration(), renditions);
@@ -233,10 +234,9 @@ impl StreamActor {
         match feed {
             Feed::Chunk(chunk) => {
                 let segments = self.ladder.push(&chunk, crate::media::utc::now_ms());
-                if chunk.rendition == 0 {
-                    // No receiver is normal (nobody watching /mpegts); the error only says that.
-                    let _ = self.live.send(chunk);
-                }
+                // Every rendition (pushes may send any; /mpegts takes the first). No receiver
+                // is normal (nobody watching, no push); the error only says that.
+                let _ = self.live.send(chunk);
                 if !segments.is_empty() {
                     self.list(segments);
                 }

@@ -4,16 +4,18 @@
 //!
 //! ```text
 //! ingest --Feed (bounded mpsc, try_send)--> StreamActor --watch<Arc<Snapshot>>--> http (HLS)
-//!                                                      \--broadcast<Chunk>-----> http (/mpegts)
+//!                                                      \--broadcast<Chunk>-----> http (/mpegts), push
 //! ```
 
 mod actor;
 mod counters;
+mod push_status;
 mod rendition;
 mod sessions;
 
 pub use actor::{ActorControl, ActorParts, Audience, Continuity, StreamActor};
 pub use counters::{DvbCards, DvbReading, StreamCounters, TranscoderStatus, mono_ms};
+pub use push_status::{PushBoard, PushPhase, PushStatus};
 pub use sessions::{Sessions, StreamingClient, session_key};
 
 use crate::media::{Chunk, MediaInfo};
@@ -26,8 +28,10 @@ use tokio::sync::{broadcast, watch};
 /// Chunks queued from ingest to the actor. Bounded so a stalled actor cannot grow memory: at
 /// ~70 chunks/s (25 fps video + audio) this absorbs about 7 s of scheduling hiccups.
 pub const FEED_CAPACITY: usize = 512;
-/// Chunks buffered per `/mpegts` subscriber before it counts as lagging (~3.5 s).
-pub const LIVE_CAPACITY: usize = 256;
+/// Chunks buffered per subscriber (an `/mpegts` viewer, a push) before it counts as lagging
+/// and skips to the next keyframe: every rendition's chunks go through it, so this is about
+/// 3.5 s of a two-rung ladder (~140 chunks/s).
+pub const LIVE_CAPACITY: usize = 512;
 
 /// What ingest sends to a stream actor.
 #[derive(Debug)]
@@ -123,6 +127,8 @@ pub struct StreamHandle {
     pub definition: Arc<str>,
     /// The stream's own authorization backends (the server's `[auth]` fills the gaps).
     pub access: Arc<crate::config::StreamAccess>,
+    /// Its pushes' states and figures (empty without `pushes`).
+    pub pushes: Arc<PushBoard>,
 }
 
 impl StreamHandle {

@@ -7,6 +7,7 @@ pub mod backend;
 pub mod control;
 pub mod mp4;
 pub mod otlp;
+pub mod veth;
 
 use std::io::Read;
 use std::net::TcpListener;

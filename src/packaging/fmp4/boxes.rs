@@ -193,6 +193,13 @@ fn avc1(w: &mut Writer, avc: &AvcConfig, width: u16, height: u16) {
 }
 
 /// AVCDecoderConfigurationRecord with one SPS and one PPS.
+/// The AVCDecoderConfigurationRecord alone (what FLV's AVC sequence header carries).
+pub(super) fn avc_config_record(avc: &AvcConfig) -> Vec<u8> {
+    let mut w = Writer::default();
+    avcc(&mut w, avc);
+    w.buf
+}
+
 fn avcc(w: &mut Writer, avc: &AvcConfig) {
     let byte = |i: usize| avc.sps.get(i).copied().unwrap_or(0);
     let len16 = |v: &[u8]| u16::try_from(v.len()).unwrap_or(u16::MAX);

@@ -220,6 +220,12 @@ pub fn video_init(avc: &AvcConfig, width: u32, height: u32) -> Vec<u8> {
     boxes::video_init(avc, width, height)
 }
 
+/// The AVCDecoderConfigurationRecord (ISO/IEC 14496-15) of `avc`: the body of `avcC` and of
+/// an FLV AVC sequence header.
+pub fn avc_config_record(avc: &AvcConfig) -> Vec<u8> {
+    boxes::avc_config_record(avc)
+}
+
 /// `ftyp` + `moov` for one AAC track (track_ID 1, timescale = sample rate, `mp4a` + `esds`).
 pub fn audio_init(aac: &AacConfig) -> Vec<u8> {
     boxes::audio_init(aac)
