@@ -174,6 +174,91 @@ fn udp_push_is_paced_by_pcr_continuous_and_decodes() {
     );
 }
 
+/// Pushes change at run time: adding one (API `PUT`) starts it and leaves the running one
+/// untouched (its datagrams never pause, its state never leaves `running`); removing one
+/// stops it and its series leave the exposition.
+#[test]
+fn pushes_change_at_run_time_without_touching_the_others() {
+    let recv = |s: &UdpSocket| {
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+    };
+    let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+    recv(&a);
+    recv(&b);
+    let (pa, pb) = (
+        a.local_addr().unwrap().port(),
+        b.local_addr().unwrap().port(),
+    );
+    let push_a = json!({"url": format!("udp://127.0.0.1:{pa}")});
+    let push_b = json!({"url": format!("udp://127.0.0.1:{pb}")});
+    let server = Server::start(&[(
+        "cam",
+        &format!("{FAKE}pushes = [{{ url = \"udp://127.0.0.1:{pa}\" }}]\n"),
+    )]);
+    let mut buf = [0u8; 2048];
+    // A flows; then B is added while A is watched for gaps.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while a.recv(&mut buf).is_err() {
+        assert!(Instant::now() < deadline, "push A never sent");
+    }
+    let watcher = std::thread::spawn(move || {
+        let mut last = Instant::now();
+        let mut longest = Duration::ZERO;
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(12) {
+            if a.recv(&mut buf).is_ok() {
+                longest = longest.max(last.elapsed());
+                last = Instant::now();
+            }
+        }
+        longest.max(last.elapsed())
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let r = put(
+        &server,
+        "cam",
+        &json!({"inputs": [{"url": "fake://fake"}], "pushes": [push_a, push_b]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let mut buf = [0u8; 2048];
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while b.recv(&mut buf).is_err() {
+        assert!(Instant::now() < deadline, "the added push B never sent");
+    }
+    let longest = watcher.join().unwrap();
+    assert!(
+        longest < Duration::from_millis(500),
+        "push A paused {longest:?} while B was added"
+    );
+    let stats = push_stats(&server, "cam");
+    assert_eq!(stats.len(), 2);
+    assert_eq!(stats[0]["retries"], 0, "{stats:?}");
+    assert_eq!(stats[0]["status"], "running");
+    assert_eq!(stats[1]["status"], "running");
+    assert!(
+        server.log_text().contains("changed=pushes"),
+        "logged as a push change"
+    );
+    // B removed: it stops, and its series go with the next sample.
+    let r = put(
+        &server,
+        "cam",
+        &json!({"inputs": [{"url": "fake://fake"}], "pushes": [push_a]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    std::thread::sleep(Duration::from_millis(1500));
+    while b.recv(&mut buf).is_ok() {}
+    assert!(b.recv(&mut buf).is_err(), "B stopped sending");
+    let text = server.scrape_after(std::time::SystemTime::now());
+    assert!(
+        !text.contains(&format!("127.0.0.1:{pb}")),
+        "B's series are gone"
+    );
+    assert!(text.contains(&format!("push=\"udp://127.0.0.1:{pa}\"")));
+}
+
 /// Multicast out of the interface `iface` names, with its TTL: a receiver in a network
 /// namespace at the far end of a veth pair joins the group and gets every datagram with
 /// TTL 3 (nothing else reaches that namespace: without `iface` the group would leave by the

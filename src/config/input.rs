@@ -204,10 +204,13 @@ pub fn mask_credentials(url: &str) -> String {
         }
     }
     for key in ["passphrase=", "password=", "key="] {
-        if let Some(i) = out.find(key) {
-            let start = i + key.len();
+        // Every occurrence: a repeated parameter must not leak either.
+        let mut from = 0;
+        while let Some(i) = out[from..].find(key) {
+            let start = from + i + key.len();
             let end = out[start..].find('&').map_or(out.len(), |e| start + e);
             out.replace_range(start..end, "***");
+            from = start + 3;
         }
     }
     out

@@ -180,8 +180,8 @@ impl std::str::FromStr for PushUrl {
                     }
                     Some(i) => return Err(bad(&format!("`{i}` is not an interface name"))),
                 };
-                if iface.is_some() && !dest.ip().is_multicast() {
-                    return Err(bad("iface applies to a multicast destination only"));
+                if iface.is_some() && !(dest.is_ipv4() && dest.ip().is_multicast()) {
+                    return Err(bad("iface applies to an IPv4 multicast destination only"));
                 }
                 Ok(PushUrl::Udp { dest, ttl, iface })
             }
@@ -301,8 +301,9 @@ impl fmt::Display for PushUrl {
                 write!(f, "{sep}passphrase=***")?;
                 sep = '&';
             }
-            if let Some(s) = &srt.streamid {
-                write!(f, "{sep}streamid={s}")?;
+            // A stream id often carries a publish key (`#!::r=…,m=publish`).
+            if srt.streamid.is_some() {
+                write!(f, "{sep}streamid=***")?;
                 sep = '&';
             }
             if let Some(l) = srt.latency_ms {
@@ -341,7 +342,16 @@ impl fmt::Display for PushUrl {
 /// Any URL with its secrets as `***`: credentials and passphrases (see
 /// [`super::mask_credentials`]) and an RTMP stream key (the last path part).
 pub fn mask_url(url: &str) -> String {
-    let masked = super::mask_credentials(url);
+    let mut masked = super::mask_credentials(url);
+    let mut from = 0;
+    while let Some(i) = masked[from..].find("streamid=") {
+        let start = from + i + "streamid=".len();
+        let end = masked[start..]
+            .find('&')
+            .map_or(masked.len(), |e| start + e);
+        masked.replace_range(start..end, "***");
+        from = start + 3;
+    }
     let Some(rest) = masked
         .strip_prefix("rtmp://")
         .or_else(|| masked.strip_prefix("rtmps://"))
@@ -362,14 +372,15 @@ pub fn mask_url(url: &str) -> String {
 }
 
 /// A configuration line with every quoted URL in it masked (for error messages that quote
-/// the offending line).
+/// the offending line): TOML basic (`"…"`) and literal (`'…'`) strings alike.
 pub fn mask_line(line: &str) -> String {
     let mut out = String::with_capacity(line.len());
     let mut rest = line;
-    while let Some(start) = rest.find('"') {
+    while let Some(start) = rest.find(['"', '\'']) {
+        let quote = rest[start..].chars().next().unwrap_or('"');
         out.push_str(&rest[..=start]);
         rest = &rest[start + 1..];
-        let end = rest.find('"').unwrap_or(rest.len());
+        let end = rest.find(quote).unwrap_or(rest.len());
         let value = &rest[..end];
         if value.contains("://") {
             out.push_str(&mask_url(value));
@@ -377,8 +388,8 @@ pub fn mask_line(line: &str) -> String {
             out.push_str(value);
         }
         rest = &rest[end..];
-        if let Some(r) = rest.strip_prefix('"') {
-            out.push('"');
+        if let Some(r) = rest.strip_prefix(quote) {
+            out.push(quote);
             rest = r;
         }
     }
@@ -413,7 +424,7 @@ mod tests {
         let srt = parse("srt://10.0.0.5:9000?passphrase=0123456789ab&streamid=cam").unwrap();
         assert_eq!(
             srt.to_string(),
-            "srt://10.0.0.5:9000?passphrase=***&streamid=cam"
+            "srt://10.0.0.5:9000?passphrase=***&streamid=***"
         );
         let listener = parse("srt://:9001?mode=listener").unwrap();
         assert_eq!(
@@ -454,5 +465,13 @@ mod tests {
             r#"pushes = [{ url = "rtmp://h/live/***" }, { url = "srt://h:1?passphrase=***" }]"#
         );
         assert_eq!(mask_line("title = \"a\""), "title = \"a\"");
+        assert_eq!(
+            mask_line("pushes = [{ url = 'rtmp://h/live/SECRET' }]"),
+            "pushes = [{ url = 'rtmp://h/live/***' }]"
+        );
+        assert_eq!(
+            mask_url("srt://h:1?streamid=#!::r=live/k,m=publish&passphrase=a&passphrase=b"),
+            "srt://h:1?streamid=***&passphrase=***&passphrase=***"
+        );
     }
 }

@@ -199,16 +199,22 @@ impl Secrets {
             ("pushes", Value::Array(pushes)) => Value::Array(
                 pushes
                     .iter()
-                    .map(|push| {
+                    .enumerate()
+                    .map(|(i, push)| {
                         let mut push = push.clone();
                         // A push's live state, as the API shows it, is not configuration.
                         if let Value::Object(fields) = &mut push {
                             fields.remove("stats");
                         }
+                        // The stored push at the same place first: two keys on one server
+                        // mask alike.
                         if let Some(Value::String(url)) = push.get_mut("url")
                             && url.contains(MASK)
-                            && let Some(original) =
-                                self.push_urls.iter().find(|u| mask_url(u) == *url)
+                            && let Some(original) = self
+                                .push_urls
+                                .get(i)
+                                .filter(|u| mask_url(u) == *url)
+                                .or_else(|| self.push_urls.iter().find(|u| mask_url(u) == *url))
                         {
                             *url = original.clone();
                         }
@@ -393,6 +399,9 @@ mod tests {
         assert!(!shown.to_string().contains("KEY-123"));
         shown["pushes"][0]["stats"] = json!({"status": "running"});
         assert_eq!(merge(Some(text), &shown).unwrap(), text);
+        // Two keys on one server look alike; each comes back to its place.
+        let two = "inputs = [{ url = \"fake://fake\" }]\npushes = [{ url = \"rtmp://yt/live2/A\" }, { url = \"rtmp://yt/live2/B\" }]\n";
+        assert_eq!(merge(Some(two), &to_json("s", two)).unwrap(), two);
     }
 
     #[test]

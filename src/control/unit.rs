@@ -129,12 +129,7 @@ impl StreamUnit {
             shared.publish.open(&config.name, key);
         }
         let ingest = start_ingest(&config, shared, &parts.feed, &audience);
-        let pushes = Pushes::start(
-            &config.name,
-            &config.pushes,
-            &audience.live,
-            &shared.shutdown,
-        );
+        let pushes = Pushes::start(&config.name, &config.pushes, &audience, &shared.shutdown);
         Ok(StreamUnit {
             config,
             handle: StreamHandle {
@@ -239,7 +234,7 @@ impl StreamUnit {
         }
         if old.pushes != self.config.pushes {
             self.pushes
-                .apply(&self.config.pushes, &self.audience.live, &shared.shutdown)
+                .apply(&self.config.pushes, &self.audience, &shared.shutdown)
                 .await;
         }
         if change.action == Action::Source {

@@ -434,7 +434,6 @@ fn mpegts(
                 next = f.rx.recv() => next,
             };
             match next {
-                Ok(chunk) if chunk.rendition != 0 => {}
                 Ok(chunk) if f.synced || chunk.keyframe => {
                     f.synced = true;
                     return Some((Ok::<_, Infallible>(Frame::data(chunk.data)), f));

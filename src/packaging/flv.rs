@@ -70,7 +70,8 @@ impl Clock {
         self.last = Some((raw, unwrapped));
         let ms = ((unwrapped - self.base) / 90).max(0);
         self.last_ms = self.last_ms.max(ms);
-        u32::try_from(ms).unwrap_or(u32::MAX)
+        // RTMP timestamps wrap at 2^32 ms (49.7 days).
+        (ms as u64 & 0xffff_ffff) as u32
     }
 }
 

@@ -14,7 +14,7 @@ pub mod ts;
 
 use crate::config::{Push, PushUrl};
 use crate::media::Chunk;
-use crate::stream::{PushBoard, PushPhase, PushStatus};
+use crate::stream::{Audience, PushBoard, PushPhase, PushStatus};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::broadcast::{self, error::RecvError};
@@ -114,11 +114,11 @@ pub struct Pushes {
 }
 
 impl Pushes {
-    /// Starts every push of `pushes` on the stream's broadcast.
+    /// Starts every push of `pushes` on the stream's broadcasts.
     pub fn start(
         stream: &str,
         pushes: &[Push],
-        live: &broadcast::Sender<Chunk>,
+        audience: &Audience,
         shutdown: &CancellationToken,
     ) -> Pushes {
         let mut p = Pushes {
@@ -126,8 +126,8 @@ impl Pushes {
             running: Vec::new(),
             board: Arc::default(),
         };
-        for push in pushes {
-            let r = p.launch(push, live, shutdown);
+        for (i, push) in pushes.iter().enumerate() {
+            let r = p.launch(push, label(pushes, i), audience, shutdown);
             p.running.push(r);
         }
         p.publish();
@@ -140,26 +140,34 @@ impl Pushes {
     }
 
     /// Brings the running set to `pushes`: unchanged pushes go on untouched, the others stop
-    /// or start.
+    /// and then (so that a listener's port or an RTMP key is free again) start.
     pub async fn apply(
         &mut self,
         pushes: &[Push],
-        live: &broadcast::Sender<Chunk>,
+        audience: &Audience,
         shutdown: &CancellationToken,
     ) {
         let mut old = std::mem::take(&mut self.running);
-        for push in pushes {
-            match old.iter().position(|r| r.push == *push) {
-                Some(i) => self.running.push(old.remove(i)),
-                None => {
-                    let r = self.launch(push, live, shutdown);
-                    self.running.push(r);
-                }
-            }
-        }
+        let mut kept: Vec<Option<Running>> = pushes
+            .iter()
+            .enumerate()
+            .map(|(i, push)| {
+                let at = old
+                    .iter()
+                    .position(|r| r.push == *push && r.status.url == label(pushes, i))?;
+                Some(old.remove(at))
+            })
+            .collect();
         for r in old {
-            info!(stream = %self.stream, push = %r.push.url, "push removed");
+            info!(stream = %self.stream, push = %r.status.url, "push removed");
             stop(r).await;
+        }
+        for (i, push) in pushes.iter().enumerate() {
+            let r = match kept[i].take() {
+                Some(r) => r,
+                None => self.launch(push, label(pushes, i), audience, shutdown),
+            };
+            self.running.push(r);
         }
         self.publish();
     }
@@ -179,17 +187,18 @@ impl Pushes {
     fn launch(
         &self,
         push: &Push,
-        live: &broadcast::Sender<Chunk>,
+        label: String,
+        audience: &Audience,
         shutdown: &CancellationToken,
     ) -> Running {
-        let status = Arc::new(PushStatus::new(push.url.to_string(), push.url.protocol()));
+        let span = info_span!("push", stream = %self.stream, push = %label);
+        let status = Arc::new(PushStatus::new(label, push.url.protocol()));
         let stop = shutdown.child_token();
         let source = Source {
-            live: live.clone(),
+            live: audience.chunks_of(push.rendition.index()).clone(),
             rendition: push.rendition.index(),
             status: status.clone(),
         };
-        let span = info_span!("push", stream = %self.stream, push = %push.url);
         let task = tokio::spawn(
             supervise(push.clone(), source, status.clone(), stop.clone()).instrument(span),
         );
@@ -202,12 +211,27 @@ impl Pushes {
     }
 }
 
+/// How push `i` of `pushes` is shown (API, logs, the `push` metric label): its masked URL,
+/// with `#N` (its position) when another push masks the same, e.g. two keys on one server.
+fn label(pushes: &[Push], i: usize) -> String {
+    let url = pushes[i].url.to_string();
+    if pushes
+        .iter()
+        .enumerate()
+        .any(|(j, p)| j != i && p.url.to_string() == url)
+    {
+        format!("{url}#{}", i + 1)
+    } else {
+        url
+    }
+}
+
 async fn stop(r: Running) {
     r.stop.cancel();
     if let Err(e) = r.task.await
         && e.is_panic()
     {
-        tracing::error!(push = %r.push.url, error = %e, "push task panicked");
+        tracing::error!(push = %r.status.url, error = %e, "push task panicked");
     }
 }
 

@@ -138,7 +138,8 @@ async fn setup(
     app: &str,
     key: &str,
 ) -> Result<(TcpStream, ClientSession, Vec<u8>), PushError> {
-    let addr = tokio::net::lookup_host((host, port))
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let addr = tokio::net::lookup_host((bare, port))
         .await
         .map_err(|_| PushError::Resolve(host.into()))?
         .next()
@@ -184,6 +185,7 @@ async fn setup(
             .map_err(rtmp_err)?,
     );
     let mut asked_to_publish = false;
+    let mut published = false;
     loop {
         for r in std::mem::take(&mut pending) {
             match r {
@@ -206,18 +208,33 @@ async fn setup(
                         "the server refused application {app}: {description}"
                     )));
                 }
+                // Packets after it in this batch are still written (the session's header
+                // compression counts on every packet it made reaching the peer).
                 ClientSessionResult::RaisedEvent(ClientSessionEvent::PublishRequestAccepted) => {
-                    return Ok((tcp, session, std::mem::take(&mut input)));
+                    published = true;
                 }
                 ClientSessionResult::RaisedEvent(
                     ClientSessionEvent::UnhandleableOnStatusCode { code },
-                ) if code.contains("Publish.BadName") || code.contains("Failed") => {
+                ) if [
+                    "BadName",
+                    "Denied",
+                    "Rejected",
+                    "Failed",
+                    "Error",
+                    "Unauthorized",
+                ]
+                .iter()
+                .any(|w| code.contains(w)) =>
+                {
                     return Err(PushError::Rtmp(format!(
                         "the server refused to publish: {code}"
                     )));
                 }
                 _ => {}
             }
+        }
+        if published {
+            return Ok((tcp, session, std::mem::take(&mut input)));
         }
         if !input.is_empty() {
             pending.extend(session.handle_input(&input).map_err(rtmp_err)?);

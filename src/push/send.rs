@@ -128,7 +128,10 @@ pub(super) async fn udp(
             IpAddr::V6(_) => socket.set_multicast_hops_v6(ttl.unwrap_or(1))?,
         }
     } else if let Some(t) = ttl {
-        socket.set_ttl_v4(t)?;
+        match dest.ip() {
+            IpAddr::V4(_) => socket.set_ttl_v4(t)?,
+            IpAddr::V6(_) => socket.set_unicast_hops_v6(t)?,
+        }
     }
     socket.set_nonblocking(true)?;
     socket.bind(&local.into())?;
@@ -168,6 +171,7 @@ pub(super) async fn srt_call(
     feed: Feed,
     status: &Arc<PushStatus>,
 ) -> Result<(), PushError> {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
     let remote = tokio::net::lookup_host((host, port))
         .await
         .map_err(|_| PushError::Resolve(host.into()))?
@@ -214,7 +218,7 @@ pub(super) async fn srt_listen(
         let request = tokio::select! {
             r = incoming.incoming().next() => match r {
                 Some(r) => r,
-                None => break Ok(()),
+                None => break Err(PushError::Srt(format!("the listener on port {port} closed"))),
             },
             Some(_) = viewers.join_next(), if !viewers.is_empty() => {
                 status.connections.store(viewers.len() as u64, Ordering::Relaxed);

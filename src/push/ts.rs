@@ -33,6 +33,35 @@ fn pid(packet: &[u8]) -> u16 {
     (u16::from(packet[1] & 0x1f) << 8) | u16::from(packet[2])
 }
 
+/// Packets without a PCR on the clock's PID after which a PCR on another PID takes over.
+const PCR_PID_SWITCH: u32 = 2000;
+
+/// The PID whose PCRs are the clock: the first seen with one, until it has carried none for
+/// [`PCR_PID_SWITCH`] packets and another PID carries them (a restarted source may put its
+/// PCR elsewhere). PCRs of other PIDs are ignored, so two PCR PIDs never look like jumps.
+#[derive(Debug, Default)]
+struct PcrPid {
+    pid: Option<u16>,
+    since_seen: u32,
+}
+
+impl PcrPid {
+    /// The PCR of `packet` if it is the clock's.
+    fn pcr(&mut self, packet: &[u8]) -> Option<u64> {
+        self.since_seen = self.since_seen.saturating_add(1);
+        let pcr = pcr_of(packet)?;
+        let pid = pid(packet);
+        if self.pid != Some(pid) {
+            if self.pid.is_some() && self.since_seen < PCR_PID_SWITCH {
+                return None;
+            }
+            self.pid = Some(pid);
+        }
+        self.since_seen = 0;
+        Some(pcr)
+    }
+}
+
 /// Rewrites continuity counters so that each PID counts on without a gap whatever the
 /// source does (a restarted muxer starts again at 0), and sets the discontinuity indicator
 /// on the first PCR of a new timeline, as a receiver expects after a failover.
@@ -44,6 +73,7 @@ pub struct Continuity {
     last_pcr: Option<u64>,
     /// A break was announced (a lag resync): the next PCR starts a new timeline.
     broken: bool,
+    clock: PcrPid,
 }
 
 impl Continuity {
@@ -52,6 +82,7 @@ impl Continuity {
             counters: vec![None; 8192],
             last_pcr: None,
             broken: false,
+            clock: PcrPid::default(),
         }
     }
 
@@ -70,7 +101,7 @@ impl Continuity {
             if pid == 0x1fff {
                 continue;
             }
-            if let Some(pcr) = pcr_of(packet) {
+            if let Some(pcr) = self.clock.pcr(packet) {
                 let new_timeline = self.broken
                     || self
                         .last_pcr
@@ -115,12 +146,13 @@ pub struct Pacer {
     ready: VecDeque<(Instant, Bytes)>,
     /// Times the timeline was set again (a new source run, or a source far off real time).
     pub reanchored: u64,
+    clock: PcrPid,
 }
 
 /// Packets held without any PCR before they go out unpaced.
 const MAX_PENDING: usize = 4096;
-/// A PCR due this far in the past (the source was late) or future (it ran ahead) resets
-/// the timeline rather than bursting or buffering without end.
+/// A PCR due this far beyond the delay (the source ran ahead) resets the timeline rather than
+/// buffering without end.
 const MAX_SKEW: Duration = Duration::from_secs(2);
 
 impl Pacer {
@@ -133,6 +165,7 @@ impl Pacer {
             partial: BytesMut::with_capacity(PACKET * PER_DATAGRAM),
             ready: VecDeque::new(),
             reanchored: 0,
+            clock: PcrPid::default(),
         }
     }
 
@@ -141,7 +174,7 @@ impl Pacer {
         for packet in data.chunks_exact(PACKET) {
             let mut p = [0u8; PACKET];
             p.copy_from_slice(packet);
-            let pcr = pcr_of(&p);
+            let pcr = self.clock.pcr(&p);
             self.pending.push(p);
             if let Some(pcr) = pcr {
                 self.on_pcr(pcr, now);
@@ -158,7 +191,11 @@ impl Pacer {
                 if pcr >= last && pcr - last <= PCR_JUMP && pcr >= base =>
             {
                 let due = at + Duration::from_nanos((pcr - base) * 1000 / 27);
-                if due + MAX_SKEW < now + self.delay || due > now + self.delay + MAX_SKEW {
+                // Already due (the source stalled longer than the delay and resumed with
+                // its clock): the timeline is set again a delay from now, rather than
+                // sending everything on arrival from then on. Far ahead (a source running
+                // fast): set again rather than buffering without end.
+                if due < now || due > now + self.delay + MAX_SKEW {
                     None
                 } else {
                     Some(due)
@@ -169,12 +206,12 @@ impl Pacer {
         let due = match due {
             Some(d) => d,
             None => {
-                // A new timeline: it starts where the previous one's output ends (no
-                // overlap), or a delay from now.
+                // A new timeline: a delay from now, and not before the previous one's output
+                // ends (no overlap).
                 let start = self
                     .ready
                     .back()
-                    .map_or(now + self.delay, |(t, _)| (*t).max(now + self.delay / 2));
+                    .map_or(now + self.delay, |(t, _)| (*t).max(now + self.delay));
                 if self.anchor.is_some() {
                     self.reanchored += 1;
                 }
@@ -321,6 +358,51 @@ mod tests {
             let off = d.abs_diff(expected);
             assert!(off <= Duration::from_millis(4), "datagram {i} at {d:?}");
         }
+    }
+
+    #[test]
+    fn after_a_stall_the_output_is_paced_again() {
+        let t0 = Instant::now();
+        let mut pacer = Pacer::new(Duration::from_millis(500));
+        let frame = |pacer: &mut Pacer, n: u64, at_ms: u64| {
+            let mut chunk = Vec::new();
+            for i in 0..7 {
+                chunk.extend_from_slice(&packet(256, i, (i == 0).then_some(n * 1_080_000)));
+            }
+            pacer.push(&chunk, t0 + Duration::from_millis(at_ms));
+        };
+        for n in 0..10 {
+            frame(&mut pacer, n, n * 40);
+        }
+        // The source stalls 1.5 s, then resumes in real time with its clock where it was.
+        for n in 10..60 {
+            frame(&mut pacer, n, 1500 + n * 40);
+        }
+        // The last frames go out a delay after they arrived, not on arrival.
+        let (last_due, _) = *pacer.ready.back().unwrap();
+        let arrived = t0 + Duration::from_millis(1500 + 59 * 40);
+        assert!(
+            last_due >= arrived + Duration::from_millis(400),
+            "due {:?} after arrival",
+            last_due.saturating_duration_since(arrived)
+        );
+        assert_eq!(pacer.reanchored, 1);
+    }
+
+    #[test]
+    fn pcrs_of_a_second_pid_are_not_the_clock() {
+        let mut c = Continuity::new();
+        let mut data: Vec<u8> = Vec::new();
+        for (i, pcr) in [(0u8, 2_700_000u64), (1, 3_780_000), (2, 4_860_000)] {
+            data.extend_from_slice(&packet(256, i, Some(pcr)));
+            // Another PID with its own, unrelated PCR values.
+            data.extend_from_slice(&packet(257, i, Some(900_000_000 - u64::from(i))));
+        }
+        c.rewrite(&mut data);
+        assert!(
+            data.chunks(PACKET).all(|p| p[5] & 0x80 == 0),
+            "no discontinuity marked"
+        );
     }
 
     #[test]

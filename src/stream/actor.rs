@@ -47,7 +47,10 @@ pub struct Continuity {
 pub struct Audience {
     pub counters: Arc<StreamCounters>,
     pub sessions: Arc<Sessions>,
+    /// Chunks of the first rendition.
     pub live: broadcast::Sender<Chunk>,
+    /// Chunks of the other renditions of a ladder (for pushes that send them).
+    pub ladder: broadcast::Sender<Chunk>,
 }
 
 impl Default for Audience {
@@ -56,7 +59,15 @@ impl Default for Audience {
             counters: Arc::default(),
             sessions: Arc::default(),
             live: broadcast::channel(super::LIVE_CAPACITY).0,
+            ladder: broadcast::channel(super::LADDER_CAPACITY).0,
         }
+    }
+}
+
+impl Audience {
+    /// The broadcast that carries rendition `index` (0-based).
+    pub fn chunks_of(&self, index: usize) -> &broadcast::Sender<Chunk> {
+        if index == 0 { &self.live } else { &self.ladder }
     }
 }
 
@@ -90,6 +101,8 @@ pub struct StreamActor {
     fmp4_failing: bool,
     snapshot: watch::Sender<Arc<Snapshot>>,
     live: broadcast::Sender<Chunk>,
+    /// Chunks of renditions 2…, sent only while someone (a push) listens.
+    ladder_live: broadcast::Sender<Chunk>,
     counters: Arc<StreamCounters>,
     /// The DVR writer of each rendition that records.
     recorders: Vec<Option<RecorderInput>>,
@@ -109,6 +122,7 @@ impl StreamActor {
             counters,
             sessions,
             live,
+            ladder: ladder_live,
         } = audience;
         let (archives, recorders): (Vec<_>, Vec<_>) = dvr.into_iter().map(Option::unzip).unzip();
         let renditions = config.transcoder.as_ref().map_or(1, |t| t.video.0.len());
@@ -163,6 +177,7 @@ impl StreamActor {
             fmp4_failing: false,
             snapshot,
             live,
+            ladder_live,
             counters,
             recorders,
             target_ms,
@@ -234,9 +249,12 @@ impl StreamActor {
         match feed {
             Feed::Chunk(chunk) => {
                 let segments = self.ladder.push(&chunk, crate::media::utc::now_ms());
-                // Every rendition (pushes may send any; /mpegts takes the first). No receiver
-                // is normal (nobody watching, no push); the error only says that.
-                let _ = self.live.send(chunk);
+                // No receiver is normal (nobody watching, no push); the error only says that.
+                if chunk.rendition == 0 {
+                    let _ = self.live.send(chunk);
+                } else if self.ladder_live.receiver_count() > 0 {
+                    let _ = self.ladder_live.send(chunk);
+                }
                 if !segments.is_empty() {
                     self.list(segments);
                 }

@@ -5,6 +5,7 @@
 //! ```text
 //! ingest --Feed (bounded mpsc, try_send)--> StreamActor --watch<Arc<Snapshot>>--> http (HLS)
 //!                                                      \--broadcast<Chunk>-----> http (/mpegts), push
+//!                                                      \--broadcast<Chunk> (renditions 2…)--> push
 //! ```
 
 mod actor;
@@ -28,10 +29,12 @@ use tokio::sync::{broadcast, watch};
 /// Chunks queued from ingest to the actor. Bounded so a stalled actor cannot grow memory: at
 /// ~70 chunks/s (25 fps video + audio) this absorbs about 7 s of scheduling hiccups.
 pub const FEED_CAPACITY: usize = 512;
-/// Chunks buffered per subscriber (an `/mpegts` viewer, a push) before it counts as lagging
-/// and skips to the next keyframe: every rendition's chunks go through it, so this is about
-/// 3.5 s of a two-rung ladder (~140 chunks/s).
-pub const LIVE_CAPACITY: usize = 512;
+/// Chunks of the first rendition buffered per subscriber (an `/mpegts` viewer, a push)
+/// before it counts as lagging and skips to the next keyframe (~3.5 s).
+pub const LIVE_CAPACITY: usize = 256;
+/// The same for the other renditions of a ladder, which share one broadcast that only pushes
+/// of those renditions read (~3.5 s of a four-rung ladder).
+pub const LADDER_CAPACITY: usize = 3 * LIVE_CAPACITY;
 
 /// What ingest sends to a stream actor.
 #[derive(Debug)]
