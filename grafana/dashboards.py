@@ -172,6 +172,15 @@ def streams():
             extra={"options": {"showHeader": True}, "transformations": [{"id": "labelsToFields", "options": {}}]})
     b.panel("Rendition bitrate", "timeseries", [q(f"flussonic_stream_rendition_bitrate{{{SSEL}}}", "{{name}} {{track}}")],
             w=12, unit="bps", desc="Bits per second of each rendition of a ladder over the live window")
+    b.row("Pushes")
+    b.panel("Push up", "timeseries", [q(f"flussonic_stream_push_up{{{SSEL}}}", "{{name}} {{push}}")], w=6,
+            desc="1 while a push sends (a listener: accepts viewers), 0 while it connects or retries")
+    b.panel("Push bitrate", "timeseries", [q(f"rate(flussonic_stream_push_bytes_total{{{SSEL}}}[{RI}]) * 8", "{{name}} {{push}}")],
+            w=6, unit="bps", desc="Bits per second each push sends (all viewers of an SRT listener together)")
+    b.panel("Push retries", "timeseries", [q(f"increase(flussonic_stream_push_retries_total{{{SSEL}}}[5m])", "{{name}} {{push}}")],
+            w=6, desc="Times in 5 minutes a push lost its destination and started again")
+    b.panel("Push drops", "timeseries", [q(f"rate(flussonic_stream_push_dropped_chunks_total{{{SSEL}}}[{RI}])", "{{name}} {{push}}")],
+            w=6, unit="cps", desc="Stream chunks per second a push skipped because its destination could not keep up")
     return b
 
 

@@ -128,6 +128,7 @@ fn alert_rules_check_and_unit_tests_pass() {
 #[test]
 fn every_panel_query_returns_data_from_a_live_headwater() {
     let port = free_port(true);
+    let push_port = free_port(true);
     let _feeder = udp_feeder(port, "");
     // Traces on, to a real OTLP receiver, so the tracing panel has its series.
     let receiver = common::otlp::Receiver::start();
@@ -141,7 +142,10 @@ fn every_panel_query_returns_data_from_a_live_headwater() {
             ),
             (
                 "cam",
-                &format!("inputs = [{{ url = \"udp://127.0.0.1:{port}\" }}]\n[dvr]\n"),
+                // A push (to a port nobody reads: UDP does not mind), for the push panels.
+                &format!(
+                    "inputs = [{{ url = \"udp://127.0.0.1:{port}\" }}]\npushes = [{{ url = \"udp://127.0.0.1:{push_port}\" }}]\n[dvr]\n"
+                ),
             ),
         ],
         "",

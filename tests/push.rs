@@ -350,6 +350,56 @@ fn multicast_push_leaves_by_its_interface_with_its_ttl() {
     );
 }
 
+/// A ladder's push sends the rendition it names: rendition 2 of a two-rung ladder arrives at
+/// that rung's size.
+#[test]
+fn a_ladder_push_sends_the_rendition_it_names() {
+    let port = free_port(true);
+    let probe = std::thread::spawn(move || {
+        run_with_timeout(
+            90,
+            "ffprobe",
+            &[
+                "-v",
+                "error",
+                "-select_streams",
+                "v",
+                "-show_entries",
+                "stream=width,height",
+                "-of",
+                "csv=p=0",
+                &format!("udp://127.0.0.1:{port}?timeout=60000000"),
+            ],
+        )
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let _server = Server::start(&[(
+        "ladder",
+        &format!(
+            "{FAKE}pushes = [{{ url = \"udp://127.0.0.1:{port}\", rendition = 2 }}]\n\
+             [transcoder]\nhw = \"cpu\"\npreset = \"ultrafast\"\n\
+             [[transcoder.video]]\nbitrate = \"400k\"\nsize = \"480x270\"\n\
+             [[transcoder.video]]\nbitrate = \"200k\"\nsize = \"320x180\"\n"
+        ),
+    )]);
+    let out = probe.join().unwrap();
+    assert!(
+        out.status.success(),
+        "ffprobe on the push: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // ffprobe lists the stream once per program it is in: every listing says 320x180.
+    let sizes: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_owned)
+        .collect();
+    assert!(
+        !sizes.is_empty() && sizes.iter().all(|s| s == "320,180"),
+        "{sizes:?}"
+    );
+}
+
 /// An ffmpeg SRT listener receiving the push, restarted `n` times.
 fn srt_receiver(port: u16, out: &std::path::Path) -> Proc {
     spawn(
