@@ -259,6 +259,89 @@ fn pushes_change_at_run_time_without_touching_the_others() {
     assert!(text.contains(&format!("push=\"udp://127.0.0.1:{pa}\"")));
 }
 
+/// A source failover under a UDP push: the receiver sees continuity counters that never skip,
+/// and every jump of the PCR (a new timeline) carries the discontinuity indicator.
+#[test]
+fn a_udp_push_stays_continuous_across_a_source_failover() {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let port = socket.local_addr().unwrap().port();
+    let input = free_port(true);
+    let feeder = udp_feeder(input, "");
+    let server = Server::start(&[(
+        "cam",
+        &format!(
+            "inputs = [{{ url = \"udp://127.0.0.1:{input}\", priority = 1, source_timeout = 2 }}, {{ url = \"fake://fake\", priority = 2 }}]\n\
+             pushes = [{{ url = \"udp://127.0.0.1:{port}\" }}]\n"
+        ),
+    )]);
+    let mut buf = [0u8; 2048];
+    let mut got: Vec<Vec<u8>> = Vec::new();
+    let start = Instant::now();
+    let mut feeder = Some(feeder);
+    let mut failed_over_at = None;
+    while failed_over_at.is_none_or(|t: Instant| t.elapsed() < Duration::from_secs(6)) {
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "no failover seen"
+        );
+        if let Ok(n) = socket.recv(&mut buf) {
+            got.push(buf[..n].to_vec());
+        }
+        if feeder.is_some() && got.len() > 1500 {
+            // The primary source dies; the backup takes over after its source_timeout.
+            drop(feeder.take());
+        }
+        if feeder.is_none()
+            && failed_over_at.is_none()
+            && stream_json(&server, "cam")["inputs"][1]["stats"]["active"] == true
+        {
+            failed_over_at = Some(Instant::now());
+        }
+    }
+    let mut cc: HashMap<u16, u8> = HashMap::new();
+    let (mut errors, mut jumps, mut marked) = (0, 0, 0);
+    let mut last_pcr: Option<u64> = None;
+    for p in got.iter().flat_map(|d| d.chunks(188)) {
+        let pid = (u16::from(p[1] & 0x1f) << 8) | u16::from(p[2]);
+        if pid == 0x1fff {
+            continue;
+        }
+        let c = p[3] & 0x0f;
+        if let Some(last) = cc.get(&pid) {
+            let expected = if p[3] & 0x10 != 0 {
+                (last + 1) & 0x0f
+            } else {
+                *last
+            };
+            errors += usize::from(c != expected);
+        }
+        cc.insert(pid, c);
+        if let Some(v) = pcr(p) {
+            let flagged = p[5] & 0x80 != 0;
+            if let Some(last) = last_pcr
+                && (v < last || v - last > 27_000_000)
+            {
+                jumps += 1;
+                assert!(
+                    flagged,
+                    "a PCR jump from {last} to {v} without the discontinuity indicator"
+                );
+            }
+            marked += usize::from(flagged);
+            last_pcr = Some(v);
+        }
+    }
+    assert_eq!(errors, 0, "continuity errors across the failover");
+    assert_eq!(
+        marked, jumps,
+        "the indicator marks exactly the new timelines"
+    );
+    println!("{} packets, {jumps} new timeline(s)", got.len() * 7);
+}
+
 /// Multicast out of the interface `iface` names, with its TTL: a receiver in a network
 /// namespace at the far end of a veth pair joins the group and gets every datagram with
 /// TTL 3 (nothing else reaches that namespace: without `iface` the group would leave by the
