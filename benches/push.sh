@@ -74,6 +74,12 @@ print(json.dumps({"bytes": total, "jitter_p99_ms": round((offs[len(offs) * 99 //
                   "jitter_p1_ms": round((med - offs[len(offs) // 100]) * 1e3, 2), "worst_window_pct": round(worst * 100, 2)}))
 PY
 
+cat > "$WORK/states.py" <<'PY'
+import json, sys
+pushes = json.load(sys.stdin).get("pushes", [])
+print(" ".join("%s:%d" % (p["stats"]["status"], p["stats"]["bytes"]) for p in pushes))
+PY
+
 # nginx-rtmp "sink": the RTMP destination of every push (Headwater's and the peer's).
 RTMP=$(port)
 rtmp_conf() {  # rtmp_conf DIR PORT PUSHES: an nginx-rtmp with app "live" pushing PUSHES times to the sink
@@ -102,7 +108,7 @@ FEED=$!
 mkdir -p "$WORK/streams"
 STREAM="inputs = [{ url = \"udp://127.0.0.1:$IN\" }]"
 echo "$STREAM" > "$WORK/streams/cam.toml"
-printf '[server]\nstreams = "streams"\nrtmp = "127.0.0.1:0"\n[dvr]\nroot = "dvr"\n' > "$WORK/hw.toml"
+printf '[server]\nstreams = "streams"\nrtmp = "127.0.0.1:0"\nview_auth = "bench:bench"\n[dvr]\nroot = "dvr"\n' > "$WORK/hw.toml"
 HEADWATER_LOG=warn,headwater::app=info "$BIN" --config "$WORK/hw.toml" --listen 127.0.0.1:0 >/dev/null 2>"$WORK/log" &
 HW=$!
 for _ in $(seq 600); do grep -q "headwater started" "$WORK/log" && break; sleep 0.05; done
@@ -116,12 +122,17 @@ pushes() {  # pushes KIND: rewrite the push list and reload
     case $1 in
       none) ;;
       udp) p=$(port); UDP_PORTS="$UDP_PORTS${UDP_PORTS:+,}$p"; list="$list{ url = \"udp://127.0.0.1:$p\" },";;
-      rtmp) list="$list{ url = \"rtmp://127.0.0.1:$RTMP/sink/hw$i\" },";;
+      rtmp) list="$list{ url = \"rtmp://127.0.0.1:$RTMP/live/hw$i\" },";;
     esac
   done
   printf '%s\npushes = [%s]\n' "$STREAM" "${list%,}" > "$WORK/streams/cam.toml"
   kill -HUP $HW
   sleep 5
+}
+# states: each push's status and bytes, from the API (a phase counts only if all run).
+states() {
+  curl -sf -u bench:bench "http://$ADDR/flussonic/api/v3/streams/cam" |
+    python3 "$WORK/states.py"
 }
 
 echo "machine: $(nproc) cores, $(uname -r); $(date -u +%F); $SECS s per phase, $N pushes"
@@ -130,8 +141,8 @@ pushes udp
 python3 "$WORK/recv.py" "$SECS" "$UDP_PORTS" > "$WORK/pacing.json" &
 RECV=$!
 udp=$(cpu $HW "$SECS"); wait $RECV
-echo "headwater, $N UDP pushes: ${udp}% ; pacing of one: $(cat "$WORK/pacing.json")"
-pushes rtmp; rtmp=$(cpu $HW "$SECS"); echo "headwater, $N RTMP pushes: ${rtmp}%"
+echo "headwater, $N UDP pushes: ${udp}% ; pacing of one: $(cat "$WORK/pacing.json"); pushes: $(states)"
+pushes rtmp; rtmp=$(cpu $HW "$SECS"); echo "headwater, $N RTMP pushes: ${rtmp}% ; pushes: $(states)"
 pushes none
 kill $HW $FEED; wait $HW $FEED 2>/dev/null || true
 # The peer: nginx-rtmp taking the same feed over RTMP, relaying it N times to the sink.
