@@ -515,27 +515,7 @@ fn srt_push_returns_after_each_of_five_destination_restarts() {
         ),
     )]);
     server.wait_segments("cam", 3, Duration::from_secs(30));
-    let until = server.dir.path().join("stop-playing");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/play.mjs");
-    let player = Command::new("timeout")
-        .args([
-            "-k",
-            "5",
-            "300",
-            "node",
-            script,
-            &server.base,
-            "/cam/index.m3u8",
-            "20",
-            "240",
-            "",
-        ])
-        .arg("--player=hls")
-        .arg(format!("--until={}", until.display()))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("node (installed by make test-deps)");
+    let player = BackgroundPlayer::start(&server, "/cam/index.m3u8", 240);
     let started = Instant::now();
     for round in 0..=5u64 {
         let file = server.dir.path().join(format!("srt{round}.ts"));
@@ -576,17 +556,7 @@ fn srt_push_returns_after_each_of_five_destination_restarts() {
         "{text}"
     );
     assert!(!text.contains("0123456789abcdef") && !server.log_text().contains("0123456789abcdef"));
-    std::fs::write(&until, "").unwrap();
-    let out = player.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let status: Value = stdout
-        .lines()
-        .find_map(|l| serde_json::from_str(l).ok())
-        .unwrap_or_else(|| panic!("no status from the player: {stdout}"));
-    assert!(
-        out.status.success() && stdout.contains("PLAYED"),
-        "{stdout}"
-    );
+    let status = player.finish();
     assert_eq!(status["stalls"], 0, "the player stalled: {status}");
     let played = status["played"].as_f64().unwrap();
     assert!(

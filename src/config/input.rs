@@ -204,16 +204,21 @@ pub fn mask_credentials(url: &str) -> String {
         }
     }
     for key in ["passphrase=", "password=", "key="] {
-        // Every occurrence: a repeated parameter must not leak either.
-        let mut from = 0;
-        while let Some(i) = out[from..].find(key) {
-            let start = from + i + key.len();
-            let end = out[start..].find('&').map_or(out.len(), |e| start + e);
-            out.replace_range(start..end, "***");
-            from = start + 3;
-        }
+        mask_param(&mut out, key);
     }
     out
+}
+
+/// Replaces the value of every `key=…` in `url` (up to the next `&`) by `***`: a repeated
+/// parameter must not leak either.
+pub(super) fn mask_param(url: &mut String, key: &str) {
+    let mut from = 0;
+    while let Some(i) = url[from..].find(key) {
+        let start = from + i + key.len();
+        let end = url[start..].find('&').map_or(url.len(), |e| start + e);
+        url.replace_range(start..end, "***");
+        from = start + 3;
+    }
 }
 
 fn parse_udp(rest: &str) -> Result<InputUrl, String> {

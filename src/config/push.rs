@@ -343,15 +343,7 @@ impl fmt::Display for PushUrl {
 /// [`super::mask_credentials`]) and an RTMP stream key (the last path part).
 pub fn mask_url(url: &str) -> String {
     let mut masked = super::mask_credentials(url);
-    let mut from = 0;
-    while let Some(i) = masked[from..].find("streamid=") {
-        let start = from + i + "streamid=".len();
-        let end = masked[start..]
-            .find('&')
-            .map_or(masked.len(), |e| start + e);
-        masked.replace_range(start..end, "***");
-        from = start + 3;
-    }
+    super::input::mask_param(&mut masked, "streamid=");
     let Some(rest) = masked
         .strip_prefix("rtmp://")
         .or_else(|| masked.strip_prefix("rtmps://"))

@@ -292,7 +292,7 @@ fn stream_json(state: &AppState, h: &crate::stream::StreamHandle) -> serde_json:
 /// One push's live state: `status` (`connecting`, `running`, `failed` with `error`), bytes
 /// sent, retries, chunks dropped because the destination was slow, connections.
 fn push_stats(p: &crate::stream::PushStatus) -> serde_json::Value {
-    use crate::stream::{PushPhase, PushStatus};
+    use crate::stream::{PushPhase, StreamCounters};
     let (status, error) = match p.phase() {
         PushPhase::Connecting => ("connecting", None),
         PushPhase::Running => ("running", None),
@@ -303,10 +303,10 @@ fn push_stats(p: &crate::stream::PushStatus) -> serde_json::Value {
         "protocol": p.protocol,
         "status": status,
         "error": error,
-        "bytes": PushStatus::get(&p.bytes),
-        "retries": PushStatus::get(&p.retries),
-        "dropped_chunks": PushStatus::get(&p.dropped_chunks),
-        "connections": PushStatus::get(&p.connections),
+        "bytes": StreamCounters::get(&p.bytes),
+        "retries": StreamCounters::get(&p.retries),
+        "dropped_chunks": StreamCounters::get(&p.dropped_chunks),
+        "connections": StreamCounters::get(&p.connections),
     })
 }
 

@@ -14,7 +14,7 @@ pub mod ts;
 
 use crate::config::{Push, PushUrl};
 use crate::media::Chunk;
-use crate::stream::{Audience, PushBoard, PushPhase, PushStatus};
+use crate::stream::{Audience, PushBoard, PushPhase, PushStatus, StreamCounters};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::broadcast::{self, error::RecvError};
@@ -69,7 +69,7 @@ impl Feed {
                 Ok(c) if c.rendition == self.rendition => return Next::Chunk(c),
                 Ok(_) => {}
                 Err(RecvError::Lagged(n)) => {
-                    PushStatus::add(&self.status.dropped_chunks, n);
+                    StreamCounters::add(&self.status.dropped_chunks, n);
                     return Next::Lost;
                 }
                 Err(RecvError::Closed) => return Next::End,
@@ -257,7 +257,7 @@ async fn supervise(push: Push, source: Source, status: Arc<PushStatus>, stop: Ca
         };
         let was_running = status.set_phase(PushPhase::Failed(error.clone())) == PushPhase::Running;
         if was_running {
-            PushStatus::add(&status.retries, 1);
+            StreamCounters::add(&status.retries, 1);
         }
         if was_running || last_error.as_deref() != Some(error.as_str()) {
             warn!(error = %error, retry_in = ?backoff, "push failed");

@@ -3,7 +3,7 @@
 
 use super::{Feed, Next, PushError, running};
 use crate::packaging::flv::{FlvMuxer, FlvTag};
-use crate::stream::PushStatus;
+use crate::stream::{PushStatus, StreamCounters};
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
 use rml_rtmp::sessions::{
     ClientSession, ClientSessionConfig, ClientSessionEvent, ClientSessionResult, PublishRequestType,
@@ -98,7 +98,7 @@ pub(super) async fn publish(
                             }
                         };
                         if tags.len() > queue.capacity() {
-                            PushStatus::add(&status.dropped_chunks, 1);
+                            StreamCounters::add(&status.dropped_chunks, 1);
                             flv.restart();
                             continue;
                         }

@@ -139,7 +139,7 @@ pub struct Pacer {
     /// The previous PCR and its moment.
     last: Option<(Instant, u64)>,
     /// Packets since the previous PCR, not yet scheduled.
-    pending: Vec<[u8; PACKET]>,
+    pending: Vec<u8>,
     /// The datagram being filled.
     partial: BytesMut,
     /// Scheduled datagrams, in order.
@@ -172,15 +172,14 @@ impl Pacer {
     /// Takes whole packets that arrived at `now`.
     pub fn push(&mut self, data: &[u8], now: Instant) {
         for packet in data.chunks_exact(PACKET) {
-            let mut p = [0u8; PACKET];
-            p.copy_from_slice(packet);
-            let pcr = self.clock.pcr(&p);
-            self.pending.push(p);
+            let pcr = self.clock.pcr(packet);
+            self.pending.extend_from_slice(packet);
             if let Some(pcr) = pcr {
                 self.on_pcr(pcr, now);
-            } else if self.pending.len() >= MAX_PENDING {
+            } else if self.pending.len() >= MAX_PENDING * PACKET {
                 let packets = std::mem::take(&mut self.pending);
-                self.schedule(packets, now, now);
+                self.schedule(&packets, now, now);
+                self.reuse(packets);
             }
         }
     }
@@ -221,16 +220,23 @@ impl Pacer {
         };
         let from = self.last.map_or(due, |(t, _)| t.min(due));
         let packets = std::mem::take(&mut self.pending);
-        self.schedule(packets, from, due);
+        self.schedule(&packets, from, due);
+        self.reuse(packets);
         self.last = Some((due, pcr));
     }
 
+    /// Keeps the buffer of scheduled packets for the next ones.
+    fn reuse(&mut self, mut packets: Vec<u8>) {
+        packets.clear();
+        self.pending = packets;
+    }
+
     /// Spreads `packets` evenly over `(from, to]`.
-    fn schedule(&mut self, packets: Vec<[u8; PACKET]>, from: Instant, to: Instant) {
-        let n = packets.len() as u32;
+    fn schedule(&mut self, packets: &[u8], from: Instant, to: Instant) {
+        let n = (packets.len() / PACKET) as u32;
         let span = to.saturating_duration_since(from);
-        for (i, p) in packets.into_iter().enumerate() {
-            self.partial.extend_from_slice(&p);
+        for (i, p) in packets.chunks_exact(PACKET).enumerate() {
+            self.partial.extend_from_slice(p);
             if self.partial.len() >= PACKET * PER_DATAGRAM {
                 let at = from + span * (i as u32 + 1) / n.max(1);
                 let datagram = self.partial.split().freeze();

@@ -1,7 +1,7 @@
 //! Per-stream figures, sampled from the stream counters and sessions.
 
 use super::names;
-use crate::stream::{PushStatus, Registry, StreamCounters, mono_ms};
+use crate::stream::{Registry, StreamCounters, mono_ms};
 use metrics::{counter, gauge};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
@@ -107,11 +107,12 @@ impl StreamSampler {
             }
             for push in stream.pushes.list() {
                 let labels = [("name", name.clone()), ("push", push.url.clone())];
-                counter!(names::STREAM_PUSH_BYTES, &labels).absolute(PushStatus::get(&push.bytes));
+                counter!(names::STREAM_PUSH_BYTES, &labels)
+                    .absolute(StreamCounters::get(&push.bytes));
                 counter!(names::STREAM_PUSH_RETRIES, &labels)
-                    .absolute(PushStatus::get(&push.retries));
+                    .absolute(StreamCounters::get(&push.retries));
                 counter!(names::STREAM_PUSH_DROPPED, &labels)
-                    .absolute(PushStatus::get(&push.dropped_chunks));
+                    .absolute(StreamCounters::get(&push.dropped_chunks));
                 gauge!(names::STREAM_PUSH_UP, &labels).set(if push.up() { 1.0 } else { 0.0 });
             }
             if let Some(a) = &stream.archive {

@@ -2,7 +2,7 @@
 //! the stats thread (atomics and a small lock: never held across an await).
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 
 /// The state of one push, as JSON stats show it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,14 +58,6 @@ impl PushStatus {
             Ok(mut p) => std::mem::replace(&mut *p, phase),
             Err(_) => PushPhase::Connecting,
         }
-    }
-
-    pub fn add(counter: &AtomicU64, n: u64) {
-        counter.fetch_add(n, Ordering::Relaxed);
-    }
-
-    pub fn get(counter: &AtomicU64) -> u64 {
-        counter.load(Ordering::Relaxed)
     }
 
     /// `flussonic_stream_push_up`: sending now.

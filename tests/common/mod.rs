@@ -862,3 +862,49 @@ pub fn nearest_sample<T>(
         })
         .expect("at least one sample")
 }
+
+/// hls.js in headless Chromium (`tests/browser/play.mjs`) playing `path` of `server` in the
+/// background until [`BackgroundPlayer::finish`] (or `limit_s` seconds).
+#[derive(Debug)]
+pub struct BackgroundPlayer {
+    child: Child,
+    until: PathBuf,
+}
+
+impl BackgroundPlayer {
+    pub fn start(server: &Server, path: &str, limit_s: u32) -> BackgroundPlayer {
+        let until = server.dir.path().join("stop-playing");
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/play.mjs");
+        let child = Command::new("timeout")
+            .args(["-k", "5", &(limit_s + 40).to_string(), "node", script])
+            .args([server.base.as_str(), path, "20", &limit_s.to_string(), ""])
+            .arg("--player=hls")
+            .arg(format!("--until={}", until.display()))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("node (installed by make test-deps)");
+        BackgroundPlayer { child, until }
+    }
+
+    /// Stops the player; its JSON status (`played`, `stalls`, …) once it says it played.
+    pub fn finish(self) -> serde_json::Value {
+        std::fs::write(&self.until, "").unwrap();
+        let out = self.child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let status: serde_json::Value = stdout
+            .lines()
+            .find_map(|l| serde_json::from_str(l).ok())
+            .unwrap_or_else(|| {
+                panic!(
+                    "no status from the player: {stdout}\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            });
+        assert!(
+            out.status.success() && stdout.contains("PLAYED"),
+            "hls.js did not play: {stdout}"
+        );
+        status
+    }
+}
