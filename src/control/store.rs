@@ -176,55 +176,36 @@ impl Secrets {
             ("publish_key", Value::String(s)) if s == MASK => {
                 self.publish_key.clone().map_or(Value::Null, Value::String)
             }
-            ("inputs", Value::Array(inputs)) => Value::Array(
-                inputs
-                    .iter()
-                    .map(|input| {
-                        let mut input = input.clone();
-                        // An input's live state, as the API shows it, is not configuration.
-                        if let Value::Object(fields) = &mut input {
-                            fields.remove("stats");
-                        }
-                        if let Some(Value::String(url)) = input.get_mut("url")
-                            && url.contains(MASK)
-                            && let Some(original) =
-                                self.input_urls.iter().find(|u| mask_credentials(u) == *url)
-                        {
-                            *url = original.clone();
-                        }
-                        input
-                    })
-                    .collect(),
-            ),
-            ("pushes", Value::Array(pushes)) => Value::Array(
-                pushes
-                    .iter()
-                    .enumerate()
-                    .map(|(i, push)| {
-                        let mut push = push.clone();
-                        // A push's live state, as the API shows it, is not configuration.
-                        if let Value::Object(fields) = &mut push {
-                            fields.remove("stats");
-                        }
-                        // The stored push at the same place first: two keys on one server
-                        // mask alike.
-                        if let Some(Value::String(url)) = push.get_mut("url")
-                            && url.contains(MASK)
-                            && let Some(original) = self
-                                .push_urls
-                                .get(i)
-                                .filter(|u| mask_url(u) == *url)
-                                .or_else(|| self.push_urls.iter().find(|u| mask_url(u) == *url))
-                        {
-                            *url = original.clone();
-                        }
-                        push
-                    })
-                    .collect(),
-            ),
+            ("inputs", Value::Array(inputs)) => {
+                restore_urls(inputs, &self.input_urls, mask_credentials)
+            }
+            ("pushes", Value::Array(pushes)) => restore_urls(pushes, &self.push_urls, mask_url),
             _ => value.clone(),
         }
     }
+}
+
+/// A list of `{url, …}` (inputs, pushes) as an API client sent it back: the live state under
+/// `stats` dropped (it is not configuration), and each masked URL replaced by the stored one
+/// that masks alike — the one at the same place first (two keys on one server mask alike).
+fn restore_urls(items: &[Value], stored: &[String], mask: fn(&str) -> String) -> Value {
+    let items = items.iter().enumerate().map(|(i, item)| {
+        let mut item = item.clone();
+        if let Value::Object(fields) = &mut item {
+            fields.remove("stats");
+        }
+        if let Some(Value::String(url)) = item.get_mut("url")
+            && url.contains(MASK)
+            && let Some(original) = stored
+                .get(i)
+                .filter(|u| mask(u) == *url)
+                .or_else(|| stored.iter().find(|u| mask(u) == *url))
+        {
+            *url = original.clone();
+        }
+        item
+    });
+    Value::Array(items.collect())
 }
 
 /// The stored definition as API JSON, secrets masked: the file's keys as written, plus `name`.
