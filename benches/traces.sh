@@ -4,7 +4,8 @@
 # run, alternating ROUNDS times (one server at a time, fresh for each measurement, so idle
 # servers take no CPU). The collector is a Python HTTP server taking OTLP/HTTP posts on
 # /v1/traces (it counts them, and the script checks spans were really sent). The figure is the
-# ratio to "off" (goal: 0.1 costs at most 5 %).
+# ratio to "off" (goal: 0.1 costs at most 5 %), with the server's CPU time per request
+# (from /proc, export thread included) beside it.
 # Needs wrk (Debian's package), curl and python3.
 # Usage: [MODES="0.1 1.0"] benches/traces.sh [ROUNDS] [SECONDS] [CONNECTIONS]
 # (MODES=0.0: traces exported but no request sampled: the fixed cost of having them on.)
@@ -58,26 +59,35 @@ measure() {
   local addr
   addr=$(grep -o 'local_addr=[^ ]*' "$WORK/log" | head -1 | cut -d= -f2)
   until curl -sf "http://$addr/demo/mono.m3u8" | grep -q EXTINF; do sleep 0.2; done
-  wrk -t2 -c"$CONNS" -d"${SECONDS_EACH}s" --latency "http://$addr/demo/mono.m3u8" | awk '
+  # The server's CPU time (utime + stime, clock ticks) around the run: CPU per request is
+  # steadier than requests/s on a shared VM.
+  local before after
+  before=$(awk '{ print $14 + $15 }' "/proc/$pid/stat")
+  wrk -t2 -c"$CONNS" -d"${SECONDS_EACH}s" --latency "http://$addr/demo/mono.m3u8" > "$WORK/wrk"
+  after=$(awk '{ print $14 + $15 }' "/proc/$pid/stat")
+  awk -v ticks=$((after - before)) -v hz="$(getconf CLK_TCK)" '
+    /requests in/ { n = $1 }
     /Requests\/sec/ { rps = $2 }
     /^ +99%/ { v = $2; if (v ~ /us$/) { sub(/us$/, "", v); v /= 1000 } else if (v ~ /ms$/) { sub(/ms$/, "", v) } else if (v ~ /s$/) { sub(/s$/, "", v); v *= 1000 } p99 = v }
-    END { printf "%s %s\n", rps, p99 }'
+    END { printf "%s %s %.2f\n", rps, p99, ticks / hz * 1e6 / n }' "$WORK/wrk"
   kill -TERM "$pid"; wait "$pid" || true
 }
 echo "machine: $(nproc) cores, $(uname -r); wrk -t2 -c$CONNS -d${SECONDS_EACH}s; $(date -u +%F)"
-declare -A SUM=([off]=0)
-for mode in $MODES; do SUM[$mode]=0; done
+declare -A SUM=([off]=0) CPU=([off]=0)
+for mode in $MODES; do SUM[$mode]=0; CPU[$mode]=0; done
 for r in $(seq "$ROUNDS"); do
   line="round $r:"
   for mode in off $MODES; do
-    read -r rps p99 < <(measure "$mode")
+    read -r rps p99 us < <(measure "$mode")
     SUM[$mode]=$(awk -v a="${SUM[$mode]}" -v b="$rps" 'BEGIN { print a + b }')
-    line="$line $mode ${rps} req/s p99 ${p99} ms |"
+    CPU[$mode]=$(awk -v a="${CPU[$mode]}" -v b="$us" 'BEGIN { print a + b }')
+    line="$line $mode ${rps} req/s p99 ${p99} ms ${us} us/req |"
   done
   echo "$line"
 done
 for mode in $MODES; do
   echo "ratio $mode/off (requests/s): $(awk -v a="${SUM[$mode]}" -v b="${SUM[off]}" 'BEGIN { printf "%.3f", a / b }')"
+  echo "server CPU per request $mode/off: $(awk -v a="${CPU[$mode]}" -v b="${CPU[off]}" 'BEGIN { printf "%.3f", a / b }')"
 done
 POSTS=$(wc -l < "$WORK/posts" || echo 0)
 BYTES=$(awk '{ s += $2 } END { print s + 0 }' "$WORK/posts")

@@ -176,6 +176,13 @@ where
     } else if let Some(s) = fields.get("stream") {
         line.insert("stream".into(), s.clone());
     }
+    // Inside a traced request and no traced span of its own: the request's ids.
+    if !line.contains_key("trace_id")
+        && let Some((trace_id, span_id)) = crate::telemetry::current_ids()
+    {
+        line.insert("trace_id".into(), trace_id.into());
+        line.insert("span_id".into(), span_id.into());
+    }
     line.insert("fields".into(), Value::Object(fields));
     let mut text = Value::Object(line).to_string();
     text.push('\n');

@@ -299,6 +299,102 @@ fn the_sampler_ratio_keeps_about_a_tenth() {
     );
 }
 
+/// A play request to a stream with `on_play`: the backend call is a client span, child of
+/// the request's span, and the backend receives a `traceparent` naming that client span. A
+/// request the caller did not sample makes no backend span, and tells the backend so.
+#[test]
+fn an_auth_backend_call_is_a_child_of_the_request() {
+    let receiver = Receiver::start();
+    let backend = common::backend::Backend::start(1);
+    let stream = format!("{FAKE}on_play = \"{}\"\n", backend.url);
+    let server = Server::start_env(
+        &[("tv", &stream)],
+        "",
+        "",
+        &otel_env(&receiver.http, "http/protobuf"),
+    );
+    wait_until(Duration::from_secs(30), "the playlist", || {
+        get(&server.url("/tv/index.m3u8?token=good1")).status == 200
+    });
+    let trace_id = random_hex(16);
+    let reply = request(
+        "GET",
+        &server.url("/tv/index.m3u8?token=good-traced"),
+        &[(
+            "traceparent",
+            &format!("00-{trace_id}-{}-01", random_hex(8)),
+        )],
+    );
+    assert_eq!(reply.status, 200);
+    let spans = receiver.wait_for(Duration::from_secs(15), "the request and its call", |s| {
+        request_span(s, &trace_id).is_some()
+            && s.iter()
+                .any(|x| x.trace_id == trace_id && x.name.ends_with("auth backend"))
+    });
+    let served = request_span(&spans, &trace_id).unwrap();
+    let call = spans
+        .iter()
+        .find(|x| x.trace_id == trace_id && x.name.ends_with("auth backend"))
+        .unwrap();
+    assert_eq!(
+        call.parent_span_id, served.span_id,
+        "the request is the parent"
+    );
+    assert_eq!(call.kind, 3, "a client span");
+    assert_eq!(call.attr("http.response.status_code"), Some("200"));
+    let calls = backend.play_calls("good-traced");
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(
+        calls[0].traceparent.as_deref(),
+        Some(format!("00-{trace_id}-{}-01", call.span_id).as_str()),
+        "the backend is told its caller"
+    );
+
+    // The caller did not sample: no spans in that trace, and the backend hears "not sampled".
+    let unsampled = random_hex(16);
+    let reply = request(
+        "GET",
+        &server.url("/tv/index.m3u8?token=good-unsampled"),
+        &[(
+            "traceparent",
+            &format!("00-{unsampled}-{}-00", random_hex(8)),
+        )],
+    );
+    assert_eq!(reply.status, 200);
+    let calls = backend.play_calls("good-unsampled");
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    let tp = calls[0].traceparent.as_deref().unwrap_or_default();
+    assert!(tp.ends_with("-00"), "not sampled: {tp}");
+    // A later traced request's spans arrive after anything the unsampled one could send.
+    let later = random_hex(16);
+    request(
+        "GET",
+        &server.url("/tv/index.m3u8?token=good1"),
+        &[("traceparent", &format!("00-{later}-{}-01", random_hex(8)))],
+    );
+    let spans = receiver.wait_for(Duration::from_secs(15), "a later request", |s| {
+        request_span(s, &later).is_some()
+    });
+    let leaked: Vec<&Span> = spans
+        .iter()
+        .filter(|x| x.name.ends_with("auth backend") && !x.trace_id.starts_with(&trace_id))
+        .filter(|x| {
+            calls[0]
+                .traceparent
+                .as_deref()
+                .is_some_and(|tp| tp.contains(&x.span_id))
+        })
+        .collect();
+    assert!(
+        leaked.is_empty(),
+        "an unsampled request's call was exported: {leaked:?}"
+    );
+    assert!(
+        spans.iter().all(|x| x.trace_id != unsampled),
+        "nothing of the unsampled trace is exported"
+    );
+}
+
 /// A collector killed mid-run: every request is still answered, segments keep coming, the
 /// lost spans are counted (at least one per request made after the kill), and the failure is
 /// logged once, not per batch.

@@ -116,6 +116,7 @@ impl Backend {
             http.response.status_code = tracing::field::Empty,
             otel.status_code = tracing::field::Empty,
         );
+        crate::telemetry::adopt_request_parent(&span);
         if let Some(tp) = crate::telemetry::traceparent(&span)
             && let Ok(v) = http::HeaderValue::from_str(&tp)
         {

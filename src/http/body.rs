@@ -71,7 +71,7 @@ pub(super) struct Holding<G> {
     _guard: G,
     session: Option<Arc<crate::access::PlaySession>>,
     /// The request's span (`None` when not traced): it ends when this body is dropped.
-    traced: Option<tracing::Span>,
+    traced: Option<crate::telemetry::RequestSpan>,
     /// Payload bytes handed to the connection so far (counted only when `traced`).
     sent: u64,
 }
@@ -99,7 +99,7 @@ impl<G: Send + Sync + Unpin + 'static> Holding<G> {
 pub(super) fn keep_until_sent_traced<G: Send + Sync + Unpin + 'static>(
     response: http::Response<Body>,
     guard: G,
-    span: tracing::Span,
+    span: crate::telemetry::RequestSpan,
 ) -> http::Response<Body> {
     if span.is_none() {
         return keep_until_sent(response, guard);
@@ -119,11 +119,7 @@ pub(super) fn keep_until_sent_traced<G: Send + Sync + Unpin + 'static>(
 impl<G> Drop for Holding<G> {
     fn drop(&mut self) {
         if let Some(span) = &self.traced {
-            crate::telemetry::set_attribute(
-                span,
-                "http.response.body.size",
-                i64::try_from(self.sent).unwrap_or(i64::MAX),
-            );
+            span.sent(self.sent);
         }
     }
 }

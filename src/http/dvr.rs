@@ -368,6 +368,7 @@ async fn export_mp4(
         bytes = tracing::field::Empty,
         otel.status_code = tracing::field::Empty,
     );
+    crate::telemetry::adopt_request_parent(&span);
     let result = tokio::task::spawn_blocking({
         let out = out.clone();
         let span = span.clone();

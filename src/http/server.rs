@@ -20,7 +20,6 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
-use tracing::Instrument;
 use tracing::{debug, info, warn};
 
 /// Largest request head (request line and headers) taken.
@@ -153,7 +152,7 @@ async fn serve_one<IO>(
                     handle(&st, &req, peer, scheme).await
                 }
             };
-            let response = respond.instrument(span.clone()).await;
+            let response = span.clone().scope(respond).await;
             Ok::<_, Infallible>(super::body::keep_until_sent_traced(response, guard, span))
         }
     });

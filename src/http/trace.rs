@@ -4,62 +4,40 @@
 //! exported, or the sampler does not keep the request, nothing is made ([`Span::none`]).
 
 use super::server::Scheme;
-use crate::telemetry;
+use crate::telemetry::{self, RequestInfo, RequestSpan};
 use http::Response;
-use tracing::Span;
-use tracing::field::Empty;
 
-/// The span for a request that just arrived, named after its route template (the span's
-/// name is fixed once it starts, so the path is routed here too; only when tracing is on).
-pub(super) fn start<B>(req: &http::Request<B>, scheme: Scheme) -> Span {
+/// The span for a request that just arrived, named after its route template (routed here
+/// only when the request is kept).
+pub(super) fn start<B>(req: &http::Request<B>, scheme: Scheme) -> RequestSpan {
     // Not traced, or not sampled: no span at all (the cost of an unsampled request is one
     // random number).
     if !telemetry::keep_request(req.headers()) {
-        return Span::none();
+        return RequestSpan::none();
     }
-    let method = super::service::method_label(req.method());
     let routed = super::route(req.uri().path());
     let label = match &routed {
         Ok(r) => r.label(),
         Err(_) => "unmatched",
     };
-    let route = template(label);
-    let stream = routed.as_ref().ok().and_then(super::Route::stream);
-    let span = tracing::info_span!(
-        target: telemetry::TARGET,
-        "request",
-        otel.name = %Name(method, route),
-        otel.kind = "server",
-        otel.status_code = Empty,
-        http.request.method = method,
-        http.route = route,
-        http.response.status_code = Empty,
-        url.scheme = match scheme {
-            Scheme::Http => "http",
-            Scheme::Https => "https",
+    RequestSpan::kept(
+        req.headers(),
+        &RequestInfo {
+            method: super::service::method_label(req.method()),
+            route: template(label),
+            scheme: match scheme {
+                Scheme::Http => "http",
+                Scheme::Https => "https",
+            },
+            path: req.uri().path(),
+            version: version(req.version()),
+            stream: routed.as_ref().ok().and_then(super::Route::stream),
         },
-        url.path = req.uri().path(),
-        network.protocol.version = version(req.version()),
-        stream = stream,
-    );
-    telemetry::adopt_remote_parent(&span, req.headers());
-    span
+    )
 }
 
-/// `GET /:name/index.m3u8`, or only the method when the path matched no route.
-struct Name(&'static str, Option<&'static str>);
-
-impl std::fmt::Display for Name {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.1 {
-            Some(route) => write!(f, "{} {route}", self.0),
-            None => f.write_str(self.0),
-        }
-    }
-}
-
-/// Records the outcome on the current request span; keeps an exemplar of `seconds` for the
-/// duration histogram when the trace is sampled.
+/// Records the outcome on the current request's span; keeps an exemplar of `seconds` for
+/// the duration histogram when the request is traced.
 pub(super) fn answered<B>(
     method: &'static str,
     label: &'static str,
@@ -69,16 +47,9 @@ pub(super) fn answered<B>(
     if !telemetry::enabled() {
         return;
     }
-    let span = Span::current();
-    if span.is_none() {
-        return;
-    }
-    let status = response.status().as_u16();
-    span.record("http.response.status_code", status);
-    if status >= 500 {
-        span.record("otel.status_code", "ERROR");
-    }
-    if let Some(trace_id) = telemetry::sampled_trace_id(&span) {
+    let span = RequestSpan::current();
+    span.answered(response.status().as_u16());
+    if let Some(trace_id) = span.trace_id() {
         crate::stats::exemplars::record(method, label, seconds, trace_id);
     }
 }

@@ -9,12 +9,13 @@
 use super::names;
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError, TryLockError};
 
 /// One exemplar: a request's trace and how long it took.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Exemplar {
-    pub trace_id: String,
+    /// The W3C trace id (written as 32 hex digits).
+    pub trace_id: u128,
     pub seconds: f64,
     /// When it was recorded, UNIX ms.
     pub at_ms: u64,
@@ -26,19 +27,24 @@ type Table = HashMap<(&'static str, &'static str, usize), Exemplar>;
 /// Bounded by the label sets of the histogram (methods × route templates × buckets).
 static TABLE: Mutex<Option<Table>> = Mutex::new(None);
 
-/// Keeps `trace_id` as the exemplar of the bucket `seconds` falls in.
-pub fn record(method: &'static str, route: &'static str, seconds: f64, trace_id: String) {
+/// Keeps `trace_id` as the exemplar of the bucket `seconds` falls in. An exemplar is a
+/// sample: when another request is recording one at this moment, this one is not kept
+/// (serving threads never wait on each other for it).
+pub fn record(method: &'static str, route: &'static str, seconds: f64, trace_id: u128) {
     let bucket = bucket_of(seconds);
-    let exemplar = Exemplar {
-        trace_id,
-        seconds,
-        at_ms: crate::media::utc::now_ms(),
+    let mut table = match TABLE.try_lock() {
+        Ok(t) => t,
+        Err(TryLockError::Poisoned(p)) => p.into_inner(),
+        Err(TryLockError::WouldBlock) => return,
     };
-    TABLE
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .get_or_insert_with(HashMap::new)
-        .insert((method, route, bucket), exemplar);
+    table.get_or_insert_with(HashMap::new).insert(
+        (method, route, bucket),
+        Exemplar {
+            trace_id,
+            seconds,
+            at_ms: crate::media::utc::now_ms(),
+        },
+    );
 }
 
 fn bucket_of(seconds: f64) -> usize {
@@ -105,7 +111,7 @@ fn to_openmetrics(text: &str, exemplars: &Table) -> String {
         {
             let _ = writeln!(
                 out,
-                "{line} # {{trace_id=\"{}\"}} {} {}.{:03}",
+                "{line} # {{trace_id=\"{:032x}\"}} {} {}.{:03}",
                 ex.trace_id,
                 ex.seconds,
                 ex.at_ms / 1000,
@@ -175,7 +181,7 @@ flussonic_http_request_duration_seconds_count{method=\"GET\",route=\"/:name/inde
         table.insert(
             ("GET", "/:name/index.m3u8", bucket_of(0.003)),
             Exemplar {
-                trace_id: "0af7651916cd43dd8448eb211c80319c".into(),
+                trace_id: 0x0af7651916cd43dd8448eb211c80319c,
                 seconds: 0.003,
                 at_ms: 1_700_000_000_250,
             },

@@ -5,6 +5,7 @@
 
 use super::{Protocol, Settings, TelemetryError};
 use crate::stats::names;
+use arc_swap::ArcSwapOption;
 use opentelemetry::Context;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
@@ -27,83 +28,29 @@ struct Shared {
     closed: AtomicBool,
 }
 
-/// A [`SpanProcessor`] in front of the export thread. A span costs a short lock and a push;
-/// the thread is woken only when a full batch is waiting (else it wakes on its own schedule),
-/// so spans never cost a thread switch each.
+/// The serving side of the queue: where a finished span is handed over (the SDK's spans
+/// through [`QueueProcessor`], requests' spans straight from [`super::request`]).
 #[derive(Debug)]
-pub(super) struct QueueProcessor {
+pub(super) struct Sender {
     shared: Arc<Shared>,
-    /// `None` once shut down.
-    worker: Mutex<Option<JoinHandle<()>>>,
+    /// The export thread, woken only when a full batch is waiting (`None`: no thread).
+    worker: Option<std::thread::Thread>,
     max_queue: usize,
     max_batch: usize,
-    export_timeout: Duration,
 }
 
-impl QueueProcessor {
-    /// Starts the export thread; fails when the exporter cannot be built from the settings.
-    pub(super) fn start(settings: &Settings, resource: Resource) -> Result<Self, TelemetryError> {
-        let shared = Arc::new(Shared::default());
-        let (built_tx, built_rx) = mpsc::sync_channel(1);
-        let worker_settings = settings.clone();
-        let worker_shared = shared.clone();
-        let worker = std::thread::Builder::new()
-            .name("otlp-export".into())
-            .spawn(move || run(&worker_settings, &resource, &worker_shared, &built_tx))
-            .map_err(|e| TelemetryError::Exporter(format!("starting the export thread: {e}")))?;
-        match built_rx.recv() {
-            Ok(Ok(())) => {
-                // Present from the start: "nothing lost" is a value, not a missing series.
-                metrics::counter!(names::TRACE_SPANS_EXPORTED).increment(0);
-                for reason in ["queue_full", "export_failed"] {
-                    metrics::counter!(names::TRACE_SPANS_DROPPED, "reason" => reason).increment(0);
-                }
-            }
-            Ok(Err(e)) => return Err(TelemetryError::Exporter(e)),
-            Err(_) => return Err(TelemetryError::Exporter("export thread ended".into())),
-        }
-        Ok(QueueProcessor {
-            shared,
-            worker: Mutex::new(Some(worker)),
-            max_queue: settings.max_queue,
-            max_batch: settings.max_batch,
-            export_timeout: Duration::from_millis(settings.export_timeout_ms),
-        })
-    }
+/// The running pipeline's sender (set while an exporter is installed).
+static SENDER: ArcSwapOption<Sender> = ArcSwapOption::const_empty();
 
-    fn wake(&self) {
-        if let Some(w) = self
-            .worker
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .as_ref()
-        {
-            w.thread().unpark();
-        }
-    }
+/// The installed pipeline's sender, when traces are exported.
+pub(super) fn sender() -> Option<Arc<Sender>> {
+    SENDER.load_full()
+}
 
-    fn flush(&self, timeout: Duration) -> OTelSdkResult {
+impl Sender {
+    /// Queues `span` for export: a short lock and a push; a full queue drops it (counted).
+    pub(super) fn submit(&self, span: SpanData) {
         if self.shared.closed.load(Ordering::Relaxed) {
-            return Err(OTelSdkError::AlreadyShutdown);
-        }
-        let (ack_tx, ack_rx) = mpsc::sync_channel(1);
-        self.shared
-            .flushes
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(ack_tx);
-        self.wake();
-        ack_rx
-            .recv_timeout(timeout)
-            .map_err(|_| OTelSdkError::Timeout(timeout))
-    }
-}
-
-impl SpanProcessor for QueueProcessor {
-    fn on_start(&self, _span: &mut Span, _cx: &Context) {}
-
-    fn on_end(&self, span: SpanData) {
-        if !span.span_context.is_sampled() || self.shared.closed.load(Ordering::Relaxed) {
             return;
         }
         let waiting = {
@@ -129,13 +76,115 @@ impl SpanProcessor for QueueProcessor {
         }
     }
 
+    fn wake(&self) {
+        if let Some(w) = &self.worker {
+            w.unpark();
+        }
+    }
+
+    /// A sender with no export thread whose spans go nowhere (unit tests of span contents).
+    #[cfg(test)]
+    pub(super) fn detached() -> Sender {
+        let shared = Arc::new(Shared::default());
+        shared.closed.store(true, Ordering::Relaxed);
+        Sender {
+            shared,
+            worker: None,
+            max_queue: 1,
+            max_batch: 1,
+        }
+    }
+}
+
+/// A [`SpanProcessor`] in front of the export thread. A span costs a short lock and a push;
+/// the thread is woken only when a full batch is waiting (else it wakes on its own schedule),
+/// so spans never cost a thread switch each.
+#[derive(Debug)]
+pub(super) struct QueueProcessor {
+    sender: Arc<Sender>,
+    /// `None` once shut down.
+    worker: Mutex<Option<JoinHandle<()>>>,
+    export_timeout: Duration,
+}
+
+impl QueueProcessor {
+    /// Starts the export thread; fails when the exporter cannot be built from the settings.
+    pub(super) fn start(settings: &Settings, resource: Resource) -> Result<Self, TelemetryError> {
+        let shared = Arc::new(Shared::default());
+        let (built_tx, built_rx) = mpsc::sync_channel(1);
+        let worker_settings = settings.clone();
+        let worker_shared = shared.clone();
+        let worker = std::thread::Builder::new()
+            .name("otlp-export".into())
+            .spawn(move || run(&worker_settings, &resource, &worker_shared, &built_tx))
+            .map_err(|e| TelemetryError::Exporter(format!("starting the export thread: {e}")))?;
+        match built_rx.recv() {
+            Ok(Ok(())) => {
+                // Present from the start: "nothing lost" is a value, not a missing series.
+                metrics::counter!(names::TRACE_SPANS_EXPORTED).increment(0);
+                for reason in ["queue_full", "export_failed"] {
+                    metrics::counter!(names::TRACE_SPANS_DROPPED, "reason" => reason).increment(0);
+                }
+            }
+            Ok(Err(e)) => return Err(TelemetryError::Exporter(e)),
+            Err(_) => return Err(TelemetryError::Exporter("export thread ended".into())),
+        }
+        let sender = Arc::new(Sender {
+            shared,
+            worker: Some(worker.thread().clone()),
+            max_queue: settings.max_queue,
+            max_batch: settings.max_batch,
+        });
+        SENDER.store(Some(sender.clone()));
+        Ok(QueueProcessor {
+            sender,
+            worker: Mutex::new(Some(worker)),
+            export_timeout: Duration::from_millis(settings.export_timeout_ms),
+        })
+    }
+
+    fn flush(&self, timeout: Duration) -> OTelSdkResult {
+        let shared = &self.sender.shared;
+        if shared.closed.load(Ordering::Relaxed) {
+            return Err(OTelSdkError::AlreadyShutdown);
+        }
+        let (ack_tx, ack_rx) = mpsc::sync_channel(1);
+        shared
+            .flushes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(ack_tx);
+        self.sender.wake();
+        ack_rx
+            .recv_timeout(timeout)
+            .map_err(|_| OTelSdkError::Timeout(timeout))
+    }
+}
+
+impl SpanProcessor for QueueProcessor {
+    fn on_start(&self, _span: &mut Span, _cx: &Context) {}
+
+    fn on_end(&self, span: SpanData) {
+        if span.span_context.is_sampled() {
+            self.sender.submit(span);
+        }
+    }
+
     fn force_flush(&self) -> OTelSdkResult {
         self.flush(self.export_timeout)
     }
 
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
         let flushed = self.flush(timeout.min(self.export_timeout));
-        self.shared.closed.store(true, Ordering::Relaxed);
+        // Request spans still open end into a closed queue (dropped): nothing waits on them.
+        if SENDER
+            .load()
+            .as_ref()
+            .is_some_and(|s| Arc::ptr_eq(s, &self.sender))
+        {
+            SENDER.store(None);
+        }
+        self.sender.shared.closed.store(true, Ordering::Relaxed);
         let worker = self
             .worker
             .lock()

@@ -8,19 +8,22 @@
 //!
 //! Spans are ordinary `tracing` spans with target [`TARGET`]; only those reach OpenTelemetry
 //! (`logging` filters the layer), so the long-lived per-stream spans never become traces and
-//! each traced operation that is not part of a request starts a trace of its own. Requests
-//! take their parent from an incoming W3C `traceparent`; outgoing requests (pulls, auth
-//! backends) carry one ([`traceparent`]).
+//! each traced operation that is not part of a request starts a trace of its own. Requests'
+//! server spans are not `tracing` spans: they are made straight for the export queue
+//! ([`RequestSpan`], the cost of a sampled request) and take their parent from an incoming
+//! W3C `traceparent`; spans made inside a request adopt it ([`adopt_request_parent`]);
+//! outgoing requests (pulls, auth backends) carry a `traceparent` ([`traceparent`]).
 
 mod export;
+mod request;
 mod sampling;
 
+pub use request::{RequestInfo, RequestSpan, adopt_request_parent, current_ids};
 pub use sampling::{Policy, Root};
 
-use opentelemetry::propagation::{Extractor, TextMapPropagator};
+use opentelemetry::propagation::Extractor;
 use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -273,35 +276,6 @@ pub fn traceparent(span: &tracing::Span) -> Option<String> {
             sc.trace_flags().to_u8()
         )
     })
-}
-
-/// The trace id of `span` when it is sampled (for exemplars and log lines).
-pub fn sampled_trace_id(span: &tracing::Span) -> Option<String> {
-    if !enabled() {
-        return None;
-    }
-    let cx = span.context();
-    let otel = cx.span();
-    let sc = otel.span_context();
-    (sc.is_valid() && sc.is_sampled()).then(|| sc.trace_id().to_string())
-}
-
-/// Makes `span` a child of the caller's trace when the request carries a valid `traceparent`.
-pub fn adopt_remote_parent(span: &tracing::Span, headers: &http::HeaderMap) {
-    if !enabled() || !headers.contains_key("traceparent") {
-        return;
-    }
-    let cx = TraceContextPropagator::new().extract(&Headers(headers));
-    if cx.span().span_context().is_valid() {
-        let _ = span.set_parent(cx);
-    }
-}
-
-/// Sets attribute `key` on `span`'s OpenTelemetry span (for values known only at the end).
-pub fn set_attribute(span: &tracing::Span, key: &'static str, value: i64) {
-    if enabled() {
-        span.set_attribute(key, value);
-    }
 }
 
 struct Headers<'a>(&'a http::HeaderMap);

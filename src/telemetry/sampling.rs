@@ -1,9 +1,9 @@
 //! Head sampling of requests. A request that will not be kept costs nothing but a random
 //! number: the decision is made from `OTEL_TRACES_SAMPLER[_ARG]` and the incoming
-//! `traceparent` *before* any span exists, and only kept requests get one. The SDK's sampler
-//! then keeps every server span (already decided here) and local children of sampled spans
-//! (a request's auth call, its export), and decides other roots (segments, DVR writes,
-//! ingest) by the configured sampler as usual.
+//! `traceparent` *before* any span exists, and only kept requests get one (written straight
+//! for export, `request.rs`). The SDK's sampler keeps local children of sampled spans (a
+//! request's auth call, its export), drops those of a request left out, and decides other
+//! roots (segments, DVR writes, ingest) by the configured sampler as usual.
 
 use opentelemetry::trace::{Link, SpanKind, TraceContextExt, TraceId};
 use opentelemetry::{Context, KeyValue};
@@ -81,8 +81,8 @@ impl Policy {
     }
 }
 
-/// The SDK side: server spans were decided before they were made; a sampled local parent
-/// keeps its children; everything else goes to the configured sampler.
+/// The SDK side: a sampled local parent keeps its children; everything else goes to the
+/// configured sampler (server spans, were any made through the SDK, were decided already).
 #[derive(Debug, Clone)]
 pub(super) struct Head {
     inner: Sampler,

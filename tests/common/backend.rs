@@ -19,6 +19,8 @@ pub struct Call {
     pub method: String,
     /// Query parameters (decoded) of a GET; the JSON body's fields of a POST.
     pub params: Vec<(String, String)>,
+    /// The W3C `traceparent` the caller sent, if any.
+    pub traceparent: Option<String>,
 }
 
 impl Call {
@@ -145,6 +147,7 @@ fn answer(
     let method = parts.next().unwrap_or("").to_owned();
     let target = parts.next().unwrap_or("").to_owned();
     let mut length = 0usize;
+    let mut traceparent = None;
     loop {
         let mut h = String::new();
         reader.read_line(&mut h)?;
@@ -152,10 +155,12 @@ fn answer(
         if h.is_empty() {
             break;
         }
-        if let Some((k, v)) = h.split_once(':')
-            && k.eq_ignore_ascii_case("content-length")
-        {
-            length = v.trim().parse().unwrap_or(0);
+        if let Some((k, v)) = h.split_once(':') {
+            if k.eq_ignore_ascii_case("content-length") {
+                length = v.trim().parse().unwrap_or(0);
+            } else if k.eq_ignore_ascii_case("traceparent") {
+                traceparent = Some(v.trim().to_owned());
+            }
         }
     }
     let mut body = vec![0u8; length];
@@ -179,7 +184,11 @@ fn answer(
             .map(|(k, v)| (k.to_owned(), decode(v)))
             .collect()
     };
-    let call = Call { method, params };
+    let call = Call {
+        method,
+        params,
+        traceparent,
+    };
     let (status, headers) = match call.param("token") {
         Some(t) if revoked.iter().any(|r| r == t) => ("403 Forbidden", String::new()),
         _ => decide(&call, duration),
