@@ -114,6 +114,16 @@ impl Server {
 
     /// Starts the binary on an existing config folder (a restart keeps the archive).
     fn launch(dir: tempfile::TempDir, wrapper: &[&str], env: &[(&str, &str)]) -> Server {
+        Server::launch_on(dir, wrapper, env, "127.0.0.1:0")
+    }
+
+    /// As [`Server::launch`], listening on `listen` (`127.0.0.1:0`: a free port, logged).
+    fn launch_on(
+        dir: tempfile::TempDir,
+        wrapper: &[&str],
+        env: &[(&str, &str)],
+        listen: &str,
+    ) -> Server {
         let log = dir.path().join("headwater.log");
         let mut command = match wrapper.split_first() {
             Some((program, args)) => {
@@ -128,7 +138,7 @@ impl Server {
             .arg("--config")
             .arg(dir.path().join("headwater.toml"))
             .arg("--listen")
-            .arg("127.0.0.1:0")
+            .arg(listen)
             .env("HEADWATER_LOG", "info,headwater=debug")
             .envs(env.iter().copied())
             .stdout(Stdio::null())
@@ -174,6 +184,20 @@ impl Server {
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
         std::fs::write(dir.path().join("headwater.before-crash.log"), previous).unwrap();
         Server::launch(dir, &[], &[])
+    }
+
+    /// `kill -9`, then starts again on the same folder and the same HTTP address (what a
+    /// proxy in front of it knows it by).
+    pub fn crash_and_restart_in_place(mut self) -> Server {
+        if let Some(mut p) = self.proc.take() {
+            let _ = p.0.kill();
+            let _ = p.0.wait();
+        }
+        let previous = self.log_text();
+        let addr = self.base.trim_start_matches("http://").to_owned();
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        std::fs::write(dir.path().join("headwater.before-crash.log"), previous).unwrap();
+        Server::launch_on(dir, &[], &[], &addr)
     }
 
     /// `https://ADDR` of the HTTPS listener (bound to port 0, read from the log).
@@ -873,11 +897,17 @@ pub struct BackgroundPlayer {
 
 impl BackgroundPlayer {
     pub fn start(server: &Server, path: &str, limit_s: u32) -> BackgroundPlayer {
-        let until = server.dir.path().join("stop-playing");
+        BackgroundPlayer::start_at(&server.base, server.dir.path(), path, limit_s)
+    }
+
+    /// Playing `path` of `base` (any HTTP origin: a proxy in front of Headwater); `scratch` is
+    /// a folder for the stop file.
+    pub fn start_at(base: &str, scratch: &Path, path: &str, limit_s: u32) -> BackgroundPlayer {
+        let until = scratch.join("stop-playing");
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/play.mjs");
         let child = Command::new("timeout")
             .args(["-k", "5", &(limit_s + 40).to_string(), "node", script])
-            .args([server.base.as_str(), path, "20", &limit_s.to_string(), ""])
+            .args([base, path, "20", &limit_s.to_string(), ""])
             .arg("--player=hls")
             .arg(format!("--until={}", until.display()))
             .stdout(Stdio::piped())
