@@ -272,7 +272,12 @@ fn hls_js_plays_through_an_edge_across_edge_and_origin_restarts() {
     std::thread::sleep(Duration::from_secs(8));
     let server = server.crash_and_restart_in_place();
     server.wait_segments("demo", 1, Duration::from_secs(30));
-    std::thread::sleep(Duration::from_secs(12));
+    // The player (the edge's only client) goes on fetching new segments from the new origin.
+    wait_until(
+        Duration::from_secs(30),
+        "segments fetched from the restarted origin",
+        || origin_requests(&server, "segment") >= 4.0,
+    );
     let status = player.finish();
     eprintln!("player: {status}");
     assert!(
