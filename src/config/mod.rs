@@ -19,7 +19,7 @@ pub use dvb::{DvbCard, DvbHw, DvbSystem, Modulation, Polarization};
 pub use input::{InputUrl, mask_credentials};
 pub use push::{Push, PushUrl, SrtOptions, mask_line, mask_url};
 pub use stream::{
-    ByteSize, Input, SegmentCount, SegmentDuration, Span, StreamConfig, StreamDvr,
+    ByteSize, ChunkDuration, Input, SegmentCount, SegmentDuration, Span, StreamConfig, StreamDvr,
     valid_stream_name,
 };
 pub use transcoder::Transcoder;
@@ -246,6 +246,9 @@ pub struct Defaults {
     pub segment_duration: SegmentDuration,
     #[serde(default)]
     pub segment_count: SegmentCount,
+    /// LL-HLS part target (`part_duration` is accepted too).
+    #[serde(default, alias = "part_duration")]
+    pub chunk_duration: ChunkDuration,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -15,6 +15,8 @@ pub struct StreamConfig {
     pub inputs: Vec<Input>,
     pub segment_duration: SegmentDuration,
     pub segment_count: SegmentCount,
+    /// LL-HLS part target (Flussonic's `chunk_duration`; at most half a segment).
+    pub chunk_duration: ChunkDuration,
     /// Recording settings; `None` when the stream has no `[dvr]` table.
     pub dvr: Option<StreamDvr>,
     /// Secret a publisher must present (`rtmp://HOST/APP/NAME?key=SECRET`); never logged.
@@ -217,6 +219,40 @@ impl TryFrom<Number> for SegmentDuration {
     }
 }
 
+/// LL-HLS part target in ms, 100..=1000 (default 250): Flussonic's `chunk_duration`
+/// (`part_duration` is accepted too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "Number")]
+pub struct ChunkDuration(u32);
+
+impl ChunkDuration {
+    pub fn as_millis(self) -> u32 {
+        self.0
+    }
+    pub fn duration(self) -> Duration {
+        Duration::from_millis(u64::from(self.0))
+    }
+}
+
+impl Default for ChunkDuration {
+    fn default() -> Self {
+        ChunkDuration(250)
+    }
+}
+
+impl TryFrom<Number> for ChunkDuration {
+    type Error = String;
+    fn try_from(v: Number) -> Result<Self, String> {
+        let v = v.0;
+        match u32::try_from(v) {
+            Ok(ms @ 100..=1000) => Ok(ChunkDuration(ms)),
+            _ => Err(format!(
+                "`chunk_duration` (LL-HLS part) is in milliseconds and must be 100..=1000, got {v}"
+            )),
+        }
+    }
+}
+
 /// Segments in the live playlist, 2..=100 (default 6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "Number")]
@@ -252,6 +288,8 @@ struct StreamFile {
     inputs: Inputs,
     segment_duration: Option<SegmentDuration>,
     segment_count: Option<SegmentCount>,
+    #[serde(alias = "part_duration")]
+    chunk_duration: Option<ChunkDuration>,
     dvr: Option<StreamDvr>,
     publish_key: Option<String>,
     transcoder: Option<super::Transcoder>,
@@ -314,14 +352,24 @@ impl StreamConfig {
                 )));
             }
         }
+        let segment_duration = file.segment_duration.unwrap_or(defaults.segment_duration);
+        let chunk_duration = file.chunk_duration.unwrap_or(defaults.chunk_duration);
+        if chunk_duration.as_millis() * 2 > segment_duration.as_millis() {
+            return Err(serde::de::Error::custom(format!(
+                "`chunk_duration` {} ms is more than half of `segment_duration` {} ms",
+                chunk_duration.as_millis(),
+                segment_duration.as_millis()
+            )));
+        }
         let mut inputs = file.inputs.0;
         inputs.sort_by_key(|i| i.priority);
         Ok(StreamConfig {
             name: name.to_owned(),
             title: file.title,
             inputs,
-            segment_duration: file.segment_duration.unwrap_or(defaults.segment_duration),
+            segment_duration,
             segment_count: file.segment_count.unwrap_or(defaults.segment_count),
+            chunk_duration,
             dvr: file.dvr,
             publish_key: file.publish_key.filter(|k| !k.is_empty()),
             transcoder: file.transcoder,

@@ -76,6 +76,31 @@ fn bad_durations() {
 }
 
 #[test]
+fn ll_hls_part_duration() {
+    let s = stream("inputs = [{ url = \"fake://fake\" }]").unwrap();
+    assert_eq!(s.chunk_duration.as_millis(), 250, "the default part target");
+    let s = stream("part_duration = 400\ninputs = [{ url = \"fake://fake\" }]").unwrap();
+    assert_eq!(
+        s.chunk_duration.as_millis(),
+        400,
+        "`part_duration` is an alias"
+    );
+    for text in [
+        "chunk_duration = 50\ninputs = [{ url = \"fake://fake\" }]",
+        "chunk_duration = 1500\ninputs = [{ url = \"fake://fake\" }]",
+    ] {
+        let e = err(text);
+        assert!(
+            e.contains("`chunk_duration`") && e.contains("100..=1000"),
+            "{e}"
+        );
+    }
+    let e =
+        err("segment_duration = 1000\nchunk_duration = 600\ninputs = [{ url = \"fake://fake\" }]");
+    assert!(e.contains("more than half of `segment_duration`"), "{e}");
+}
+
+#[test]
 fn missing_or_empty_inputs() {
     assert!(err("title = \"x\"").contains("missing field `inputs`"));
     let e = err("title = \"x\"\ninputs = []");

@@ -66,6 +66,11 @@ pub fn plan(old: &StreamConfig, new: &StreamConfig) -> Change {
         Action::Rebuild,
     );
     differ(
+        "chunk_duration",
+        old.chunk_duration != new.chunk_duration,
+        Action::Rebuild,
+    );
+    differ(
         "segment_count",
         old.segment_count != new.segment_count,
         Action::Resize,

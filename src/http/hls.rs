@@ -231,6 +231,10 @@ async fn serve_route(
             let handle = lookup(stream)?;
             super::fmp4::serve(&handle, route.clone(), range, client)
         }
+        Route::LlMaster { .. } | Route::LlPlaylist { .. } | Route::LlResource { .. } => {
+            let handle = lookup(route.stream().unwrap_or_default())?;
+            super::llhls::serve(&handle, route, query).await
+        }
         Route::MpegTs { stream } => {
             let handle = lookup(&stream)?;
             // An endless body asks the backend again whenever its answer runs out.

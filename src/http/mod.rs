@@ -15,6 +15,7 @@ mod error;
 mod export;
 mod fmp4;
 mod hls;
+mod llhls;
 mod publish;
 mod range;
 mod router;

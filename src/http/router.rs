@@ -39,6 +39,17 @@ pub enum Route {
         track: String,
         key: FragmentKey,
     },
+    /// `/NAME/index.ll.m3u8`: LL-HLS master.
+    LlMaster { stream: String },
+    /// `/NAME/tracks-v1/index.ll.m3u8` or `tracks-a1/…`: a track's LL-HLS playlist.
+    LlPlaylist { stream: String, track: String },
+    /// `/NAME/tracks-T/ll-RUN-N.m4s` (part), `…/ll-RUN-sMSN.m4s` (segment), `…/ll-RUN-iV.mp4`
+    /// (init segment).
+    LlResource {
+        stream: String,
+        track: String,
+        name: crate::packaging::llhls::LlName,
+    },
     /// `/NAME/index.mpd` or `/NAME/Manifest.mpd`: live DASH.
     Dash { stream: String },
     /// `/time`: the server clock (ISO 8601), DASH `UTCTiming`.
@@ -131,6 +142,9 @@ impl Route {
             | Route::Fmp4Playlist { stream, .. }
             | Route::Init { stream, .. }
             | Route::Fragment { stream, .. }
+            | Route::LlMaster { stream }
+            | Route::LlPlaylist { stream, .. }
+            | Route::LlResource { stream, .. }
             | Route::Dash { stream }
             | Route::Dvr { stream, .. } => Some(stream),
             Route::Api(
@@ -152,6 +166,9 @@ impl Route {
             Route::Fmp4Playlist { .. } => "/:name/tracks/index.fmp4.m3u8",
             Route::Init { .. } => "/:name/tracks/init.mp4",
             Route::Fragment { .. } => "fragment",
+            Route::LlMaster { .. } => "/:name/index.ll.m3u8",
+            Route::LlPlaylist { .. } => "/:name/tracks/index.ll.m3u8",
+            Route::LlResource { .. } => "part",
             Route::Dash { .. } => "/:name/index.mpd",
             Route::Time => "/time",
             Route::Dvr { request, .. } => match request {
@@ -286,6 +303,28 @@ pub fn route(path: &str) -> Result<Route, RouteError> {
                 track: single_track(track)?,
             }),
         },
+        "index.ll.m3u8" => match split_tracks(before)? {
+            (None, name) => Ok(Route::LlMaster {
+                stream: stream_name(name)?,
+            }),
+            (Some(track), name) => Ok(Route::LlPlaylist {
+                stream: stream_name(name)?,
+                track: single_track(track)?,
+            }),
+        },
+        file if file.starts_with("ll-") => {
+            let name = crate::packaging::llhls::parse_name(file).ok_or(RouteError::Malformed(
+                "not an LL-HLS part, segment or init name",
+            ))?;
+            match split_tracks(before)? {
+                (Some(track), stream) => Ok(Route::LlResource {
+                    stream: stream_name(stream)?,
+                    track: single_track(track)?,
+                    name,
+                }),
+                (None, _) => Err(RouteError::Malformed("an LL-HLS part needs tracks-TRACK/")),
+            }
+        }
         file if file == "init.mp4" || file.starts_with("init-") && file.ends_with(".mp4") => {
             let version = match file
                 .strip_prefix("init-")

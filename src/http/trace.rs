@@ -59,6 +59,7 @@ fn template(label: &'static str) -> Option<&'static str> {
     match label {
         "segment" => Some("/:name/:segment.ts"),
         "fragment" => Some("/:name/tracks/:fragment.m4s"),
+        "part" => Some("/:name/tracks/:part"),
         "health" => Some("/flussonic/api/v3/monitoring/:check"),
         "api" => Some("/flussonic/api/*"),
         "malformed" | "unmatched" => None,

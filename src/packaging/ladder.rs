@@ -113,6 +113,11 @@ impl LadderSegmenter {
         self.leader.resume(next_sequence, last_end_ms);
     }
 
+    /// See [`Segmenter::building`] (the first rendition's).
+    pub fn building(&self) -> Option<super::parts::SegmentStart> {
+        self.leader.building()
+    }
+
     /// See [`Segmenter::position`].
     pub fn position(&self) -> (u64, u64) {
         self.leader.position()

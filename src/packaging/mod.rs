@@ -10,6 +10,8 @@ pub mod fmp4;
 pub mod hls;
 mod ladder;
 pub mod links;
+pub mod llhls;
+pub mod parts;
 mod segmenter;
 mod snapshot;
 mod window;
@@ -17,7 +19,7 @@ mod window;
 pub use ladder::LadderSegmenter;
 pub use segmenter::Segmenter;
 pub use snapshot::{
-    FragmentEntry, InitSegment, RenditionSnapshot, Snapshot, TrackSnapshot, consecutive_tail,
-    init_name,
+    FragmentEntry, InitSegment, LlTrackSnapshot, RenditionSnapshot, Snapshot, TrackSnapshot,
+    consecutive_tail, init_name,
 };
 pub use window::Window;

@@ -94,6 +94,16 @@ impl Segmenter {
         std::mem::take(&mut self.broke)
     }
 
+    /// The segment being filled: the sequence number it will get, its start and whether it
+    /// follows a break (`None` before a keyframe opened one).
+    pub fn building(&self) -> Option<super::parts::SegmentStart> {
+        self.building.as_ref().map(|b| super::parts::SegmentStart {
+            sequence: self.next_sequence,
+            start_ms: b.start_ms,
+            discontinuity: b.discontinuity,
+        })
+    }
+
     /// PTS range of the last segment emitted (`start..end`).
     pub fn last_cut(&self) -> Option<(Duration, Duration)> {
         self.last_cut

@@ -1,5 +1,6 @@
 //! The immutable per-stream view that HTTP serves: swapped whole after each new segment.
 
+use super::llhls::{self, LlSegment, Part};
 use crate::media::{MediaInfo, Segment};
 use bytes::Bytes;
 use std::sync::Arc;
@@ -15,6 +16,8 @@ pub struct Snapshot {
     pub master_playlist: Option<Bytes>,
     /// `index.fmp4.m3u8` text; `None` until every listed track has a fragment.
     pub fmp4_master_playlist: Option<Bytes>,
+    /// `index.ll.m3u8` text (LL-HLS); `None` until the first rendition's video has parts.
+    pub ll_master_playlist: Option<Bytes>,
     /// UTC ms that `tfdt` 0 of every fMP4 track stands for: the DASH `availabilityStartTime`.
     pub epoch_ms: u64,
     /// Configured segment duration, ms.
@@ -50,6 +53,64 @@ pub struct TrackSnapshot {
     pub peak_bitrate: u64,
     /// Bits/s over the window.
     pub average_bitrate: u64,
+    /// The track as LL-HLS parts; `None` for tracks not published that way.
+    pub ll: Option<Arc<LlTrackSnapshot>>,
+}
+
+/// One track's LL-HLS view: the parts and segments still served, playlists rendered.
+#[derive(Debug, Clone, Default)]
+pub struct LlTrackSnapshot {
+    /// The stream actor's run (in every part and segment name).
+    pub run: u64,
+    /// Every segment still served, oldest first; the last may still be being cut.
+    pub segments: Vec<Arc<LlSegment>>,
+    /// Index in `segments` of the first one the playlist lists.
+    pub listed_from: usize,
+    /// The number the next part will get (the preload hint).
+    pub next_part: u64,
+    /// `index.ll.m3u8` text, whole and as a delta update (`_HLS_skip=YES`).
+    pub playlist: Option<Bytes>,
+    pub playlist_skip: Option<Bytes>,
+}
+
+impl LlTrackSnapshot {
+    /// The segments the playlist lists.
+    pub fn listed(&self) -> &[Arc<LlSegment>] {
+        self.segments.get(self.listed_from..).unwrap_or_default()
+    }
+
+    /// (media sequence number, part index) of the newest part listed.
+    pub fn last(&self) -> Option<(u64, u32)> {
+        llhls::last_part(self.listed())
+    }
+
+    /// Part `number`, while served.
+    pub fn part(&self, number: u64) -> Option<&Arc<Part>> {
+        self.segments
+            .iter()
+            .rev()
+            .flat_map(|s| s.parts.iter().rev())
+            .take_while(|p| p.number >= number)
+            .find(|p| p.number == number)
+    }
+
+    /// The joined segment `sequence`, once complete.
+    pub fn segment(&self, sequence: u64) -> Option<&Bytes> {
+        self.segments
+            .iter()
+            .rev()
+            .find(|s| s.sequence == sequence)
+            .and_then(|s| s.data.as_ref())
+    }
+
+    /// Init segment `version`, while a served segment decodes with it.
+    pub fn init(&self, version: u32) -> Option<&Bytes> {
+        self.segments
+            .iter()
+            .rev()
+            .find(|s| s.init.version == version)
+            .map(|s| &s.init.data)
+    }
 }
 
 /// One fMP4 fragment: the same stretch of time as the TS segment of the same sequence.

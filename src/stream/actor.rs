@@ -1,10 +1,13 @@
 //! The per-stream actor: the only owner of a stream's segmenters, windows and fMP4 tracks.
 
+use super::ll::LowLatency;
 use super::rendition::{Audio, Rendition};
 use super::{Feed, Sessions, StreamCounters, StreamHandle, mono_ms};
 use crate::dvr::{Archive, RecorderInput};
 use crate::media::{Chunk, Segment};
-use crate::packaging::{LadderSegmenter, Snapshot, Window, fmp4, hls};
+use crate::packaging::{
+    LadderSegmenter, LlTrackSnapshot, RenditionSnapshot, Snapshot, TrackSnapshot, Window, fmp4, hls,
+};
 use bytes::Bytes;
 use std::sync::Arc;
 use std::time::Duration;
@@ -107,6 +110,10 @@ pub struct StreamActor {
     /// The DVR writer of each rendition that records.
     recorders: Vec<Option<RecorderInput>>,
     target_ms: u32,
+    /// LL-HLS parts of the first rendition and the audio.
+    ll: LowLatency,
+    /// Ticked on every expiry pass (see [`StreamHandle::heartbeat`]).
+    heartbeat: watch::Sender<u64>,
 }
 
 impl StreamActor {
@@ -137,6 +144,7 @@ impl StreamActor {
             ..Snapshot::default()
         }));
         let name: Arc<str> = config.name.as_str().into();
+        let (heartbeat, heartbeat_rx) = watch::channel(mono_ms());
         let handle = StreamHandle {
             name: name.clone(),
             snapshot: snapshot_rx,
@@ -151,6 +159,7 @@ impl StreamActor {
             definition: Arc::from(""),
             access: Arc::new(config.access.clone()),
             pushes: Arc::default(),
+            heartbeat: heartbeat_rx,
         };
         let target_ms = config.segment_duration.as_millis();
         let mut ladder = LadderSegmenter::new(config.segment_duration.duration(), renditions);
@@ -181,6 +190,11 @@ impl StreamActor {
             counters,
             recorders,
             target_ms,
+            ll: LowLatency::new(
+                config.chunk_duration.duration(),
+                crate::media::utc::now_ms(),
+            ),
+            heartbeat,
         };
         let parts = ActorParts {
             handle,
@@ -248,7 +262,15 @@ impl StreamActor {
     fn on_feed(&mut self, feed: Feed) {
         match feed {
             Feed::Chunk(chunk) => {
+                let before = self.ladder.building();
                 let segments = self.ladder.push(&chunk, crate::media::utc::now_ms());
+                let parted = chunk.rendition == 0 && {
+                    let after = self.ladder.building();
+                    let opens = after.filter(|a| Some(*a) != before);
+                    let media = self.renditions.first().and_then(|r| r.media.as_ref());
+                    self.ll
+                        .push(&chunk, opens, after.is_some(), &mut self.epoch_ms, media)
+                };
                 // No receiver is normal (nobody watching, no push); the error only says that.
                 if chunk.rendition == 0 {
                     let _ = self.live.send(chunk);
@@ -257,12 +279,17 @@ impl StreamActor {
                 }
                 if !segments.is_empty() {
                     self.list(segments);
+                } else if parted {
+                    self.publish();
                 }
             }
             Feed::Media(rendition, info) => {
                 let Some(r) = self.renditions.get_mut(rendition) else {
                     return;
                 };
+                if rendition == 0 {
+                    self.ll.set_media(&info);
+                }
                 if r.media.as_ref() != Some(&info) {
                     info!(stream = %self.name, rendition = rendition + 1, tracks = %info.tracks_spec(), codecs = %info.codecs(), "media info");
                     r.media = Some(info);
@@ -271,8 +298,12 @@ impl StreamActor {
             }
             Feed::Break => {
                 let segments = self.ladder.break_run();
+                let media = self.renditions.first().and_then(|r| r.media.as_ref());
+                let parted = self.ll.finish(&mut self.epoch_ms, media);
                 if !segments.is_empty() {
                     self.list(segments);
+                } else if parted {
+                    self.publish();
                 }
             }
         }
@@ -335,10 +366,11 @@ impl StreamActor {
         };
         r.window.push(segment, mono_ms());
         r.prune();
-        if rendition == 0
-            && let Some(audio) = &mut self.audio
-        {
-            audio.prune(r.window.oldest_sequence());
+        if rendition == 0 {
+            self.ll.prune(r.window.oldest_sequence());
+            if let Some(audio) = &mut self.audio {
+                audio.prune(r.window.oldest_sequence());
+            }
         }
     }
 
@@ -383,6 +415,7 @@ impl StreamActor {
     fn on_expire(&mut self) {
         let mut changed = false;
         let now = mono_ms();
+        self.heartbeat.send_replace(now);
         for r in &mut self.renditions {
             if r.window.expire(now) {
                 r.prune();
@@ -390,8 +423,11 @@ impl StreamActor {
             }
         }
         if changed {
-            if let (Some(audio), Some(first)) = (&mut self.audio, self.renditions.first()) {
-                audio.prune(first.window.oldest_sequence());
+            if let Some(first) = self.renditions.first() {
+                self.ll.prune(first.window.oldest_sequence());
+                if let Some(audio) = &mut self.audio {
+                    audio.prune(first.window.oldest_sequence());
+                }
             }
             self.publish();
         }
@@ -462,14 +498,80 @@ impl StreamActor {
             )
             .into()
         });
+        let (renditions, audio, ll_master_playlist) = self.with_ll(renditions, audio);
         let snap = Snapshot {
             renditions,
             audio,
             master_playlist,
             fmp4_master_playlist,
+            ll_master_playlist,
             epoch_ms: self.epoch_ms.unwrap_or(0),
             target_ms: self.target_ms,
         };
         self.snapshot.send_replace(Arc::new(snap));
+    }
+
+    /// Adds the LL-HLS views to the first rendition's video and the audio track, and the
+    /// LL-HLS master playlist once the video has parts.
+    fn with_ll(
+        &self,
+        mut renditions: Vec<RenditionSnapshot>,
+        audio: Option<TrackSnapshot>,
+    ) -> (Vec<RenditionSnapshot>, Option<TrackSnapshot>, Option<Bytes>) {
+        let Some(first) = self.renditions.first() else {
+            return (renditions, audio, None);
+        };
+        let window = &first.window;
+        let (video_ll, audio_ll) =
+            self.ll
+                .snapshots(self.target_ms, window.first_live_sequence(), |sequence| {
+                    window.discontinuities_before(sequence)
+                });
+        let audio_ready = audio_ll.playlist.is_some();
+        let video_ready = video_ll.playlist.is_some();
+        let bitrate = |t: &LlTrackSnapshot| {
+            let (bytes, seconds) = t.listed().iter().fold((0usize, 0.0), |(b, d), s| {
+                (
+                    b + s.parts.iter().map(|p| p.data.len()).sum::<usize>(),
+                    d + s.duration(),
+                )
+            });
+            if seconds > 0.0 {
+                (bytes as f64 * 8.0 / seconds) as u64
+            } else {
+                0
+            }
+        };
+        let master = match (renditions.first(), video_ready) {
+            (Some(r), true) => r.media.as_ref().map(|media| {
+                let rate = bitrate(&video_ll) + if audio_ready { bitrate(&audio_ll) } else { 0 };
+                let variant = hls::Variant {
+                    media,
+                    peak: rate,
+                    average: rate,
+                    uri: "tracks-v1/index.ll.m3u8",
+                };
+                Bytes::from(hls::fmp4_master_playlist(
+                    &[variant],
+                    audio_ready.then_some("tracks-a1/index.ll.m3u8"),
+                ))
+            }),
+            _ => None,
+        };
+        if let Some(r) = renditions.first_mut() {
+            r.video.ll = Some(Arc::new(video_ll));
+        }
+        let audio = match audio {
+            Some(mut a) => {
+                a.ll = Some(Arc::new(audio_ll));
+                Some(a)
+            }
+            None if audio_ready => Some(TrackSnapshot {
+                ll: Some(Arc::new(audio_ll)),
+                ..TrackSnapshot::default()
+            }),
+            None => None,
+        };
+        (renditions, audio, master)
     }
 }

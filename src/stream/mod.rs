@@ -10,6 +10,7 @@
 
 mod actor;
 mod counters;
+mod ll;
 mod push_status;
 mod rendition;
 mod sessions;
@@ -132,6 +133,9 @@ pub struct StreamHandle {
     pub access: Arc<crate::config::StreamAccess>,
     /// Its pushes' states and figures (empty without `pushes`).
     pub pushes: Arc<PushBoard>,
+    /// Ticks (monotonic ms) about once a second while the stream's actor runs: what requests
+    /// held for a future part check their deadline on, instead of a timer each.
+    pub heartbeat: watch::Receiver<u64>,
 }
 
 impl StreamHandle {

@@ -101,6 +101,7 @@ impl FragmentTrack {
             playlist,
             peak_bitrate,
             average_bitrate,
+            ll: None,
         }
     }
 }

@@ -10,6 +10,9 @@
 //   SCREENSHOT optional PNG path written at the end
 // Options (environment variable or flag; the flag wins):
 //   PLAYER=hls|dash   --player=hls|dash  player library: hls.js 1.7.4 (default) or dash.js 5.2.1
+//   LL=1              --ll               hls.js with lowLatencyMode (default: off); the status
+//                                        then has latencyMs: wall clock minus hls.playingDate,
+//                                        sampled every 0.5 s of playback
 //   SWITCH=1          --switch           once >= 2 s have played, force a switch to another video
 //                                        rendition (highest -> lowest, otherwise -> highest), wait for
 //                                        the player to confirm it rendered that rendition, then require
@@ -41,6 +44,7 @@ const [base, src, minT = '5', tmo = '60', shot = ''] = argv.filter(a => !a.start
 const player = String(flags.player ?? process.env.PLAYER ?? 'hls').toLowerCase();
 const doSwitch = /^(1|true|yes|on)$/i.test(String(flags.switch ?? process.env.SWITCH ?? ''));
 const untilFile = flags.until ? String(flags.until) : null;
+const lowLatency = /^(1|true|yes|on)$/i.test(String(flags.ll ?? process.env.LL ?? ''));
 if (!base || !src || !['hls', 'dash'].includes(player)) {
   console.error('usage: node play.mjs BASE_URL PATH [SECONDS] [TIMEOUT_S] [SCREENSHOT] ' +
                 '[--player=hls|dash] [--switch]   (or env PLAYER=hls|dash SWITCH=1)');
@@ -58,7 +62,7 @@ const lib = fs.readFileSync(path.join(here, libFile), 'utf8');
 // Common in-page probe: playback accounting + switch state machine; the player adapters below
 // fill in levels()/current()/requestSwitch() and call switchConfirmed().
 const common = `
-  const CFG = ${JSON.stringify({ src, doSwitch, SWITCH_AFTER })};
+  const CFG = ${JSON.stringify({ src, doSwitch, SWITCH_AFTER, lowLatency })};
   const v = document.getElementById('v');
   window.probe = { errors: [], fatal: false, frags: 0, played: 0, levels: [], sizes: [],
                    stalls: 0, stalledMs: 0, sw: { state: CFG.doSwitch ? 'waiting' : 'off' } };
@@ -115,7 +119,15 @@ const common = `
 
 const hlsAdapter = `
   probe.version = Hls.version;
-  const hls = new Hls({ lowLatencyMode: false });
+  const hls = new Hls({ lowLatencyMode: CFG.lowLatency });
+  // How far behind live the picture on screen is: wall clock minus its PROGRAM-DATE-TIME.
+  probe.latencyMs = [];
+  setInterval(() => {
+    if (probe.playStart !== undefined && !v.paused && hls.playingDate)
+      probe.latencyMs.push(Date.now() - hls.playingDate.getTime());
+    if (probe.playStart !== undefined && CFG.lowLatency)
+      (probe.hlsLatency = probe.hlsLatency || []).push([+(hls.latency || 0).toFixed(3), +(hls.targetLatency || 0).toFixed(3), +v.currentTime.toFixed(3)]);
+  }, 500);
   const lv = (l, i) => ({ key: i, index: i, width: l.width, height: l.height, bitrate: l.bitrate, name: l.name });
   const levels = () => hls.levels.map(lv);
   const current = () => { const i = hls.currentLevel >= 0 ? hls.currentLevel : hls.loadLevel;
@@ -244,6 +256,7 @@ try {
                playedAfterSwitch: sw.state === 'confirmed' ? r(probe.played - sw.confirmedAtPlayed) : undefined,
                levelSwitched: probe.levelSwitched, rendered: probe.rendered,
                stalls: probe.stalls, stalledMs: Math.round(probe.stalledMs),
+               latencyMs: probe.latencyMs, hlsLatency: probe.hlsLatency,
                fatal: probe.fatal, errors: probe.errors };
     }, { src, player });
     if (st.fatal) break;
