@@ -1,5 +1,6 @@
 //! LL-HLS with real clients: hls.js (`lowLatencyMode`) in Chromium plays `index.ll.m3u8` of a
-//! live `fake://` stream a second or two behind live; 500 requests held for a future part are
+//! live `fake://` stream about 1.2-1.5 s behind live, and switches renditions of a two-rung
+//! ladder; 500 requests held for a future part are
 //! all answered together at its publication while the server's CPU stays at its idle level; a
 //! request more than two segments ahead gets 400; held requests are answered when the stream
 //! goes away.
@@ -13,6 +14,14 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 const STREAM: &str = "inputs = [{ url = \"fake://fake\" }]\n";
+
+/// These tests measure latency and CPU: one at a time, so that they do not measure each
+/// other (a transcoded ladder and Chromium take both cores of a small machine).
+fn alone() -> std::sync::MutexGuard<'static, ()> {
+    static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    ONE.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 /// Waits for the LL playlist of `track` and returns it.
 fn ll_playlist(server: &Server, track: &str) -> String {
@@ -50,31 +59,29 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-#[test]
-fn hls_js_plays_ll_hls_a_second_or_two_behind_live() {
-    let server = Server::start(&[("demo", STREAM)]);
-    let text = ll_playlist(&server, "v1");
-    assert!(text.contains("#EXT-X-PART-INF:PART-TARGET=0.250"), "{text}");
-    let master = get(&server.url("/demo/index.ll.m3u8"));
-    assert_eq!(master.status, 200, "{}", master.text());
+/// hls.js with `lowLatencyMode` plays `path` for `seconds` (after a forced rendition switch
+/// with `switch`); returns its status and (median, p95) of its distance behind live, ms.
+fn play_ll(
+    server: &Server,
+    path: &str,
+    seconds: u32,
+    switch: bool,
+) -> (serde_json::Value, f64, f64) {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/play.mjs");
-    let out = Command::new("timeout")
-        .args([
-            "-k",
-            "5",
-            "150",
-            "node",
-            script,
-            &server.base,
-            "/demo/index.ll.m3u8",
-        ])
-        .args(["30", "90", "", "--player=hls", "--ll"])
+    let mut command = Command::new("timeout");
+    command
+        .args(["-k", "5", "150", "node", script, &server.base, path])
+        .args([&seconds.to_string(), "90", "", "--player=hls", "--ll"]);
+    if switch {
+        command.arg("--switch");
+    }
+    let out = command
         .output()
         .expect("node (installed by make test-deps)");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success() && stdout.contains("PLAYED"),
-        "hls.js did not play LL-HLS:\n{stdout}\n{}",
+        "hls.js did not play {path}:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
     let status: serde_json::Value = stdout
@@ -87,25 +94,87 @@ fn hls_js_plays_ll_hls_a_second_or_two_behind_live() {
         .iter()
         .filter_map(serde_json::Value::as_f64)
         .collect();
-    assert!(latency.len() >= 40, "latency samples: {status}");
+    assert!(latency.len() >= 10, "latency samples: {status}");
     latency.sort_by(f64::total_cmp);
     let (median, p95) = (percentile(&latency, 0.5), percentile(&latency, 0.95));
     eprintln!(
-        "LL-HLS in hls.js: {} samples, median {median:.0} ms, p95 {p95:.0} ms behind live, \
-         stalls {}",
+        "LL-HLS in hls.js ({path}): {} samples, median {median:.0} ms, p95 {p95:.0} ms behind \
+         live, stalls {}",
         latency.len(),
         status["stalls"]
     );
+    (status, median, p95)
+}
+
+#[test]
+fn hls_js_plays_ll_hls_a_second_or_two_behind_live() {
+    let _alone = alone();
+    let server = Server::start(&[("demo", STREAM)]);
+    let text = ll_playlist(&server, "v1");
+    assert!(text.contains("#EXT-X-PART-INF:PART-TARGET=0.250"), "{text}");
+    // A channel that has been running a while: a few whole segments listed (with one or two,
+    // hls.js starts at the playlist's start, seconds behind).
+    wait_until(Duration::from_secs(30), "three whole segments", || {
+        ll_playlist(&server, "v1").matches("#EXTINF").count() >= 3
+    });
+    let master = get(&server.url("/demo/index.ll.m3u8"));
+    assert_eq!(master.status, 200, "{}", master.text());
+    let (status, median, p95) = play_ll(&server, "/demo/index.ll.m3u8", 30, false);
     // hls.js (default settings: no playback-rate catch-up) keeps the distance it started at:
-    // 1.2-1.7 s in most runs here, up to 2.4 s, and a second more after a start-up stall. The
-    // issue's goal (median 1.5 s) is not met reliably yet; this bounds what LL-HLS must give
-    // (HLS is 6-8 s behind).
-    assert!(median <= 3500.0, "median {median} ms behind live: {status}");
-    assert!(p95 <= 4000.0, "p95 {p95} ms behind live: {status}");
+    // 1.18-1.49 s in five runs here (the goal is 1.5 s); the bound leaves room for a slower
+    // start on a busy CI machine (HLS is 6-8 s behind).
+    assert!(median <= 2000.0, "median {median} ms behind live: {status}");
+    assert!(p95 <= 2500.0, "p95 {p95} ms behind live: {status}");
     assert!(
         status["stalls"].as_u64().unwrap_or(99) <= 1,
         "stalls: {status}"
     );
+}
+
+/// A two-rung transcoded ladder: every rendition has parts on the same segments (same media
+/// sequence numbers and dates), the LL master lists both, and hls.js switches between them.
+#[test]
+fn hls_js_switches_renditions_of_an_ll_ladder() {
+    let _alone = alone();
+    let ladder = "inputs = [{ url = \"fake://fake\" }]\n[transcoder]\npreset = \"ultrafast\"\n\
+                  [[transcoder.video]]\nbitrate = \"600k\"\nsize = \"640x360\"\n\
+                  [[transcoder.video]]\nbitrate = \"200k\"\nsize = \"320x180\"\n";
+    let server = Server::start(&[("ladder", ladder)]);
+    wait_until(
+        Duration::from_secs(60),
+        "both renditions' LL playlists",
+        || {
+            get(&server.url("/ladder/index.ll.m3u8"))
+                .text()
+                .contains("tracks-v2/index.ll.m3u8")
+        },
+    );
+    // Let the second rendition list a few segments, then compare the two.
+    std::thread::sleep(Duration::from_secs(5));
+    let listed = |track: &str| -> Vec<String> {
+        get(&server.url(&format!("/ladder/tracks-{track}/index.ll.m3u8")))
+            .text()
+            .lines()
+            .filter(|l| l.starts_with("#EXT-X-PROGRAM-DATE-TIME") || l.contains("-s"))
+            .map(|l| {
+                l.split("ll-")
+                    .last()
+                    .unwrap()
+                    .split_once('-')
+                    .map_or(l, |(_, s)| s)
+                    .to_owned()
+            })
+            .collect()
+    };
+    let (v1, v2) = (listed("v1"), listed("v2"));
+    let common: Vec<&String> = v2.iter().filter(|l| v1.contains(l)).collect();
+    assert!(
+        common.len() >= 2,
+        "the renditions share segments: {v1:?} {v2:?}"
+    );
+    let (status, median, _) = play_ll(&server, "/ladder/index.ll.m3u8", 8, true);
+    assert_eq!(status["switch"]["state"], "confirmed", "{status}");
+    assert!(median <= 2500.0, "median {median} ms behind live: {status}");
 }
 
 /// Sends a GET for `path` and returns the socket (the answer is read later).
@@ -199,6 +268,7 @@ fn hold_many(
 
 #[test]
 fn five_hundred_held_requests_are_answered_at_the_publication_of_their_part() {
+    let _alone = alone();
     let server = Server::start(&[("demo", STREAM)]);
     let text = ll_playlist(&server, "v1");
     let (msn, _) = last_part(&text);
@@ -252,6 +322,7 @@ fn five_hundred_held_requests_are_answered_at_the_publication_of_their_part() {
 
 #[test]
 fn too_far_ahead_is_400_and_a_stopped_stream_answers_its_held_requests() {
+    let _alone = alone();
     let server = Server::start(&[("demo", STREAM), ("other", STREAM)]);
     let text = ll_playlist(&server, "v1");
     let (msn, _) = last_part(&text);

@@ -1,6 +1,6 @@
 //! The per-stream actor: the only owner of a stream's segmenters, windows and fMP4 tracks.
 
-use super::ll::LowLatency;
+use super::low_latency::LowLatency;
 use super::rendition::{Audio, Rendition};
 use super::{Feed, Sessions, StreamCounters, StreamHandle, mono_ms};
 use crate::dvr::{Archive, RecorderInput};
@@ -191,6 +191,8 @@ impl StreamActor {
             recorders,
             target_ms,
             ll: LowLatency::new(
+                renditions,
+                config.segment_duration.duration(),
                 config.chunk_duration.duration(),
                 crate::media::utc::now_ms(),
             ),
@@ -264,13 +266,19 @@ impl StreamActor {
             Feed::Chunk(chunk) => {
                 let before = self.ladder.building();
                 let segments = self.ladder.push(&chunk, crate::media::utc::now_ms());
-                let parted = chunk.rendition == 0 && {
+                let (opens, building) = if chunk.rendition == 0 {
                     let after = self.ladder.building();
-                    let opens = after.filter(|a| Some(*a) != before);
-                    let media = self.renditions.first().and_then(|r| r.media.as_ref());
-                    self.ll
-                        .push(&chunk, opens, after.is_some(), &mut self.epoch_ms, media)
+                    (after.filter(|a| Some(*a) != before), after.is_some())
+                } else {
+                    (None, true)
                 };
+                let media = self
+                    .renditions
+                    .get(chunk.rendition)
+                    .and_then(|r| r.media.as_ref());
+                let parted = self
+                    .ll
+                    .push(&chunk, opens, building, &mut self.epoch_ms, media);
                 // No receiver is normal (nobody watching, no push); the error only says that.
                 if chunk.rendition == 0 {
                     let _ = self.live.send(chunk);
@@ -287,9 +295,7 @@ impl StreamActor {
                 let Some(r) = self.renditions.get_mut(rendition) else {
                     return;
                 };
-                if rendition == 0 {
-                    self.ll.set_media(&info);
-                }
+                self.ll.set_media(rendition, &info);
                 if r.media.as_ref() != Some(&info) {
                     info!(stream = %self.name, rendition = rendition + 1, tracks = %info.tracks_spec(), codecs = %info.codecs(), "media info");
                     r.media = Some(info);
@@ -298,8 +304,8 @@ impl StreamActor {
             }
             Feed::Break => {
                 let segments = self.ladder.break_run();
-                let media = self.renditions.first().and_then(|r| r.media.as_ref());
-                let parted = self.ll.finish(&mut self.epoch_ms, media);
+                let media: Vec<_> = self.renditions.iter().map(|r| r.media.as_ref()).collect();
+                let parted = self.ll.finish(&mut self.epoch_ms, &media);
                 if !segments.is_empty() {
                     self.list(segments);
                 } else if parted {
@@ -522,13 +528,12 @@ impl StreamActor {
             return (renditions, audio, None);
         };
         let window = &first.window;
-        let (video_ll, audio_ll) =
+        let (videos_ll, audio_ll) =
             self.ll
                 .snapshots(self.target_ms, window.first_live_sequence(), |sequence| {
                     window.discontinuities_before(sequence)
                 });
         let audio_ready = audio_ll.playlist.is_some();
-        let video_ready = video_ll.playlist.is_some();
         let bitrate = |t: &LlTrackSnapshot| {
             let (bytes, seconds) = t.listed().iter().fold((0usize, 0.0), |(b, d), s| {
                 (
@@ -542,24 +547,37 @@ impl StreamActor {
                 0
             }
         };
-        let master = match (renditions.first(), video_ready) {
-            (Some(r), true) => r.media.as_ref().map(|media| {
-                let rate = bitrate(&video_ll) + if audio_ready { bitrate(&audio_ll) } else { 0 };
-                let variant = hls::Variant {
-                    media,
-                    peak: rate,
-                    average: rate,
-                    uri: "tracks-v1/index.ll.m3u8",
-                };
-                Bytes::from(hls::fmp4_master_playlist(
-                    &[variant],
-                    audio_ready.then_some("tracks-a1/index.ll.m3u8"),
-                ))
-            }),
-            _ => None,
-        };
-        if let Some(r) = renditions.first_mut() {
-            r.video.ll = Some(Arc::new(video_ll));
+        let audio_rate = if audio_ready { bitrate(&audio_ll) } else { 0 };
+        let uris: Vec<String> = (0..videos_ll.len())
+            .map(|i| format!("tracks-v{}/index.ll.m3u8", i + 1))
+            .collect();
+        let first_ready = renditions.first().is_some_and(|r| r.media.is_some())
+            && videos_ll.first().is_some_and(|v| v.playlist.is_some());
+        // A rendition is listed once it has media info and parts; the first must be.
+        let master = first_ready.then(|| {
+            let variants: Vec<hls::Variant<'_>> = renditions
+                .iter()
+                .zip(&videos_ll)
+                .zip(&uris)
+                .filter_map(|((r, ll), uri)| {
+                    let media = r.media.as_ref()?;
+                    ll.playlist.as_ref()?;
+                    let rate = bitrate(ll) + audio_rate;
+                    Some(hls::Variant {
+                        media,
+                        peak: rate,
+                        average: rate,
+                        uri,
+                    })
+                })
+                .collect();
+            Bytes::from(hls::fmp4_master_playlist(
+                &variants,
+                audio_ready.then_some("tracks-a1/index.ll.m3u8"),
+            ))
+        });
+        for (r, ll) in renditions.iter_mut().zip(videos_ll) {
+            r.video.ll = Some(Arc::new(ll));
         }
         let audio = match audio {
             Some(mut a) => {

@@ -3,181 +3,13 @@
 //! joined, and an init segment of its own per codec configuration. Independent of the
 //! per-segment fMP4 tracks (`rendition.rs`), so a part never waits for its segment.
 
-use crate::media::{Chunk, MediaInfo};
 use crate::packaging::fmp4::{self, AacConfig, AudioTrack, AvcConfig, Demuxed, VideoTrack};
-use crate::packaging::llhls::{self, LlSegment, Part, Report, Skip};
-use crate::packaging::parts::{PartCut, PartCutter, SegmentStart};
+use crate::packaging::llhls::{LlSegment, Part};
+use crate::packaging::parts::PartCut;
 use crate::packaging::{InitSegment, LlTrackSnapshot};
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Duration;
-use tracing::{debug, warn};
-
-/// Frame duration assumed until the media info gives the frame rate (25 fps).
-const DEFAULT_FRAME: Duration = Duration::from_millis(40);
-
-/// LL-HLS of a stream: the first rendition's video and the stream's audio, cut into parts
-/// as the chunks arrive.
-#[derive(Debug)]
-pub(super) struct LowLatency {
-    cutter: PartCutter,
-    video: LlTrack,
-    audio: LlTrack,
-    /// The actor's start, UNIX ms: part and segment names carry it, so no name is reused by
-    /// a later actor of the stream.
-    run: u64,
-    part_target_ms: u32,
-    /// A part that cannot be packaged was logged (reset by the next success).
-    failing: bool,
-}
-
-impl LowLatency {
-    pub(super) fn new(part_target: Duration, run: u64) -> Self {
-        LowLatency {
-            cutter: PartCutter::new(part_target, DEFAULT_FRAME),
-            video: LlTrack::video(),
-            audio: LlTrack::audio(),
-            run,
-            part_target_ms: u32::try_from(part_target.as_millis()).unwrap_or(u32::MAX),
-            failing: false,
-        }
-    }
-
-    /// The first rendition's media info: the frame rate sets where parts may end.
-    pub(super) fn set_media(&mut self, media: &MediaInfo) {
-        if let Some((n, d)) = media.video.as_ref().and_then(|v| v.frame_rate)
-            && n > 0
-        {
-            self.cutter
-                .set_frame(Duration::from_secs_f64(f64::from(d) / f64::from(n)));
-        }
-    }
-
-    /// One chunk of the first rendition: `opens` when the segmenter opened a segment with
-    /// it, `building` whether a segment is being filled after it. Returns whether a part
-    /// was published.
-    pub(super) fn push(
-        &mut self,
-        chunk: &Chunk,
-        opens: Option<SegmentStart>,
-        building: bool,
-        epoch_ms: &mut Option<u64>,
-        media: Option<&MediaInfo>,
-    ) -> bool {
-        let cut = if building {
-            self.cutter.push(chunk, opens)
-        } else {
-            // The segmenter closed (a timestamp jump) or dropped its segment.
-            self.cutter.finish()
-        };
-        cut.is_some_and(|cut| self.package(&cut, epoch_ms, media))
-    }
-
-    /// The source stopped: the open segment's last part.
-    pub(super) fn finish(&mut self, epoch_ms: &mut Option<u64>, media: Option<&MediaInfo>) -> bool {
-        self.cutter
-            .finish()
-            .is_some_and(|cut| self.package(&cut, epoch_ms, media))
-    }
-
-    fn package(
-        &mut self,
-        cut: &PartCut,
-        epoch_ms: &mut Option<u64>,
-        media: Option<&MediaInfo>,
-    ) -> bool {
-        let epoch = *epoch_ms.get_or_insert(cut.segment.start_ms);
-        let size = media
-            .and_then(|m| m.video.as_ref())
-            .map(|v| (v.width, v.height));
-        let result = fmp4::demux(&cut.ts).and_then(|demuxed| {
-            // A track with nothing in this part (a short last part may hold no audio frame)
-            // still ends its segment with it.
-            let video = if demuxed.video.is_empty() {
-                self.video.close(cut);
-                Ok(())
-            } else {
-                self.video.add(cut, &demuxed, epoch, size)
-            };
-            let audio = if demuxed.audio.is_empty() {
-                self.audio.close(cut);
-                Ok(())
-            } else {
-                self.audio.add(cut, &demuxed, epoch, None)
-            };
-            video.and(audio)
-        });
-        match result {
-            Ok(()) => {
-                self.failing = false;
-                true
-            }
-            Err(e) if !self.failing => {
-                self.failing = true;
-                warn!(seq = cut.segment.sequence, part = cut.index, error = %e, "cannot package an LL-HLS part; other outputs are unaffected");
-                false
-            }
-            Err(e) => {
-                debug!(error = %e, "LL-HLS parts still failing");
-                false
-            }
-        }
-    }
-
-    /// Drops what the TS window no longer serves.
-    pub(super) fn prune(&mut self, oldest: Option<u64>) {
-        self.video.prune(oldest);
-        self.audio.prune(oldest);
-    }
-
-    /// The video and audio views with their playlists (each reporting the other), given the
-    /// first rendition's first live sequence and discontinuities before a sequence.
-    pub(super) fn snapshots(
-        &self,
-        target_ms: u32,
-        first_live: Option<u64>,
-        discontinuities_before: impl Fn(u64) -> u64,
-    ) -> (LlTrackSnapshot, LlTrackSnapshot) {
-        let mut video = self.video.snapshot(self.run, first_live);
-        let mut audio = self.audio.snapshot(self.run, first_live);
-        let report = |uri: &str, t: &LlTrackSnapshot| {
-            t.last().map(|(last_msn, last_part)| Report {
-                uri: uri.to_owned(),
-                last_msn,
-                last_part,
-            })
-        };
-        let video_reports: Vec<Report> = report("../tracks-a1/index.ll.m3u8", &audio)
-            .into_iter()
-            .collect();
-        let audio_reports: Vec<Report> = report("../tracks-v1/index.ll.m3u8", &video)
-            .into_iter()
-            .collect();
-        for (track, reports) in [(&mut video, video_reports), (&mut audio, audio_reports)] {
-            let listed = track.listed();
-            if listed.iter().all(|s| s.parts.is_empty()) {
-                continue;
-            }
-            let media = llhls::LlMedia {
-                segments: listed,
-                target_ms,
-                part_target_ms: self.part_target_ms,
-                discontinuity_sequence: listed
-                    .first()
-                    .map_or(0, |s| discontinuities_before(s.sequence)),
-                run: self.run,
-                next_part: track.next_part,
-                reports: &reports,
-            };
-            let full: Bytes = llhls::media_playlist(&media, Skip::No).into();
-            let skip: Bytes = llhls::media_playlist(&media, Skip::Yes).into();
-            track.playlist = Some(full);
-            track.playlist_skip = Some(skip);
-        }
-        (video, audio)
-    }
-}
 
 /// Completes `segment`: its parts joined are the whole segment.
 fn join(segment: &mut LlSegment) {
@@ -221,14 +53,14 @@ pub(super) struct LlTrack {
 }
 
 impl LlTrack {
-    fn video() -> Self {
+    pub(super) fn video() -> Self {
         LlTrack::new(Packager::Video {
             track: VideoTrack::new(),
             avc: None,
         })
     }
 
-    fn audio() -> Self {
+    pub(super) fn audio() -> Self {
         LlTrack::new(Packager::Audio {
             track: AudioTrack::new(0),
             aac: None,
@@ -248,7 +80,7 @@ impl LlTrack {
     /// Packages part `cut` (demuxed as `demuxed`); `epoch_ms` is `tfdt` 0, `size` the
     /// picture size from the media info when the SPS does not say. A part of a segment whose
     /// first part is missing is skipped (a segment never starts without its keyframe).
-    fn add(
+    pub(super) fn add(
         &mut self,
         cut: &PartCut,
         demuxed: &Demuxed,
@@ -318,7 +150,7 @@ impl LlTrack {
 
     /// `cut` had nothing of this track: when it was its segment's last part, the segment
     /// is complete with the parts it has.
-    fn close(&mut self, cut: &PartCut) {
+    pub(super) fn close(&mut self, cut: &PartCut) {
         if let Some(segment) = self.segments.back_mut()
             && cut.last
             && segment.sequence == cut.segment.sequence
@@ -380,7 +212,7 @@ impl LlTrack {
 
     /// Drops segments older than `oldest` (the oldest TS segment still served).
     /// (Nothing is dropped while the window is empty: the first segment is still being cut.)
-    fn prune(&mut self, oldest: Option<u64>) {
+    pub(super) fn prune(&mut self, oldest: Option<u64>) {
         let Some(oldest) = oldest else {
             return;
         };
@@ -391,7 +223,7 @@ impl LlTrack {
 
     /// The reader's view; `first_live` is the first sequence the TS playlist lists. The
     /// playlists are rendered by the actor, which knows the other renditions.
-    fn snapshot(&self, run: u64, first_live: Option<u64>) -> LlTrackSnapshot {
+    pub(super) fn snapshot(&self, run: u64, first_live: Option<u64>) -> LlTrackSnapshot {
         let segments: Vec<Arc<LlSegment>> = self.segments.iter().cloned().collect();
         let from = first_live.unwrap_or(u64::MAX);
         // Listed: from the first live sequence on, but never a hole in the numbering.

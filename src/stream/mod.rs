@@ -11,6 +11,7 @@
 mod actor;
 mod counters;
 mod ll;
+mod low_latency;
 mod push_status;
 mod rendition;
 mod sessions;
