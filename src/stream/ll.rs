@@ -3,7 +3,9 @@
 //! joined, and an init segment of its own per codec configuration. Independent of the
 //! per-segment fMP4 tracks (`rendition.rs`), so a part never waits for its segment.
 
-use crate::packaging::fmp4::{self, AacConfig, AudioTrack, AvcConfig, Demuxed, VideoTrack};
+use crate::packaging::fmp4::{
+    self, AacConfig, AudioFrame, AudioTrack, AvcConfig, Demuxed, VideoTrack,
+};
 use crate::packaging::llhls::{LlSegment, Part};
 use crate::packaging::parts::PartCut;
 use crate::packaging::{InitSegment, LlTrackSnapshot};
@@ -35,6 +37,11 @@ enum Packager {
     Audio {
         track: AudioTrack,
         aac: Option<AacConfig>,
+        /// Most AAC frames a part may hold and stay within the part target.
+        part_target_ms: u32,
+        /// Frames that would have made their part longer than the target: they open the
+        /// next part (dropped at a new run).
+        carry: Vec<AudioFrame>,
     },
 }
 
@@ -60,10 +67,13 @@ impl LlTrack {
         })
     }
 
-    pub(super) fn audio() -> Self {
+    /// Audio parts hold whole AAC frames and last at most `part_target_ms`.
+    pub(super) fn audio(part_target_ms: u32) -> Self {
         LlTrack::new(Packager::Audio {
             track: AudioTrack::new(0),
             aac: None,
+            part_target_ms,
+            carry: Vec::new(),
         })
     }
 
@@ -107,13 +117,29 @@ impl LlTrack {
                 let run_start = new_run.then(|| ticks(start, fmp4::VIDEO_TIMESCALE));
                 track.fragment(self.next_part, run_start, &demuxed.video)?
             }
-            Packager::Audio { track, aac } => {
+            Packager::Audio {
+                track,
+                aac,
+                part_target_ms,
+                carry,
+            } => {
                 let rate = aac.map_or(0, |a| a.sample_rate);
                 let run_start = new_run.then(|| {
                     let lead = demuxed.audio_lead().unwrap_or(0) * i64::from(rate) / 90_000;
                     ticks(start, rate).saturating_add_signed(lead)
                 });
-                track.fragment(self.next_part, run_start, &demuxed.audio)?
+                if new_run {
+                    carry.clear();
+                }
+                let mut frames = std::mem::take(carry);
+                frames.extend(demuxed.audio.iter().cloned());
+                let fit = (u64::from(*part_target_ms) * u64::from(rate)
+                    / (1000 * u64::from(fmp4::AAC_FRAME_SAMPLES)))
+                .max(1) as usize;
+                if frames.len() > fit {
+                    *carry = frames.split_off(fit);
+                }
+                track.fragment(self.next_part, run_start, &frames)?
             }
         };
         self.started = true;
@@ -187,7 +213,7 @@ impl LlTrack {
                     ..InitSegment::default()
                 }
             }
-            Packager::Audio { track, aac } => {
+            Packager::Audio { track, aac, .. } => {
                 let Some(new) = demuxed.aac else {
                     return Err(fmp4::Fmp4Error::NoSamples);
                 };

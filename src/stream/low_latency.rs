@@ -68,7 +68,7 @@ impl LowLatency {
                     current: None,
                 })
                 .collect(),
-            audio: LlTrack::audio(),
+            audio: LlTrack::audio(u32::try_from(part_target.as_millis()).unwrap_or(u32::MAX)),
             starts: VecDeque::new(),
             target,
             run,
