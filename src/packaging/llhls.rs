@@ -213,7 +213,7 @@ pub fn media_playlist(p: &LlMedia<'_>, skip: Skip) -> String {
         if i < skipped {
             continue;
         }
-        if s.discontinuity && i > 0 {
+        if s.discontinuity {
             out.push_str("#EXT-X-DISCONTINUITY\n");
         }
         if i == skipped || s.init.version != p.segments[i - 1].init.version {

@@ -10,9 +10,10 @@
 //   SCREENSHOT optional PNG path written at the end
 // Options (environment variable or flag; the flag wins):
 //   PLAYER=hls|dash   --player=hls|dash  player library: hls.js 1.7.4 (default) or dash.js 5.2.1
-//   LL=1              --ll               hls.js with lowLatencyMode (default: off); the status
-//                                        then has latencyMs: wall clock minus hls.playingDate,
-//                                        sampled every 0.5 s of playback
+//   LL=1              --ll               hls.js with lowLatencyMode (default: off)
+//                                        (hls.js runs report latencyMs: wall clock minus
+//                                        hls.playingDate, and hlsLatency: [hls.latency,
+//                                        hls.targetLatency, currentTime], every 0.5 s of play)
 //   SWITCH=1          --switch           once >= 2 s have played, force a switch to another video
 //                                        rendition (highest -> lowest, otherwise -> highest), wait for
 //                                        the player to confirm it rendered that rendition, then require
@@ -125,7 +126,7 @@ const hlsAdapter = `
   setInterval(() => {
     if (probe.playStart !== undefined && !v.paused && hls.playingDate)
       probe.latencyMs.push(Date.now() - hls.playingDate.getTime());
-    if (probe.playStart !== undefined && CFG.lowLatency)
+    if (probe.playStart !== undefined)
       (probe.hlsLatency = probe.hlsLatency || []).push([+(hls.latency || 0).toFixed(3), +(hls.targetLatency || 0).toFixed(3), +v.currentTime.toFixed(3)]);
   }, 500);
   const lv = (l, i) => ({ key: i, index: i, width: l.width, height: l.height, bitrate: l.bitrate, name: l.name });
