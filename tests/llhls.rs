@@ -207,6 +207,11 @@ fn send_get(server: &Server, path: &str) -> TcpStream {
 fn read_answer(mut s: TcpStream) -> (u16, String) {
     let mut text = String::new();
     s.read_to_string(&mut text).unwrap();
+    parse_answer(&text)
+}
+
+/// (status, body) of a whole HTTP/1.1 answer's text.
+fn parse_answer(text: &str) -> (u16, String) {
     let status = text
         .split_whitespace()
         .nth(1)
@@ -259,16 +264,7 @@ fn hold_many(
                 let mut text = Vec::new();
                 s.read_to_end(&mut text).await.unwrap();
                 let at = Instant::now();
-                let text = String::from_utf8_lossy(&text).into_owned();
-                let status = text
-                    .split_whitespace()
-                    .nth(1)
-                    .and_then(|c| c.parse().ok())
-                    .unwrap_or(0);
-                let body = text
-                    .split_once("\r\n\r\n")
-                    .map_or("", |(_, b)| b)
-                    .to_owned();
+                let (status, body) = parse_answer(&String::from_utf8_lossy(&text));
                 (at, status, body)
             })
         });

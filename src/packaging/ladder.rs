@@ -14,7 +14,7 @@ use std::time::Duration;
 
 /// Two chunks whose PTS differ by less than this are the same instant (mpegtsmux of two
 /// renditions of one pipeline stamps the same running time; this absorbs rounding).
-const SAME_INSTANT: Duration = Duration::from_millis(20);
+pub const SAME_INSTANT: Duration = Duration::from_millis(20);
 /// A follower keeps at most this many targets of chunks waiting for the leader.
 const MAX_WAIT_TARGETS: u32 = 6;
 

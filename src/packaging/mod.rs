@@ -16,8 +16,8 @@ mod segmenter;
 mod snapshot;
 mod window;
 
-pub use ladder::LadderSegmenter;
-pub use segmenter::Segmenter;
+pub use ladder::{LadderSegmenter, SAME_INSTANT};
+pub use segmenter::{CUT_AT_PERCENT, Segmenter};
 pub use snapshot::{
     FragmentEntry, InitSegment, LlTrackSnapshot, RenditionSnapshot, Snapshot, TrackSnapshot,
     consecutive_tail, init_name,

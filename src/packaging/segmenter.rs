@@ -7,7 +7,7 @@ use std::time::Duration;
 
 /// A segment is cut at the first keyframe once this share of the target has passed, so a
 /// GOP that equals the target (with timestamp rounding) still cuts at every keyframe.
-const CUT_AT_PERCENT: u128 = 90;
+pub const CUT_AT_PERCENT: u128 = 90;
 /// A segment still without a keyframe after this many targets is dropped (memory bound).
 const MAX_TARGETS_WITHOUT_KEYFRAME: u32 = 10;
 /// A timestamp jump larger than this many targets is a discontinuity (source restarted).

@@ -6,10 +6,10 @@
 
 use super::ll::LlTrack;
 use crate::media::{Chunk, MediaInfo};
-use crate::packaging::LlTrackSnapshot;
 use crate::packaging::fmp4;
 use crate::packaging::llhls::{self, Report, Skip};
 use crate::packaging::parts::{PartCut, PartCutter, SegmentStart};
+use crate::packaging::{CUT_AT_PERCENT, LlTrackSnapshot, SAME_INSTANT};
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -17,13 +17,8 @@ use tracing::{debug, warn};
 
 /// Frame duration assumed until the media info gives the frame rate (25 fps).
 const DEFAULT_FRAME: Duration = Duration::from_millis(40);
-/// Two keyframes of two renditions less than this apart are the same instant.
-const SAME_INSTANT: Duration = Duration::from_millis(20);
 /// Segment starts of the first rendition remembered for the others to find theirs.
 const STARTS_KEPT: usize = 8;
-/// A rendition's keyframe this share of a segment after its segment's start, with no start
-/// of the first rendition at that instant (yet), opens the next segment on its own.
-const CUT_AT_PERCENT: u128 = 90;
 
 /// One rendition's video parts.
 #[derive(Debug)]
