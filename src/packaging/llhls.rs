@@ -30,7 +30,8 @@ pub struct Part {
 pub struct LlSegment {
     /// Media sequence number (the same as the stream's TS and fMP4 segments).
     pub sequence: u64,
-    /// UTC ms of its start (`EXT-X-PROGRAM-DATE-TIME`).
+    /// UTC ms of its first sample on its own track's timeline (`EXT-X-PROGRAM-DATE-TIME`):
+    /// the next segment's is this plus its duration.
     pub start_ms: u64,
     pub discontinuity: bool,
     pub parts: Vec<Arc<Part>>,

@@ -7,7 +7,7 @@ use crate::packaging::fmp4::{
     self, AacConfig, AudioFrame, AudioTrack, AvcConfig, Demuxed, VideoTrack,
 };
 use crate::packaging::llhls::{LlSegment, Part};
-use crate::packaging::parts::PartCut;
+use crate::packaging::parts::{PartCut, SegmentStart};
 use crate::packaging::{InitSegment, LlTrackSnapshot};
 use bytes::BytesMut;
 use std::collections::VecDeque;
@@ -22,9 +22,26 @@ fn join(segment: &mut LlSegment) {
     segment.data = Some(joined.freeze());
 }
 
+/// When `fragment`'s first sample plays, UNIX ms: a segment's `PROGRAM-DATE-TIME` is its
+/// own track's, so that each playlist's dates advance exactly by its durations (audio
+/// segments are whole AAC frames and differ from the video's by a few ms; a player that
+/// aligns playlists by date would otherwise shift the track at every slide of the window).
+fn at(epoch_ms: u64, fragment: &fmp4::Fragment) -> u64 {
+    let ms = u128::from(fragment.base_time) * 1000 / u128::from(fragment.timescale.max(1));
+    epoch_ms.saturating_add(u64::try_from(ms).unwrap_or(u64::MAX))
+}
+
 /// Converts `ms` after the epoch to ticks of `timescale`.
 fn ticks(ms_after_epoch: u64, timescale: u32) -> u64 {
     ms_after_epoch * u64::from(timescale) / 1000
+}
+
+/// The segment the audio track fills: as the video's first part opened it.
+#[derive(Debug, Clone, Copy)]
+struct AudioSegment {
+    start: SegmentStart,
+    /// 90 kHz PTS of its keyframe (where a new run's audio is placed from).
+    video_pts: Option<u64>,
 }
 
 /// The packager of the track's kind, with the configuration its init segment describes.
@@ -37,10 +54,11 @@ enum Packager {
     Audio {
         track: AudioTrack,
         aac: Option<AacConfig>,
-        /// Most AAC frames a part may hold and stay within the part target.
+        /// Longest an audio part may last.
         part_target_ms: u32,
-        /// Frames that would have made their part longer than the target: they open the
-        /// next part (dropped at a new run).
+        /// The segment whose frames arrive now; `None` before the first.
+        segment: Option<AudioSegment>,
+        /// Frames of `segment` not yet in a part (fewer than a part's worth).
         carry: Vec<AudioFrame>,
     },
 }
@@ -73,6 +91,7 @@ impl LlTrack {
             track: AudioTrack::new(0),
             aac: None,
             part_target_ms,
+            segment: None,
             carry: Vec::new(),
         })
     }
@@ -88,8 +107,7 @@ impl LlTrack {
     }
 
     /// Packages part `cut` (demuxed as `demuxed`); `epoch_ms` is `tfdt` 0, `size` the
-    /// picture size from the media info when the SPS does not say. A part of a segment whose
-    /// first part is missing is skipped (a segment never starts without its keyframe).
+    /// picture size from the media info when the SPS does not say.
     pub(super) fn add(
         &mut self,
         cut: &PartCut,
@@ -97,93 +115,208 @@ impl LlTrack {
         epoch_ms: u64,
         size: Option<(u32, u32)>,
     ) -> Result<(), fmp4::Fmp4Error> {
+        if matches!(self.packager, Packager::Video { .. }) {
+            self.add_video(cut, demuxed, epoch_ms, size)
+        } else {
+            self.add_audio(cut, demuxed, epoch_ms)
+        }
+    }
+
+    /// A video part is a part of the stream's: a part of a segment whose first part is
+    /// missing is skipped (a segment never starts without its keyframe).
+    fn add_video(
+        &mut self,
+        cut: &PartCut,
+        demuxed: &Demuxed,
+        epoch_ms: u64,
+        size: Option<(u32, u32)>,
+    ) -> Result<(), fmp4::Fmp4Error> {
         let first = cut.index == 0;
-        if !first
-            && !self
-                .segments
-                .back()
-                .is_some_and(|s| s.sequence == cut.segment.sequence && !s.complete())
-        {
+        if !first && !self.filling(cut.segment.sequence) {
             return Ok(());
         }
         let reconfigured = first && self.configure(demuxed, size)?;
-        let Some(init) = self.init.clone() else {
-            return Ok(());
-        };
         let new_run = first && (cut.segment.discontinuity || reconfigured || !self.started);
         let start = cut.segment.start_ms.saturating_sub(epoch_ms);
-        let fragment = match &mut self.packager {
-            Packager::Video { track, .. } => {
-                let run_start = new_run.then(|| ticks(start, fmp4::VIDEO_TIMESCALE));
-                track.fragment(self.next_part, run_start, &demuxed.video)?
-            }
-            Packager::Audio {
-                track,
-                aac,
-                part_target_ms,
-                carry,
-            } => {
-                let rate = aac.map_or(0, |a| a.sample_rate);
-                let run_start = new_run.then(|| {
-                    let lead = demuxed.audio_lead().unwrap_or(0) * i64::from(rate) / 90_000;
-                    ticks(start, rate).saturating_add_signed(lead)
-                });
-                if new_run {
-                    carry.clear();
-                }
-                let mut frames = std::mem::take(carry);
-                frames.extend(demuxed.audio.iter().cloned());
-                let fit = (u64::from(*part_target_ms) * u64::from(rate)
-                    / (1000 * u64::from(fmp4::AAC_FRAME_SAMPLES)))
-                .max(1) as usize;
-                if frames.len() > fit {
-                    *carry = frames.split_off(fit);
-                }
-                track.fragment(self.next_part, run_start, &frames)?
-            }
-        };
-        self.started = true;
-        if first {
-            // A segment left incomplete (its source broke off) is never listed.
-            if self.segments.back().is_some_and(|s| !s.complete()) {
-                self.segments.pop_back();
-            }
-            self.segments.push_back(Arc::new(LlSegment {
-                sequence: cut.segment.sequence,
-                start_ms: cut.segment.start_ms,
-                discontinuity: cut.segment.discontinuity || reconfigured,
-                parts: Vec::new(),
-                data: None,
-                init,
-            }));
-        }
-        let Some(segment) = self.segments.back_mut() else {
+        let Packager::Video { track, .. } = &mut self.packager else {
             return Ok(());
         };
-        let segment = Arc::make_mut(segment);
-        segment.parts.push(Arc::new(Part {
-            number: self.next_part,
-            duration: fragment.duration as f64 / f64::from(fragment.timescale.max(1)),
-            independent: cut.independent || matches!(self.packager, Packager::Audio { .. }),
-            data: fragment.data,
-        }));
-        self.next_part += 1;
+        let run_start = new_run.then(|| ticks(start, fmp4::VIDEO_TIMESCALE));
+        let fragment = track.fragment(self.next_part, run_start, &demuxed.video)?;
+        if first && !self.open_segment(cut.segment, reconfigured, at(epoch_ms, &fragment)) {
+            return Ok(());
+        }
+        self.push_part(fragment, cut.independent);
         if cut.last {
-            join(segment);
+            self.complete(cut.segment.sequence);
         }
         Ok(())
     }
 
-    /// `cut` had nothing of this track: when it was its segment's last part, the segment
-    /// is complete with the parts it has.
-    pub(super) fn close(&mut self, cut: &PartCut) {
+    /// Each video part brings an audio part: its AAC frames, whole, as many as fit in the
+    /// part target (the rest wait for the next part), and the segment's last video part
+    /// brings all that is left, in more than one part where needed. So an audio part never
+    /// exceeds the target, is published with the video of the same time, and the audio
+    /// never falls behind the video by more than a segment's rounding, whatever the frame
+    /// rate (24 fps video makes parts of exactly the target: 11.7 AAC frames arrive per
+    /// part, 11 fit). A segment's audio begins with its first frame, in whichever video part
+    /// that arrives.
+    fn add_audio(
+        &mut self,
+        cut: &PartCut,
+        demuxed: &Demuxed,
+        epoch_ms: u64,
+    ) -> Result<(), fmp4::Fmp4Error> {
+        let Packager::Audio {
+            segment,
+            carry,
+            part_target_ms,
+            aac,
+            ..
+        } = &mut self.packager
+        else {
+            return Ok(());
+        };
+        if cut.index == 0 {
+            if cut.segment.discontinuity {
+                // Frames before a break are not placed after it.
+                carry.clear();
+            }
+            *segment = Some(AudioSegment {
+                start: cut.segment,
+                video_pts: demuxed.video.first().map(|f| f.pts),
+            });
+        }
+        let Some(current) = *segment else {
+            return Ok(());
+        };
+        if current.start.sequence != cut.segment.sequence {
+            // The first part of this segment was never seen (packaging failed).
+            return Ok(());
+        }
+        let mut frames = std::mem::take(carry);
+        frames.extend(demuxed.audio.iter().cloned());
+        let rate = demuxed.aac.or(*aac).map_or(0, |a| a.sample_rate);
+        let fit = (u64::from(*part_target_ms) * u64::from(rate)
+            / (1000 * u64::from(fmp4::AAC_FRAME_SAMPLES)))
+        .max(1) as usize;
+        let mut result = Ok(());
+        let mut parts = 0;
+        while !frames.is_empty() && (parts == 0 || cut.last) {
+            parts += 1;
+            let rest = frames.split_off(fit.min(frames.len()));
+            if let Err(e) = self.audio_part(current, demuxed, &frames, epoch_ms) {
+                result = Err(e);
+            }
+            frames = rest;
+        }
+        if let Packager::Audio { carry, .. } = &mut self.packager {
+            *carry = frames;
+        }
+        if cut.last {
+            self.complete(cut.segment.sequence);
+        }
+        result
+    }
+
+    /// Packages `frames` of `current` as one audio part; the segment's first opens it.
+    fn audio_part(
+        &mut self,
+        current: AudioSegment,
+        demuxed: &Demuxed,
+        frames: &[AudioFrame],
+        epoch_ms: u64,
+    ) -> Result<(), fmp4::Fmp4Error> {
+        let opening = !self.filling(current.start.sequence);
+        let reconfigured = opening && demuxed.aac.is_some() && self.configure(demuxed, None)?;
+        let new_run = opening && (current.start.discontinuity || reconfigured || !self.started);
+        let Packager::Audio { track, aac, .. } = &mut self.packager else {
+            return Ok(());
+        };
+        let rate = aac.map_or(0, |a| a.sample_rate);
+        let run_start = match (new_run, frames.first(), current.video_pts) {
+            (false, ..) => None,
+            (true, Some(first), Some(video)) => {
+                // The first frame's distance from the segment's keyframe, on the audio clock.
+                let lead = fmp4::wrap_delta(first.pts, video) * i64::from(rate) / 90_000;
+                let start = current.start.start_ms.saturating_sub(epoch_ms);
+                Some(ticks(start, rate).saturating_add_signed(lead))
+            }
+            // A run cannot start without knowing where the segment's keyframe was.
+            (true, ..) => return Ok(()),
+        };
+        let fragment = track.fragment(self.next_part, run_start, frames)?;
+        if opening && !self.open_segment(current.start, reconfigured, at(epoch_ms, &fragment)) {
+            return Ok(());
+        }
+        self.push_part(fragment, true);
+        Ok(())
+    }
+
+    /// Whether the newest segment is `sequence`, still being filled.
+    fn filling(&self, sequence: u64) -> bool {
+        self.segments
+            .back()
+            .is_some_and(|s| s.sequence == sequence && !s.complete())
+    }
+
+    /// Opens segment `start`, its first sample at UNIX ms `start_ms`; false (nothing opened)
+    /// before the first init segment. A segment left incomplete (its source broke off) is never listed, and one the
+    /// segmenter numbered again (it dropped that segment: no duration, no keyframe in time)
+    /// gives way to the new one, so a number is never listed twice.
+    fn open_segment(&mut self, start: SegmentStart, reconfigured: bool, start_ms: u64) -> bool {
+        let Some(init) = self.init.clone() else {
+            return false;
+        };
+        while self
+            .segments
+            .back()
+            .is_some_and(|s| !s.complete() || s.sequence >= start.sequence)
+        {
+            self.segments.pop_back();
+        }
+        self.started = true;
+        self.segments.push_back(Arc::new(LlSegment {
+            sequence: start.sequence,
+            start_ms,
+            discontinuity: start.discontinuity || reconfigured,
+            parts: Vec::new(),
+            data: None,
+            init,
+        }));
+        true
+    }
+
+    /// Appends a packaged part to the newest segment.
+    fn push_part(&mut self, fragment: fmp4::Fragment, independent: bool) {
+        let Some(segment) = self.segments.back_mut() else {
+            return;
+        };
+        Arc::make_mut(segment).parts.push(Arc::new(Part {
+            number: self.next_part,
+            duration: fragment.duration as f64 / f64::from(fragment.timescale.max(1)),
+            independent,
+            data: fragment.data,
+        }));
+        self.next_part += 1;
+    }
+
+    /// Segment `sequence` has all its parts: joined, it is complete.
+    fn complete(&mut self, sequence: u64) {
         if let Some(segment) = self.segments.back_mut()
-            && cut.last
-            && segment.sequence == cut.segment.sequence
+            && segment.sequence == sequence
             && !segment.complete()
             && !segment.parts.is_empty()
         {
             join(Arc::make_mut(segment));
+        }
+    }
+
+    /// `cut` had no video: when it was its segment's last part, the segment is complete
+    /// with the parts it has.
+    pub(super) fn close(&mut self, cut: &PartCut) {
+        if cut.last {
+            self.complete(cut.segment.sequence);
         }
     }
 
@@ -267,5 +400,179 @@ impl LlTrack {
             playlist: None,
             playlist_skip: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packaging::fmp4::{AacConfig, AudioFrame, AvcConfig, VideoSample};
+
+    const AAC: AacConfig = AacConfig {
+        object_type: 2,
+        sample_rate: 48_000,
+        sampling_index: 3,
+        channels: 2,
+    };
+
+    fn start(sequence: u64) -> SegmentStart {
+        SegmentStart {
+            sequence,
+            start_ms: 1_000_000 + sequence * 2000,
+            discontinuity: false,
+        }
+    }
+
+    fn cut(sequence: u64, index: u32, last: bool) -> PartCut {
+        PartCut {
+            segment: start(sequence),
+            index,
+            independent: index == 0,
+            last,
+            ts: bytes::Bytes::new(),
+        }
+    }
+
+    /// A part's demuxed content: one picture at `video_pts`, AAC frames at `audio_pts`.
+    fn demuxed(video_pts: u64, audio_pts: impl Iterator<Item = u64>) -> Demuxed {
+        Demuxed {
+            avc: Some(AvcConfig {
+                sps: vec![0x67, 0x64, 0x00, 0x1f],
+                pps: vec![0x68, 0xee],
+            }),
+            video: vec![VideoSample {
+                dts: video_pts,
+                pts: video_pts,
+                keyframe: true,
+                data: vec![0, 0, 0, 1, 0x65],
+            }],
+            aac: Some(AAC),
+            audio: audio_pts
+                .map(|pts| AudioFrame {
+                    pts,
+                    data: vec![0x21; 8],
+                })
+                .collect(),
+        }
+    }
+
+    /// Audio of 24 fps video cut into parts of exactly 250 ms (8 per 2 s segment): 11.72
+    /// AAC frames arrive per part while 11 fit; the audio keeps up, segment by segment.
+    #[test]
+    fn audio_parts_keep_up_with_video_parts_of_exactly_the_target() {
+        let mut audio = LlTrack::audio(250);
+        let frame_ticks = 1024.0 * 90_000.0 / 48_000.0;
+        let mut next_frame = 0u64;
+        for sequence in 0..10u64 {
+            for index in 0..8u32 {
+                let part_end = (sequence * 8 + u64::from(index) + 1) * 22_500;
+                let from = next_frame;
+                while (next_frame as f64 * frame_ticks) < part_end as f64 {
+                    next_frame += 1;
+                }
+                let pts = (from..next_frame).map(|n| (n as f64 * frame_ticks) as u64);
+                let d = demuxed(part_end - 22_500, pts);
+                audio
+                    .add(&cut(sequence, index, index == 7), &d, 1_000_000, None)
+                    .unwrap();
+            }
+            let seg = audio.segments.back().unwrap();
+            assert_eq!(seg.sequence, sequence);
+            assert!(
+                seg.complete(),
+                "segment {sequence} is complete at its last part"
+            );
+            assert!(
+                seg.parts.iter().all(|p| p.duration <= 0.250),
+                "{:?}",
+                seg.parts.iter().map(|p| p.duration).collect::<Vec<_>>()
+            );
+        }
+        // Each segment's date is the previous one's plus its duration (to the ms), so a
+        // player aligning playlists by date never shifts the track when the window slides.
+        for pair in audio.segments.iter().collect::<Vec<_>>().windows(2) {
+            let end = pair[0].start_ms as f64 + pair[0].duration() * 1000.0;
+            assert!(
+                (end - pair[1].start_ms as f64).abs() <= 1.0,
+                "segment {} ends at {end}, {} starts at {}",
+                pair[0].sequence,
+                pair[1].sequence,
+                pair[1].start_ms
+            );
+        }
+        let published: f64 = audio
+            .segments
+            .iter()
+            .flat_map(|s| s.parts.iter())
+            .map(|p| p.duration)
+            .sum();
+        assert!(
+            (published - 20.0).abs() < 0.05,
+            "20 s of audio arrived, {published} s published"
+        );
+    }
+
+    /// A segment whose first video part brings no audio frame still has its audio, opened
+    /// by the first frame in a later part.
+    #[test]
+    fn audio_of_a_segment_may_begin_in_a_later_part() {
+        let mut audio = LlTrack::audio(250);
+        let frames = |n: u64, count: u64| (n..n + count).map(|i| i * 1920);
+        audio
+            .add(
+                &cut(0, 0, false),
+                &demuxed(0, frames(0, 12)),
+                1_000_000,
+                None,
+            )
+            .unwrap();
+        audio
+            .add(
+                &cut(0, 1, true),
+                &demuxed(22_500, frames(12, 11)),
+                1_000_000,
+                None,
+            )
+            .unwrap();
+        audio
+            .add(
+                &cut(1, 0, false),
+                &demuxed(45_000, frames(0, 0)),
+                1_000_000,
+                None,
+            )
+            .unwrap();
+        audio
+            .add(
+                &cut(1, 1, true),
+                &demuxed(67_500, frames(23, 24)),
+                1_000_000,
+                None,
+            )
+            .unwrap();
+        let sequences: Vec<u64> = audio.segments.iter().map(|s| s.sequence).collect();
+        assert_eq!(sequences, [0, 1]);
+        assert!(audio.segments.iter().all(|s| s.complete()));
+        assert_eq!(audio.segments[1].parts.len(), 3, "11 + 11 + 2 frames");
+    }
+
+    /// The segmenter dropped a segment and numbered the next one the same: the number is
+    /// listed once, with the new segment.
+    #[test]
+    fn a_renumbered_segment_replaces_the_dropped_one() {
+        let mut video = LlTrack::video();
+        let d = |n: u64| demuxed(n * 22_500, std::iter::empty());
+        video
+            .add(&cut(0, 0, false), &d(0), 1_000_000, None)
+            .unwrap();
+        video.add(&cut(0, 1, true), &d(1), 1_000_000, None).unwrap();
+        video.add(&cut(1, 0, true), &d(2), 1_000_000, None).unwrap();
+        video
+            .add(&cut(1, 0, false), &d(3), 1_000_000, None)
+            .unwrap();
+        let sequences: Vec<u64> = video.segments.iter().map(|s| s.sequence).collect();
+        assert_eq!(sequences, [0, 1]);
+        assert_eq!(video.segments[1].parts.len(), 1);
+        assert!(!video.segments[1].complete());
     }
 }

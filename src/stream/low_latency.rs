@@ -130,15 +130,16 @@ impl LowLatency {
     /// yet) the next one after its own, once a segment's worth has passed.
     fn follower_opens(&self, rendition: usize, chunk: &Chunk) -> Option<SegmentStart> {
         let pts = chunk.pts.filter(|_| chunk.keyframe)?;
-        if let Some((_, start)) = self
-            .starts
-            .iter()
-            .rev()
-            .find(|(at, _)| at.abs_diff(pts) < SAME_INSTANT)
-        {
+        let current = self.videos.get(rendition)?.current;
+        // Only a segment after the one it fills (a keyframe near an old start must not open
+        // that segment again).
+        if let Some((_, start)) = self.starts.iter().rev().find(|(at, start)| {
+            at.abs_diff(pts) < SAME_INSTANT
+                && current.is_none_or(|(_, c)| start.sequence > c.sequence)
+        }) {
             return Some(*start);
         }
-        let (from, current) = self.videos.get(rendition)?.current?;
+        let (from, current) = current?;
         let elapsed = pts.checked_sub(from)?;
         (elapsed.as_nanos() * 100 >= self.target.as_nanos() * CUT_AT_PERCENT).then(|| {
             SegmentStart {
@@ -192,14 +193,12 @@ impl LowLatency {
             } else {
                 video.track.add(cut, &demuxed, epoch, size)
             };
-            // Every rendition carries the same audio: the first one's makes the track.
-            let a = match (rendition, demuxed.audio.is_empty()) {
-                (0, true) => {
-                    audio.close(cut);
-                    Ok(())
-                }
-                (0, false) => audio.add(cut, &demuxed, epoch, None),
-                _ => Ok(()),
+            // Every rendition carries the same audio: the first one's makes the track (a
+            // part without audio frames still tells it where segments begin and end).
+            let a = if rendition == 0 {
+                audio.add(cut, &demuxed, epoch, None)
+            } else {
+                Ok(())
             };
             v.and(a)
         });

@@ -46,6 +46,9 @@ const player = String(flags.player ?? process.env.PLAYER ?? 'hls').toLowerCase()
 const doSwitch = /^(1|true|yes|on)$/i.test(String(flags.switch ?? process.env.SWITCH ?? ''));
 const untilFile = flags.until ? String(flags.until) : null;
 const lowLatency = /^(1|true|yes|on)$/i.test(String(flags.ll ?? process.env.LL ?? ''));
+// --debug: the player's own log (hls.js debug) around stalls goes into the status.
+const debug = /^(1|true|yes|on)$/i.test(String(flags.debug ?? process.env.PLAYER_DEBUG ?? ''));
+const consoleLog = [];
 if (!base || !src || !['hls', 'dash'].includes(player)) {
   console.error('usage: node play.mjs BASE_URL PATH [SECONDS] [TIMEOUT_S] [SCREENSHOT] ' +
                 '[--player=hls|dash] [--switch]   (or env PLAYER=hls|dash SWITCH=1)');
@@ -63,12 +66,13 @@ const lib = fs.readFileSync(path.join(here, libFile), 'utf8');
 // Common in-page probe: playback accounting + switch state machine; the player adapters below
 // fill in levels()/current()/requestSwitch() and call switchConfirmed().
 const common = `
-  const CFG = ${JSON.stringify({ src, doSwitch, SWITCH_AFTER, lowLatency })};
+  const CFG = ${JSON.stringify({ src, doSwitch, SWITCH_AFTER, lowLatency, debug })};
   const v = document.getElementById('v');
   window.probe = { errors: [], fatal: false, frags: 0, played: 0, levels: [], sizes: [],
                    stalls: 0, stalledMs: 0, sw: { state: CFG.doSwitch ? 'waiting' : 'off' } };
   let waitingSince = null;
-  v.addEventListener('waiting', () => { if (probe.playStart !== undefined && waitingSince === null) { probe.stalls++; waitingSince = performance.now(); } });
+  v.addEventListener('waiting', () => { if (probe.playStart !== undefined && waitingSince === null) { probe.stalls++; waitingSince = performance.now();
+                                       (probe.stallsAt = probe.stallsAt || []).push(Date.now()); } });
   v.addEventListener('playing', () => { if (waitingSince !== null) { probe.stalledMs += performance.now() - waitingSince; waitingSince = null; } });
   const size = () => v.videoWidth + 'x' + v.videoHeight;
   const fatal = (msg) => { probe.errors.push(msg); probe.fatal = true; };
@@ -120,7 +124,7 @@ const common = `
 
 const hlsAdapter = `
   probe.version = Hls.version;
-  const hls = new Hls({ lowLatencyMode: CFG.lowLatency });
+  const hls = new Hls({ lowLatencyMode: CFG.lowLatency, debug: CFG.debug });
   // How far behind live the picture on screen is: wall clock minus its PROGRAM-DATE-TIME.
   probe.latencyMs = [];
   setInterval(() => {
@@ -197,6 +201,8 @@ ${player === 'dash' ? dashAdapter : hlsAdapter}
 </script></body></html>`;
 
 let st = { src, player, errors: ['no status collected'] };
+const requests = [];
+let pageOpened = 0;
 let ctx = null, userDataDir = null, done = false, harnessError = null;
 const evaluate = (fails) => {
   const errs = [...(st.errors || [])];
@@ -213,6 +219,13 @@ const evaluate = (fails) => {
 };
 const finish = async (rc, fails) => {
   if (done) return; done = true;
+  // Requests from 2 s before to 8 s after each stall's start.
+  const around = (st.stallsAt || []).flatMap(at => requests.filter(q => {
+    const t = q.at + pageOpened; return t >= at - 2000 && t <= at + 8000; }));
+  if (around.length) st.requestsAroundStalls = around.slice(0, 300);
+  const logged = (st.stallsAt || []).flatMap(at => consoleLog.filter(l => l.t >= at - 3000 && l.t <= at + 7000)
+                                                             .map(l => `${l.t - at} ${l.text}`));
+  if (logged.length) st.playerLogAroundStalls = logged.slice(0, 3000);
   console.log(JSON.stringify({ ...st, result: rc === 0 ? 'pass' : 'fail', failures: fails }));
   console.log(rc === 0 ? 'PLAYED' : 'DID NOT PLAY');
   try { if (ctx) await Promise.race([ctx.close(), new Promise(r => setTimeout(r, 5000))]); } catch {}
@@ -237,6 +250,18 @@ try {
   });
   const page = ctx.pages()[0] || await ctx.newPage();
   page.on('pageerror', e => console.log('pageerror:', e.message));
+  if (debug) page.on('console', m => consoleLog.push({ t: Date.now(), text: m.text().slice(0, 300) }));
+  // Every media request (ms since the page opened, status, duration): the ones around a stall
+  // are reported, to tell a server that answered late from a player that asked late.
+  pageOpened = Date.now();
+  const logRequest = (r, status) => {
+    const timing = r.timing();
+    requests.push({ at: Math.round(timing.startTime - pageOpened), ms: Math.round(timing.responseEnd),
+                    status, url: r.url().replace(base, '') });
+  };
+  page.on('requestfinished', async r => { const resp = await r.response().catch(() => null);
+                                          logRequest(r, resp ? resp.status() : 0); });
+  page.on('requestfailed', r => logRequest(r, 'failed: ' + (r.failure() || {}).errorText));
   await page.route(`${base}/__player.html`, r => r.fulfill({ body: page_html, contentType: 'text/html' }));
   await page.goto(`${base}/__player.html`);
   const deadline = Date.now() + Number(tmo) * 1000;
@@ -257,7 +282,7 @@ try {
                playedAfterSwitch: sw.state === 'confirmed' ? r(probe.played - sw.confirmedAtPlayed) : undefined,
                levelSwitched: probe.levelSwitched, rendered: probe.rendered,
                stalls: probe.stalls, stalledMs: Math.round(probe.stalledMs),
-               latencyMs: probe.latencyMs, hlsLatency: probe.hlsLatency,
+               latencyMs: probe.latencyMs, hlsLatency: probe.hlsLatency, stallsAt: probe.stallsAt,
                fatal: probe.fatal, errors: probe.errors };
     }, { src, player });
     if (st.fatal) break;

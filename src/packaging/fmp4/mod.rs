@@ -20,7 +20,7 @@ mod ts;
 #[cfg(test)]
 mod tests;
 
-pub use track::{AudioTrack, Fragment, VideoTrack};
+pub use track::{AudioTrack, Fragment, VideoTrack, wrap_delta};
 
 /// Timescale of video tracks (MPEG-TS clock).
 pub const VIDEO_TIMESCALE: u32 = 90_000;

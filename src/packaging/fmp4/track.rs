@@ -32,7 +32,7 @@ fn mfhd_sequence(sequence: u64) -> u32 {
 }
 
 /// `cur - prev` for 33-bit timestamps, taking the shorter way round the wrap.
-fn wrap_delta(cur: u64, prev: u64) -> i64 {
+pub fn wrap_delta(cur: u64, prev: u64) -> i64 {
     let d = (cur % WRAP).wrapping_sub(prev % WRAP) % WRAP;
     let d = i64::try_from(d).unwrap_or(0);
     if d >= 1 << 32 { d - (1 << 33) } else { d }
