@@ -1,5 +1,5 @@
 //! LL-HLS with real clients: hls.js (`lowLatencyMode`) in Chromium plays `index.ll.m3u8` of a
-//! live `fake://` stream about 1.4-2.2 s behind live, and switches renditions of a two-rung
+//! live `fake://` stream about 1.3-1.7 s behind live without a stall, and switches renditions of a two-rung
 //! ladder; 500 requests held for a future part are
 //! all answered together at its publication while the server's CPU stays at its idle level; a
 //! request more than two segments ahead gets 400; held requests are answered when the stream
@@ -143,30 +143,24 @@ fn hls_js_plays_ll_hls_a_second_or_two_behind_live() {
             "{track}: {durations:?}"
         );
     }
+    let (status, median, p95) = play_ll(&server, "/demo/index.ll.m3u8", 30, false);
+    // The server's warnings go with a failure: a part it could not package explains a hole.
+    let warnings = || warnings_of(&server);
     // hls.js (default settings: no playback-rate catch-up) keeps the distance it started at:
-    // 1.4-2.2 s in the runs here (the goal is 1.5 s). About one 30-second session in five,
-    // hls.js 1.7.4 stops loading for ~5 s at a segment boundary although every part and
-    // playlist it asks for is answered in time (see the requests around the stall in the
-    // status), and stays that much further behind; so up to three sessions are played and
-    // one without a stall must meet the bounds. Each session's status is in the failure.
-    let mut sessions = Vec::new();
-    for _ in 0..3 {
-        let (status, median, p95) = play_ll(&server, "/demo/index.ll.m3u8", 30, false);
-        let stalls = status["stalls"].as_u64().unwrap_or(99);
-        let good = stalls == 0 && median <= 2000.0 && p95 <= 2500.0;
-        sessions.push(format!(
-            "median {median} ms, p95 {p95} ms, stalls {stalls}: {status}"
-        ));
-        if good {
-            return;
-        }
-    }
-    panic!(
-        "no session of three played 30 s without a stall within 2.0 s (median) and 2.5 s \
-         (p95) of live:\n{}\nserver warnings:\n{}",
-        sessions.join("\n"),
-        warnings_of(&server)
+    // 1.27-1.69 s in ten runs here (the goal is 1.5 s); the bound leaves room for a slower
+    // start on a busy CI machine (HLS is 6-8 s behind). A stall is never excused: the one
+    // seen before (hls.js skipping a segment's short last part) cost 5 s each time.
+    assert!(
+        median <= 2000.0,
+        "median {median} ms behind live: {status}\n{}",
+        warnings()
     );
+    assert!(
+        p95 <= 2500.0,
+        "p95 {p95} ms behind live: {status}\n{}",
+        warnings()
+    );
+    assert_eq!(status["stalls"], 0, "stalls: {status}\n{}", warnings());
 }
 
 /// A two-rung transcoded ladder: every rendition has parts on the same segments (same media

@@ -75,6 +75,13 @@ pub(super) struct LlTrack {
     segments: VecDeque<Arc<LlSegment>>,
     /// The number the next part gets (names are unique for the actor's life).
     next_part: u64,
+    /// The newest segment has all its parts: it is listed complete (joined) when the next
+    /// one begins or the source stops, not with its last part. A player then never learns
+    /// that a segment is complete while it still loads the part before the last: hls.js
+    /// 1.7.4, told so, counts a segment whose buffered end is within 0.2 s of its end as
+    /// buffered (`bufferPadding`) and never loads a shorter last part (it stalled ~5 s at
+    /// such a boundary about once in five 30-second sessions).
+    ended: Option<u64>,
 }
 
 impl LlTrack {
@@ -103,6 +110,7 @@ impl LlTrack {
             init: None,
             segments: VecDeque::new(),
             next_part: 0,
+            ended: None,
         }
     }
 
@@ -148,7 +156,7 @@ impl LlTrack {
         }
         self.push_part(fragment, cut.independent);
         if cut.last {
-            self.complete(cut.segment.sequence);
+            self.end_segment(cut.segment.sequence);
         }
         Ok(())
     }
@@ -167,6 +175,11 @@ impl LlTrack {
         demuxed: &Demuxed,
         epoch_ms: u64,
     ) -> Result<(), fmp4::Fmp4Error> {
+        if cut.index == 0 {
+            // The video began a segment: the audio's last one is complete, whenever its
+            // own next one begins.
+            let _ = self.complete_ended();
+        }
         let Packager::Audio {
             segment,
             carry,
@@ -214,7 +227,7 @@ impl LlTrack {
             *carry = frames;
         }
         if cut.last {
-            self.complete(cut.segment.sequence);
+            self.end_segment(cut.segment.sequence);
         }
         result
     }
@@ -268,6 +281,7 @@ impl LlTrack {
         let Some(init) = self.init.clone() else {
             return false;
         };
+        let _ = self.complete_ended();
         while self
             .segments
             .back()
@@ -301,22 +315,37 @@ impl LlTrack {
         self.next_part += 1;
     }
 
-    /// Segment `sequence` has all its parts: joined, it is complete.
-    fn complete(&mut self, sequence: u64) {
-        if let Some(segment) = self.segments.back_mut()
-            && segment.sequence == sequence
-            && !segment.complete()
-            && !segment.parts.is_empty()
+    /// Segment `sequence` has all its parts: it is complete once the next one begins.
+    fn end_segment(&mut self, sequence: u64) {
+        if self
+            .segments
+            .back()
+            .is_some_and(|s| s.sequence == sequence && !s.complete() && !s.parts.is_empty())
         {
-            join(Arc::make_mut(segment));
+            self.ended = Some(sequence);
         }
     }
 
-    /// `cut` had no video: when it was its segment's last part, the segment is complete
-    /// with the parts it has.
+    /// Lists the ended segment complete: its parts joined. True when there was one.
+    pub(super) fn complete_ended(&mut self) -> bool {
+        let Some(sequence) = self.ended.take() else {
+            return false;
+        };
+        if let Some(segment) = self.segments.back_mut()
+            && segment.sequence == sequence
+            && !segment.complete()
+        {
+            join(Arc::make_mut(segment));
+            return true;
+        }
+        false
+    }
+
+    /// `cut` had no video: when it was its segment's last part, the segment has all the
+    /// parts it will have.
     pub(super) fn close(&mut self, cut: &PartCut) {
         if cut.last {
-            self.complete(cut.segment.sequence);
+            self.end_segment(cut.segment.sequence);
         }
     }
 
@@ -479,9 +508,12 @@ mod tests {
             let seg = audio.segments.back().unwrap();
             assert_eq!(seg.sequence, sequence);
             assert!(
-                seg.complete(),
-                "segment {sequence} is complete at its last part"
+                !seg.complete(),
+                "{sequence} is complete when the next begins"
             );
+            if sequence > 0 {
+                assert!(audio.segments[audio.segments.len() - 2].complete());
+            }
             assert!(
                 seg.parts.iter().all(|p| p.duration <= 0.250),
                 "{:?}",
@@ -500,6 +532,11 @@ mod tests {
                 pair[1].start_ms
             );
         }
+        assert!(
+            audio.complete_ended(),
+            "the source stopped: the last is complete"
+        );
+        assert!(audio.segments.iter().all(|s| s.complete()));
         let published: f64 = audio
             .segments
             .iter()
@@ -552,6 +589,7 @@ mod tests {
             .unwrap();
         let sequences: Vec<u64> = audio.segments.iter().map(|s| s.sequence).collect();
         assert_eq!(sequences, [0, 1]);
+        assert!(audio.complete_ended());
         assert!(audio.segments.iter().all(|s| s.complete()));
         assert_eq!(audio.segments[1].parts.len(), 3, "11 + 11 + 2 frames");
     }

@@ -165,6 +165,11 @@ impl LowLatency {
                 published |= self.package(rendition, &cut, epoch_ms, m);
             }
         }
+        // Nothing follows: the last segments are complete now.
+        for v in &mut self.videos {
+            published |= v.track.complete_ended();
+        }
+        published |= self.audio.complete_ended();
         self.starts.clear();
         published
     }
