@@ -276,9 +276,10 @@ impl StreamActor {
                     .renditions
                     .get(chunk.rendition)
                     .and_then(|r| r.media.as_ref());
+                let next = self.ladder.position().0;
                 let parted = self
                     .ll
-                    .push(&chunk, opens, building, &mut self.epoch_ms, media);
+                    .push(&chunk, opens, building, next, &mut self.epoch_ms, media);
                 // No receiver is normal (nobody watching, no push); the error only says that.
                 if chunk.rendition == 0 {
                     let _ = self.live.send(chunk);
@@ -305,7 +306,8 @@ impl StreamActor {
             Feed::Break => {
                 let segments = self.ladder.break_run();
                 let media: Vec<_> = self.renditions.iter().map(|r| r.media.as_ref()).collect();
-                let parted = self.ll.finish(&mut self.epoch_ms, &media);
+                let next = self.ladder.position().0;
+                let parted = self.ll.finish(&mut self.epoch_ms, &media, next);
                 if !segments.is_empty() {
                     self.list(segments);
                 } else if parted {

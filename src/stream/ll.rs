@@ -60,6 +60,9 @@ enum Packager {
         segment: Option<AudioSegment>,
         /// Frames of `segment` not yet in a part (fewer than a part's worth).
         carry: Vec<AudioFrame>,
+        /// A discontinuity came and no audio run has started since (its segment may have
+        /// had no audio at all).
+        rerun: bool,
     },
 }
 
@@ -100,6 +103,7 @@ impl LlTrack {
             part_target_ms,
             segment: None,
             carry: Vec::new(),
+            rerun: false,
         })
     }
 
@@ -140,9 +144,30 @@ impl LlTrack {
         size: Option<(u32, u32)>,
     ) -> Result<(), fmp4::Fmp4Error> {
         let first = cut.index == 0;
+        if first {
+            // The last segment is settled even if this part cannot be packaged.
+            self.settle_ended(cut.segment.sequence);
+        }
         if !first && !self.filling(cut.segment.sequence) {
             return Ok(());
         }
+        let result = self.video_part(cut, demuxed, epoch_ms, size);
+        // A segment whose last part failed still ends with the parts it has (dropping it
+        // would leave a hole in the numbering, and the playlist would start after it).
+        if cut.last {
+            self.end_segment(cut.segment.sequence);
+        }
+        result
+    }
+
+    fn video_part(
+        &mut self,
+        cut: &PartCut,
+        demuxed: &Demuxed,
+        epoch_ms: u64,
+        size: Option<(u32, u32)>,
+    ) -> Result<(), fmp4::Fmp4Error> {
+        let first = cut.index == 0;
         let reconfigured = first && self.configure(demuxed, size)?;
         let new_run = first && (cut.segment.discontinuity || reconfigured || !self.started);
         let start = cut.segment.start_ms.saturating_sub(epoch_ms);
@@ -155,9 +180,6 @@ impl LlTrack {
             return Ok(());
         }
         self.push_part(fragment, cut.independent);
-        if cut.last {
-            self.end_segment(cut.segment.sequence);
-        }
         Ok(())
     }
 
@@ -176,15 +198,16 @@ impl LlTrack {
         epoch_ms: u64,
     ) -> Result<(), fmp4::Fmp4Error> {
         if cut.index == 0 {
-            // The video began a segment: the audio's last one is complete, whenever its
+            // The video began a segment: the audio's last one is settled, whenever its
             // own next one begins.
-            let _ = self.complete_ended();
+            self.settle_ended(cut.segment.sequence);
         }
         let Packager::Audio {
             segment,
             carry,
             part_target_ms,
             aac,
+            rerun,
             ..
         } = &mut self.packager
         else {
@@ -192,8 +215,10 @@ impl LlTrack {
         };
         if cut.index == 0 {
             if cut.segment.discontinuity {
-                // Frames before a break are not placed after it.
+                // Frames before a break are not placed after it, and the audio after it
+                // starts a run, in whichever segment its first frame comes.
                 carry.clear();
+                *rerun = true;
             }
             *segment = Some(AudioSegment {
                 start: cut.segment,
@@ -242,10 +267,18 @@ impl LlTrack {
     ) -> Result<(), fmp4::Fmp4Error> {
         let opening = !self.filling(current.start.sequence);
         let reconfigured = opening && demuxed.aac.is_some() && self.configure(demuxed, None)?;
-        let new_run = opening && (current.start.discontinuity || reconfigured || !self.started);
-        let Packager::Audio { track, aac, .. } = &mut self.packager else {
+        let Packager::Audio {
+            track, aac, rerun, ..
+        } = &mut self.packager
+        else {
             return Ok(());
         };
+        let broke = std::mem::take(rerun);
+        let new_run = opening && (broke || reconfigured || !self.started);
+        if !opening && broke {
+            // Not at a segment's first audio part: the run waits for the next segment.
+            *rerun = true;
+        }
         let rate = aac.map_or(0, |a| a.sample_rate);
         let run_start = match (new_run, frames.first(), current.video_pts) {
             (false, ..) => None,
@@ -259,7 +292,11 @@ impl LlTrack {
             (true, ..) => return Ok(()),
         };
         let fragment = track.fragment(self.next_part, run_start, frames)?;
-        if opening && !self.open_segment(current.start, reconfigured, at(epoch_ms, &fragment)) {
+        let start = SegmentStart {
+            discontinuity: new_run && self.started,
+            ..current.start
+        };
+        if opening && !self.open_segment(start, reconfigured, at(epoch_ms, &fragment)) {
             return Ok(());
         }
         self.push_part(fragment, true);
@@ -281,7 +318,7 @@ impl LlTrack {
         let Some(init) = self.init.clone() else {
             return false;
         };
-        let _ = self.complete_ended();
+        self.settle_ended(start.sequence);
         while self
             .segments
             .back()
@@ -324,6 +361,31 @@ impl LlTrack {
         {
             self.ended = Some(sequence);
         }
+    }
+
+    /// Segment `next` begins: the ended segment before it is complete; one numbered `next`
+    /// or later was dropped by the segmenter (which numbers the new one the same) and
+    /// goes, so that a name is never listed for two different segments.
+    fn settle_ended(&mut self, next: u64) {
+        match self.ended {
+            Some(sequence) if sequence >= next => {
+                self.ended = None;
+                if self.segments.back().is_some_and(|s| s.sequence == sequence) {
+                    self.segments.pop_back();
+                }
+            }
+            _ => {
+                let _ = self.complete_ended();
+            }
+        }
+    }
+
+    /// The source stopped and the segmenter's next segment is `next`: the ended segment is
+    /// complete if the segmenter made it, and goes if not. True when anything changed.
+    pub(super) fn settle_at_stop(&mut self, next: u64) -> bool {
+        let had = self.ended.is_some();
+        self.settle_ended(next);
+        had
     }
 
     /// Lists the ended segment complete: its parts joined. True when there was one.
@@ -591,7 +653,85 @@ mod tests {
         assert_eq!(sequences, [0, 1]);
         assert!(audio.complete_ended());
         assert!(audio.segments.iter().all(|s| s.complete()));
+        // Its date is its first frame's: right after segment 0's 23 frames (490.7 ms).
+        assert_eq!(audio.segments[1].start_ms, 1_000_490);
         assert_eq!(audio.segments[1].parts.len(), 3, "11 + 11 + 2 frames");
+    }
+
+    /// The source stopped before the segmenter made the open segment (it numbers its next
+    /// one the same): its parts go and nothing is listed complete under that number; when
+    /// the segmenter did make it, it is complete.
+    #[test]
+    fn at_a_stop_only_segments_the_segmenter_made_are_complete() {
+        let mut video = LlTrack::video();
+        let d = |n: u64| demuxed(n * 22_500, std::iter::empty());
+        video
+            .add(&cut(0, 0, false), &d(0), 1_000_000, None)
+            .unwrap();
+        video.add(&cut(0, 1, true), &d(1), 1_000_000, None).unwrap();
+        video.add(&cut(1, 0, true), &d(2), 1_000_000, None).unwrap();
+        assert!(video.settle_at_stop(1), "segment 1 was never made");
+        let listed = |v: &LlTrack| -> Vec<(u64, bool)> {
+            v.segments
+                .iter()
+                .map(|s| (s.sequence, s.complete()))
+                .collect()
+        };
+        assert_eq!(listed(&video), [(0, true)]);
+        video
+            .add(&cut(1, 0, false), &d(3), 1_000_000, None)
+            .unwrap();
+        video.add(&cut(1, 1, true), &d(4), 1_000_000, None).unwrap();
+        assert!(video.settle_at_stop(2));
+        assert_eq!(listed(&video), [(0, true), (1, true)]);
+    }
+
+    /// A source restart whose first segment brings no audio: the audio of the next one
+    /// starts a run of its own, placed by its distance from that segment's keyframe and
+    /// marked as a discontinuity (continuing the old run would put it a clock jump away).
+    #[test]
+    fn audio_after_a_break_without_audio_starts_a_run_of_its_own() {
+        let mut audio = LlTrack::audio(250);
+        let frames = |from: u64, n: u64| (0..n).map(move |i| from + i * 1920);
+        audio
+            .add(
+                &cut(0, 0, false),
+                &demuxed(0, frames(0, 11)),
+                1_000_000,
+                None,
+            )
+            .unwrap();
+        audio
+            .add(
+                &cut(0, 1, true),
+                &demuxed(22_500, frames(21_120, 12)),
+                1_000_000,
+                None,
+            )
+            .unwrap();
+        let mut restart = cut(1, 0, true);
+        restart.segment.discontinuity = true;
+        audio
+            .add(
+                &restart,
+                &demuxed(9_000_000, std::iter::empty()),
+                1_000_000,
+                None,
+            )
+            .unwrap();
+        // Segment 2 (2 s later): the first frame 10 ms after the keyframe.
+        audio
+            .add(
+                &cut(2, 0, true),
+                &demuxed(9_180_000, frames(9_180_900, 12)),
+                1_000_000,
+                None,
+            )
+            .unwrap();
+        let last = audio.segments.back().unwrap();
+        assert_eq!(last.sequence, 2);
+        assert!(last.discontinuity);
+        assert_eq!(last.start_ms, start(2).start_ms + 10);
     }
 
     /// The segmenter dropped a segment and numbered the next one the same: the number is

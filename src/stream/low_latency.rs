@@ -85,13 +85,15 @@ impl LowLatency {
     }
 
     /// One chunk. For the first rendition, `opens` is the segment the segmenter opened with
-    /// it and `building` whether a segment is being filled after it; the other renditions
-    /// find their segment starts themselves. Returns whether a part was published.
+    /// it, `building` whether a segment is being filled after it and `next` the number the
+    /// segmenter gives its next segment; the other renditions find their segment starts
+    /// themselves. Returns whether a part was published.
     pub(super) fn push(
         &mut self,
         chunk: &Chunk,
         opens: Option<SegmentStart>,
         building: bool,
+        next: u64,
         epoch_ms: &mut Option<u64>,
         media: Option<&MediaInfo>,
     ) -> bool {
@@ -109,8 +111,15 @@ impl LowLatency {
             if building {
                 v.cutter.push(chunk, opens)
             } else {
-                // The segmenter closed (a timestamp jump) or dropped its segment.
-                v.cutter.finish()
+                // The segmenter closed (a timestamp jump) or dropped its segment: it ends
+                // here, complete if the segmenter made it (its next segment is `next`).
+                let cut = v.cutter.finish();
+                let packaged = cut.is_some_and(|cut| self.package(0, &cut, epoch_ms, media));
+                let settled = match self.videos.first_mut() {
+                    Some(v) => v.track.settle_at_stop(next),
+                    None => false,
+                };
+                return packaged | settled | self.audio.settle_at_stop(next);
             }
         } else {
             let opens = self.follower_opens(rendition, chunk);
@@ -150,11 +159,13 @@ impl LowLatency {
         })
     }
 
-    /// The source stopped: every rendition's open segment ends with its last part.
+    /// The source stopped: every rendition's open segment ends with its last part, and is
+    /// complete if the segmenter made it (its next segment is `next`) or goes if not.
     pub(super) fn finish(
         &mut self,
         epoch_ms: &mut Option<u64>,
         media: &[Option<&MediaInfo>],
+        next: u64,
     ) -> bool {
         let mut published = false;
         for rendition in 0..self.videos.len() {
@@ -167,9 +178,9 @@ impl LowLatency {
         }
         // Nothing follows: the last segments are complete now.
         for v in &mut self.videos {
-            published |= v.track.complete_ended();
+            published |= v.track.settle_at_stop(next);
         }
-        published |= self.audio.complete_ended();
+        published |= self.audio.settle_at_stop(next);
         self.starts.clear();
         published
     }
