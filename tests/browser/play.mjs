@@ -20,8 +20,14 @@
 //                                        SECONDS more of playback. Fails if there is only one rendition.
 //   CHROMIUM=/path    Chromium binary (default /usr/bin/chromium)
 //   --until=FILE      keep playing (SECONDS is then a minimum) until FILE exists
+//   PLAYER_DEBUG=1    --debug            hls.js debug logging; its lines from 3 s before to 7 s
+//                                        after each stall go into the status
+//                                        (`playerLogAroundStalls`)
 // The status reports `stalls`: how often the element waited for data after playback started
-// (HTMLMediaElement `waiting`), and `stalledMs`, how long it waited in all.
+// (HTMLMediaElement `waiting`), `stalledMs`, how long it waited in all, `stallsAt` (wall clock,
+// ms) and `requestsAroundStalls`: every request from 2 s before to 8 s after a stall began
+// (`at`: ms after the page opened, `ms`: how long it took, status, path) — which tells a
+// server that answered late from a player that did not ask.
 // Output: one JSON status line (always, also on failure/timeout), then PLAYED or DID NOT PLAY.
 // Exit 0 = SECONDS of media played, >= 100 frames decoded, no fatal player error (hls.js: fatal=true;
 // dash.js: every ERROR / PLAYBACK_ERROR event; both: an HTMLMediaElement error) and, with SWITCH,
