@@ -57,12 +57,12 @@ done
 ffmpeg -hide_banner -loglevel error -re \
   -f lavfi -i "testsrc2=size=640x360:rate=25" -f lavfi -i "sine=frequency=440:sample_rate=48000" \
   -c:v libx264 -preset veryfast -tune zerolatency -g 50 -keyint_min 50 -sc_threshold 0 -b:v 1M \
-  -c:a aac -b:a 96k -map 0:v -map 1:a \
+  -c:a aac -b:a 96k -map 0:v -map 1:a -flags +global_header \
   -f tee "[f=flv]rtmp://127.0.0.1:$RTMP/live/live|[f=flv]rtmp://127.0.0.1:$NGX_RTMP/live/test" &
 # Windows full on both (a player that starts on a one-segment playlist starts at its start).
 sleep 16
 curl -sf "http://127.0.0.1:$HTTP/live/index.ll.m3u8" >/dev/null || { echo "no LL-HLS from Headwater" >&2; cat "$WORK/hw.log" >&2; exit 1; }
-curl -sf "http://127.0.0.1:$NGX_HTTP/hls/test.m3u8" >/dev/null || { echo "no HLS from nginx-rtmp" >&2; exit 1; }
+curl -sf "http://127.0.0.1:$NGX_HTTP/hls/test.m3u8" >/dev/null || { echo "no HLS from nginx-rtmp" >&2; cat "$WORK/nginx/error.log" >&2; exit 1; }
 
 # play NAME BASE PATH [--ll]: prints "NAME pdt_median_ms edge_median_ms stalls".
 play() {
