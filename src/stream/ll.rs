@@ -311,9 +311,10 @@ impl LlTrack {
     }
 
     /// Opens segment `start`, its first sample at UNIX ms `start_ms`; false (nothing opened)
-    /// before the first init segment. A segment left incomplete (its source broke off) is never listed, and one the
-    /// segmenter numbered again (it dropped that segment: no duration, no keyframe in time)
-    /// gives way to the new one, so a number is never listed twice.
+    /// before the first init segment. A segment left incomplete (its source broke off) is
+    /// never listed, and one the segmenter numbered again (it dropped that segment: no
+    /// duration, no keyframe in time) gives way to the new one, so a number is never listed
+    /// twice.
     fn open_segment(&mut self, start: SegmentStart, reconfigured: bool, start_ms: u64) -> bool {
         let Some(init) = self.init.clone() else {
             return false;
@@ -389,7 +390,7 @@ impl LlTrack {
     }
 
     /// Lists the ended segment complete: its parts joined. True when there was one.
-    pub(super) fn complete_ended(&mut self) -> bool {
+    fn complete_ended(&mut self) -> bool {
         let Some(sequence) = self.ended.take() else {
             return false;
         };
@@ -506,6 +507,11 @@ mod tests {
         channels: 2,
     };
 
+    /// Packages `cut` into `track` (tfdt 0 at UNIX ms 1 000 000).
+    fn feed(track: &mut LlTrack, cut: &PartCut, demuxed: &Demuxed) {
+        track.add(cut, demuxed, 1_000_000, None).unwrap();
+    }
+
     fn start(sequence: u64) -> SegmentStart {
         SegmentStart {
             sequence,
@@ -563,9 +569,7 @@ mod tests {
                 }
                 let pts = (from..next_frame).map(|n| (n as f64 * frame_ticks) as u64);
                 let d = demuxed(part_end - 22_500, pts);
-                audio
-                    .add(&cut(sequence, index, index == 7), &d, 1_000_000, None)
-                    .unwrap();
+                feed(&mut audio, &cut(sequence, index, index == 7), &d);
             }
             let seg = audio.segments.back().unwrap();
             assert_eq!(seg.sequence, sequence);
@@ -617,38 +621,22 @@ mod tests {
     fn audio_of_a_segment_may_begin_in_a_later_part() {
         let mut audio = LlTrack::audio(250);
         let frames = |n: u64, count: u64| (n..n + count).map(|i| i * 1920);
-        audio
-            .add(
-                &cut(0, 0, false),
-                &demuxed(0, frames(0, 12)),
-                1_000_000,
-                None,
-            )
-            .unwrap();
-        audio
-            .add(
-                &cut(0, 1, true),
-                &demuxed(22_500, frames(12, 11)),
-                1_000_000,
-                None,
-            )
-            .unwrap();
-        audio
-            .add(
-                &cut(1, 0, false),
-                &demuxed(45_000, frames(0, 0)),
-                1_000_000,
-                None,
-            )
-            .unwrap();
-        audio
-            .add(
-                &cut(1, 1, true),
-                &demuxed(67_500, frames(23, 24)),
-                1_000_000,
-                None,
-            )
-            .unwrap();
+        feed(&mut audio, &cut(0, 0, false), &demuxed(0, frames(0, 12)));
+        feed(
+            &mut audio,
+            &cut(0, 1, true),
+            &demuxed(22_500, frames(12, 11)),
+        );
+        feed(
+            &mut audio,
+            &cut(1, 0, false),
+            &demuxed(45_000, frames(0, 0)),
+        );
+        feed(
+            &mut audio,
+            &cut(1, 1, true),
+            &demuxed(67_500, frames(23, 24)),
+        );
         let sequences: Vec<u64> = audio.segments.iter().map(|s| s.sequence).collect();
         assert_eq!(sequences, [0, 1]);
         assert!(audio.complete_ended());
@@ -665,11 +653,9 @@ mod tests {
     fn at_a_stop_only_segments_the_segmenter_made_are_complete() {
         let mut video = LlTrack::video();
         let d = |n: u64| demuxed(n * 22_500, std::iter::empty());
-        video
-            .add(&cut(0, 0, false), &d(0), 1_000_000, None)
-            .unwrap();
-        video.add(&cut(0, 1, true), &d(1), 1_000_000, None).unwrap();
-        video.add(&cut(1, 0, true), &d(2), 1_000_000, None).unwrap();
+        feed(&mut video, &cut(0, 0, false), &d(0));
+        feed(&mut video, &cut(0, 1, true), &d(1));
+        feed(&mut video, &cut(1, 0, true), &d(2));
         assert!(video.settle_at_stop(1), "segment 1 was never made");
         let listed = |v: &LlTrack| -> Vec<(u64, bool)> {
             v.segments
@@ -678,10 +664,8 @@ mod tests {
                 .collect()
         };
         assert_eq!(listed(&video), [(0, true)]);
-        video
-            .add(&cut(1, 0, false), &d(3), 1_000_000, None)
-            .unwrap();
-        video.add(&cut(1, 1, true), &d(4), 1_000_000, None).unwrap();
+        feed(&mut video, &cut(1, 0, false), &d(3));
+        feed(&mut video, &cut(1, 1, true), &d(4));
         assert!(video.settle_at_stop(2));
         assert_eq!(listed(&video), [(0, true), (1, true)]);
     }
@@ -693,41 +677,25 @@ mod tests {
     fn audio_after_a_break_without_audio_starts_a_run_of_its_own() {
         let mut audio = LlTrack::audio(250);
         let frames = |from: u64, n: u64| (0..n).map(move |i| from + i * 1920);
-        audio
-            .add(
-                &cut(0, 0, false),
-                &demuxed(0, frames(0, 11)),
-                1_000_000,
-                None,
-            )
-            .unwrap();
-        audio
-            .add(
-                &cut(0, 1, true),
-                &demuxed(22_500, frames(21_120, 12)),
-                1_000_000,
-                None,
-            )
-            .unwrap();
+        feed(&mut audio, &cut(0, 0, false), &demuxed(0, frames(0, 11)));
+        feed(
+            &mut audio,
+            &cut(0, 1, true),
+            &demuxed(22_500, frames(21_120, 12)),
+        );
         let mut restart = cut(1, 0, true);
         restart.segment.discontinuity = true;
-        audio
-            .add(
-                &restart,
-                &demuxed(9_000_000, std::iter::empty()),
-                1_000_000,
-                None,
-            )
-            .unwrap();
+        feed(
+            &mut audio,
+            &restart,
+            &demuxed(9_000_000, std::iter::empty()),
+        );
         // Segment 2 (2 s later): the first frame 10 ms after the keyframe.
-        audio
-            .add(
-                &cut(2, 0, true),
-                &demuxed(9_180_000, frames(9_180_900, 12)),
-                1_000_000,
-                None,
-            )
-            .unwrap();
+        feed(
+            &mut audio,
+            &cut(2, 0, true),
+            &demuxed(9_180_000, frames(9_180_900, 12)),
+        );
         let last = audio.segments.back().unwrap();
         assert_eq!(last.sequence, 2);
         assert!(last.discontinuity);
@@ -740,14 +708,10 @@ mod tests {
     fn a_renumbered_segment_replaces_the_dropped_one() {
         let mut video = LlTrack::video();
         let d = |n: u64| demuxed(n * 22_500, std::iter::empty());
-        video
-            .add(&cut(0, 0, false), &d(0), 1_000_000, None)
-            .unwrap();
-        video.add(&cut(0, 1, true), &d(1), 1_000_000, None).unwrap();
-        video.add(&cut(1, 0, true), &d(2), 1_000_000, None).unwrap();
-        video
-            .add(&cut(1, 0, false), &d(3), 1_000_000, None)
-            .unwrap();
+        feed(&mut video, &cut(0, 0, false), &d(0));
+        feed(&mut video, &cut(0, 1, true), &d(1));
+        feed(&mut video, &cut(1, 0, true), &d(2));
+        feed(&mut video, &cut(1, 0, false), &d(3));
         let sequences: Vec<u64> = video.segments.iter().map(|s| s.sequence).collect();
         assert_eq!(sequences, [0, 1]);
         assert_eq!(video.segments[1].parts.len(), 1);

@@ -115,11 +115,7 @@ impl LowLatency {
                 // here, complete if the segmenter made it (its next segment is `next`).
                 let cut = v.cutter.finish();
                 let packaged = cut.is_some_and(|cut| self.package(0, &cut, epoch_ms, media));
-                let settled = match self.videos.first_mut() {
-                    Some(v) => v.track.settle_at_stop(next),
-                    None => false,
-                };
-                return packaged | settled | self.audio.settle_at_stop(next);
+                return packaged | self.settle(1, next);
             }
         } else {
             let opens = self.follower_opens(rendition, chunk);
@@ -176,13 +172,19 @@ impl LowLatency {
                 published |= self.package(rendition, &cut, epoch_ms, m);
             }
         }
-        // Nothing follows: the last segments are complete now.
-        for v in &mut self.videos {
-            published |= v.track.settle_at_stop(next);
-        }
-        published |= self.audio.settle_at_stop(next);
+        published |= self.settle(self.videos.len(), next);
         self.starts.clear();
         published
+    }
+
+    /// Nothing follows in the first `renditions` renditions (and the audio): their ended
+    /// segments are complete if the segmenter made them (its next segment is `next`).
+    fn settle(&mut self, renditions: usize, next: u64) -> bool {
+        let mut changed = false;
+        for v in self.videos.iter_mut().take(renditions) {
+            changed |= v.track.settle_at_stop(next);
+        }
+        changed | self.audio.settle_at_stop(next)
     }
 
     fn package(
