@@ -129,6 +129,17 @@ fn hls_js_plays_ll_hls_a_second_or_two_behind_live() {
     });
     let master = get(&server.url("/demo/index.ll.m3u8"));
     assert_eq!(master.status, 200, "{}", master.text());
+    // The variant carries video and audio in the same parts (one track for the player to
+    // load, not two): no separate audio playlist is announced.
+    let master = master.text();
+    assert!(
+        master.contains("CODECS=\"avc1.")
+            && master.contains(",mp4a.40.2\"")
+            && master.contains("\ntracks-v1a1/index.ll.m3u8\n")
+            && !master.contains("EXT-X-MEDIA"),
+        "{master}"
+    );
+    muxed_segment_has_both_tracks(&server);
     // No part lasts longer than the part target, audio (whole AAC frames) included.
     for track in ["v1", "a1"] {
         let text = ll_playlist(&server, track);
@@ -163,6 +174,65 @@ fn hls_js_plays_ll_hls_a_second_or_two_behind_live() {
     assert_eq!(status["stalls"], 0, "stalls: {status}\n{}", warnings());
 }
 
+/// The muxed track's init segment and a whole segment, as a real reader sees them: one H.264
+/// and one AAC stream, each about the segment's duration; its parts are the video track's
+/// (same names, same durations).
+fn muxed_segment_has_both_tracks(server: &Server) {
+    let muxed = ll_playlist(server, "v1a1");
+    let video = ll_playlist(server, "v1");
+    let parts = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| l.starts_with("#EXT-X-PART:"))
+            .map(str::to_owned)
+            .collect()
+    };
+    let (m, v) = (parts(&muxed), parts(&video));
+    let common = m.iter().filter(|l| v.contains(l)).count();
+    assert!(
+        common >= 4,
+        "the muxed parts are the video's:\n{muxed}\n{video}"
+    );
+    let uri = |line: &str| line.split('"').nth(1).unwrap().to_owned();
+    let init = uri(muxed.lines().find(|l| l.starts_with("#EXT-X-MAP")).unwrap());
+    let segment = muxed
+        .lines()
+        .filter(|l| l.ends_with(".m4s") && !l.starts_with('#'))
+        .nth(1)
+        .expect("two whole segments")
+        .to_owned();
+    let mut bytes = Vec::new();
+    for name in [&init, &segment] {
+        let reply = get(&server.url(&format!("/demo/tracks-v1a1/{name}")));
+        assert_eq!(reply.status, 200, "{name}");
+        assert_eq!(reply.header("content-type"), "video/mp4", "{name}");
+        bytes.extend_from_slice(&reply.body);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("muxed.mp4");
+    std::fs::write(&file, &bytes).unwrap();
+    let streams = ffprobe_csv(
+        file.to_str().unwrap(),
+        &[
+            "-count_packets",
+            "-show_entries",
+            "stream=codec_name,nb_read_packets",
+        ],
+    );
+    let streams: Vec<(String, u32)> = streams
+        .lines()
+        .map(|l| {
+            let (codec, n) = l.split_once(',').unwrap();
+            (codec.to_owned(), n.trim().parse().unwrap())
+        })
+        .collect();
+    assert_eq!(streams.len(), 2, "{streams:?}");
+    assert_eq!(streams[0].0, "h264", "{streams:?}");
+    assert_eq!(streams[1].0, "aac", "{streams:?}");
+    // 2 s: 50 pictures at 25 fps, ~94 AAC frames at 48 kHz.
+    assert!((48..=52).contains(&streams[0].1), "{streams:?}");
+    assert!((88..=99).contains(&streams[1].1), "{streams:?}");
+}
+
 /// A two-rung transcoded ladder: every rendition has parts on the same segments (same media
 /// sequence numbers and dates), the LL master lists both, and hls.js switches between them.
 #[test]
@@ -178,7 +248,7 @@ fn hls_js_switches_renditions_of_an_ll_ladder() {
         || {
             get(&server.url("/ladder/index.ll.m3u8"))
                 .text()
-                .contains("tracks-v2/index.ll.m3u8")
+                .contains("tracks-v2a1/index.ll.m3u8")
         },
     );
     // Let the second rendition list a few segments, then compare the two.
@@ -298,11 +368,12 @@ fn hold_many(
 fn five_hundred_held_requests_are_answered_at_the_publication_of_their_part() {
     let _alone = alone();
     let server = Server::start(&[("demo", STREAM)]);
-    let text = ll_playlist(&server, "v1");
+    // The track the master lists (video and audio in one).
+    let text = ll_playlist(&server, "v1a1");
     let (msn, _) = last_part(&text);
     // The next segment's fourth part: about a second or more away.
     let (want_msn, want_part) = (msn + 1, 3);
-    let path = format!("/demo/tracks-v1/index.ll.m3u8?_HLS_msn={want_msn}&_HLS_part={want_part}");
+    let path = format!("/demo/tracks-v1a1/index.ll.m3u8?_HLS_msn={want_msn}&_HLS_part={want_part}");
     let cpu_per_s = |ms: u64| {
         let (from, at) = (server_cpu_ticks(&server), Instant::now());
         std::thread::sleep(Duration::from_millis(ms));

@@ -67,12 +67,17 @@ fn parse_query(query: Option<&str>) -> Result<Blocking, HttpError> {
     Ok(b)
 }
 
-/// The LL view of `track` (`v1` or `a1`) in `snap`.
+/// The LL view of `track` (`v1`, `a1` or `v1a1`) in `snap`.
 fn track_of<'a>(snap: &'a Snapshot, track: &str) -> Result<&'a Arc<LlTrackSnapshot>, HttpError> {
-    let t = snap
-        .fmp4_track(track)
-        .ok_or(HttpError::NotFound("no such track"))?;
-    t.ll.as_ref().ok_or(HttpError::NotReady)
+    let exists = if track.len() > 2 && track.ends_with("a1") {
+        snap.fmp4_track(&track[..track.len() - 2]).is_some()
+    } else {
+        snap.fmp4_track(track).is_some()
+    };
+    if !exists {
+        return Err(HttpError::NotFound("no such track"));
+    }
+    snap.ll_track(track).ok_or(HttpError::NotReady)
 }
 
 /// Holds until `ready` says a snapshot has what is wanted; `Err(NotReady)` when the stream
@@ -158,7 +163,7 @@ pub(super) async fn serve(
             Ok(playlist_cached(handle, PLAYLIST_TYPE, cache, text))
         }
         Route::LlResource { track, name, .. } => {
-            let media_type = if track == "a1" {
+            let media_type = if track.starts_with('a') {
                 "audio/mp4"
             } else {
                 "video/mp4"

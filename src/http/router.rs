@@ -309,7 +309,7 @@ pub fn route(path: &str) -> Result<Route, RouteError> {
             }),
             (Some(track), name) => Ok(Route::LlPlaylist {
                 stream: stream_name(name)?,
-                track: single_track(track)?,
+                track: ll_track(track)?,
             }),
         },
         file if file.starts_with("ll-") => {
@@ -319,7 +319,7 @@ pub fn route(path: &str) -> Result<Route, RouteError> {
             match split_tracks(before)? {
                 (Some(track), stream) => Ok(Route::LlResource {
                     stream: stream_name(stream)?,
-                    track: single_track(track)?,
+                    track: ll_track(track)?,
                     name,
                 }),
                 (None, _) => Err(RouteError::Malformed("an LL-HLS part needs tracks-TRACK/")),
@@ -514,6 +514,19 @@ fn single_track(spec: String) -> Result<String, RouteError> {
         Ok(spec)
     } else {
         Err(RouteError::Malformed("an fMP4 track is one of vN or aN"))
+    }
+}
+
+/// An LL-HLS track: `vN`, `aN`, or `vNa1` (a rendition's video with the audio).
+fn ll_track(spec: String) -> Result<String, RouteError> {
+    let video = spec.strip_suffix("a1").filter(|v| v.starts_with('v'));
+    match video {
+        Some(v) if v.len() >= 2 && v[1..].bytes().all(|b| b.is_ascii_digit()) => Ok(spec),
+        Some(_) => Err(RouteError::Malformed(
+            "an LL-HLS track is one of vN, aN or vNa1",
+        )),
+        None => single_track(spec)
+            .map_err(|_| RouteError::Malformed("an LL-HLS track is one of vN, aN or vNa1")),
     }
 }
 

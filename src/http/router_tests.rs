@@ -368,3 +368,38 @@ fn unknown_resources_are_404() {
         assert_eq!(route(missing), Err(RouteError::NotFound), "{missing}");
     }
 }
+
+#[test]
+fn ll_hls_paths() {
+    assert_eq!(
+        route("/demo/index.ll.m3u8"),
+        Ok(Route::LlMaster { stream: s("demo") })
+    );
+    for track in ["v1", "v2", "a1", "v1a1", "v12a1"] {
+        assert_eq!(
+            route(&format!("/demo/tracks-{track}/index.ll.m3u8")),
+            Ok(Route::LlPlaylist {
+                stream: s("demo"),
+                track: s(track)
+            }),
+            "{track}"
+        );
+        assert!(
+            matches!(
+                route(&format!("/demo/tracks-{track}/ll-17-3.m4s")),
+                Ok(Route::LlResource { track: ref t, .. }) if t == track
+            ),
+            "{track}"
+        );
+    }
+    // A muxed track is one video with the (one) audio; nothing else combines.
+    for track in ["va1", "a1a1", "v1a2", "v1v2", "a1v1", "v1a1t1"] {
+        assert!(
+            matches!(
+                route(&format!("/demo/tracks-{track}/index.ll.m3u8")),
+                Err(RouteError::Malformed(_))
+            ),
+            "{track}"
+        );
+    }
+}

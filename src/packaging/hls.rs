@@ -168,6 +168,28 @@ pub fn master_playlist(variants: &[Variant<'_>]) -> String {
     out
 }
 
+/// The LL-HLS master playlist: one variant per rendition (best first), the audio, where there
+/// is any, in each variant's own parts (its codec in `CODECS`, no audio group: a player then
+/// loads one track, not two).
+pub fn ll_master_playlist(variants: &[Variant<'_>]) -> String {
+    let mut out = String::from("#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-INDEPENDENT-SEGMENTS\n");
+    for v in variants {
+        let video_only = MediaInfo {
+            video: v.media.video.clone(),
+            audio: None,
+        };
+        stream_inf(
+            &mut out,
+            &Variant {
+                media: &video_only,
+                ..*v
+            },
+            &v.media.codecs(),
+        );
+    }
+    out
+}
+
 /// The fMP4 master playlist (version 7): video-only variants plus the audio track as an
 /// alternative rendition with its own playlist.
 pub fn fmp4_master_playlist(variants: &[Variant<'_>], audio_uri: Option<&str>) -> String {

@@ -36,6 +36,8 @@ pub struct RenditionSnapshot {
     pub media_playlist: Option<Bytes>,
     /// The video track as fMP4.
     pub video: TrackSnapshot,
+    /// The video with the stream's audio in the same parts, as LL-HLS (`tracks-vNa1`).
+    pub ll_muxed: Option<Arc<LlTrackSnapshot>>,
 }
 
 /// One fMP4 track: an init segment and a fragment per live segment.
@@ -251,6 +253,17 @@ impl Snapshot {
     }
 
     /// The fMP4 track a selector names: `v1`…`vN` (video) or `a1` (audio).
+    /// The LL-HLS view of `tracks`: `vN`, `a1` or `vNa1` (video and audio in one).
+    pub fn ll_track(&self, tracks: &str) -> Option<&Arc<LlTrackSnapshot>> {
+        if let Some(video) = tracks.strip_suffix("a1")
+            && video.starts_with('v')
+        {
+            let n: usize = video.strip_prefix('v')?.parse().ok()?;
+            return self.renditions.get(n.checked_sub(1)?)?.ll_muxed.as_ref();
+        }
+        self.fmp4_track(tracks)?.ll.as_ref()
+    }
+
     pub fn fmp4_track(&self, tracks: &str) -> Option<&TrackSnapshot> {
         if tracks == "a1" {
             return self.audio.as_ref();

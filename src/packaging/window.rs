@@ -159,6 +159,7 @@ impl Window {
             live,
             media_playlist,
             video: Default::default(),
+            ll_muxed: None,
         }
     }
 }

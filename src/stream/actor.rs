@@ -530,12 +530,15 @@ impl StreamActor {
             return (renditions, audio, None);
         };
         let window = &first.window;
-        let (videos_ll, audio_ll) =
-            self.ll
-                .snapshots(self.target_ms, window.first_live_sequence(), |sequence| {
-                    window.discontinuities_before(sequence)
-                });
-        let audio_ready = audio_ll.playlist.is_some();
+        let super::low_latency::LlSnapshots {
+            videos: videos_ll,
+            audio: audio_ll,
+            muxed: muxed_ll,
+        } = self
+            .ll
+            .snapshots(self.target_ms, window.first_live_sequence(), |sequence| {
+                window.discontinuities_before(sequence)
+            });
         let bitrate = |t: &LlTrackSnapshot| {
             let (bytes, seconds) = t.listed().iter().fold((0usize, 0.0), |(b, d), s| {
                 (
@@ -549,22 +552,32 @@ impl StreamActor {
                 0
             }
         };
-        let audio_rate = if audio_ready { bitrate(&audio_ll) } else { 0 };
-        let uris: Vec<String> = (0..videos_ll.len())
-            .map(|i| format!("tracks-v{}/index.ll.m3u8", i + 1))
+        // With audio, the variants are the muxed tracks (video and audio in each part: a
+        // player starts sooner than with an alternate audio track); without, the videos.
+        let with_audio = renditions
+            .first()
+            .and_then(|r| r.media.as_ref())
+            .is_some_and(|m| m.audio.is_some());
+        let (variant_tracks, name) = if with_audio {
+            (&muxed_ll, "a1/index.ll.m3u8")
+        } else {
+            (&videos_ll, "/index.ll.m3u8")
+        };
+        let uris: Vec<String> = (0..variant_tracks.len())
+            .map(|i| format!("tracks-v{}{name}", i + 1))
             .collect();
         let first_ready = renditions.first().is_some_and(|r| r.media.is_some())
-            && videos_ll.first().is_some_and(|v| v.playlist.is_some());
+            && variant_tracks.first().is_some_and(|v| v.playlist.is_some());
         // A rendition is listed once it has media info and parts; the first must be.
         let master = first_ready.then(|| {
             let variants: Vec<hls::Variant<'_>> = renditions
                 .iter()
-                .zip(&videos_ll)
+                .zip(variant_tracks)
                 .zip(&uris)
                 .filter_map(|((r, ll), uri)| {
                     let media = r.media.as_ref()?;
                     ll.playlist.as_ref()?;
-                    let rate = bitrate(ll) + audio_rate;
+                    let rate = bitrate(ll);
                     Some(hls::Variant {
                         media,
                         peak: rate,
@@ -573,11 +586,12 @@ impl StreamActor {
                     })
                 })
                 .collect();
-            Bytes::from(hls::fmp4_master_playlist(
-                &variants,
-                audio_ready.then_some("tracks-a1/index.ll.m3u8"),
-            ))
+            Bytes::from(hls::ll_master_playlist(&variants))
         });
+        for (r, ll) in renditions.iter_mut().zip(muxed_ll) {
+            r.ll_muxed = Some(Arc::new(ll));
+        }
+        let audio_ready = audio_ll.playlist.is_some();
         for (r, ll) in renditions.iter_mut().zip(videos_ll) {
             r.video.ll = Some(Arc::new(ll));
         }

@@ -14,7 +14,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 /// Completes `segment`: its parts joined are the whole segment.
-fn join(segment: &mut LlSegment) {
+pub(super) fn join(segment: &mut LlSegment) {
     let mut joined = BytesMut::with_capacity(segment.parts.iter().map(|p| p.data.len()).sum());
     for p in &segment.parts {
         joined.extend_from_slice(&p.data);
@@ -475,83 +475,69 @@ impl LlTrack {
     /// The reader's view; `first_live` is the first sequence the TS playlist lists. The
     /// playlists are rendered by the actor, which knows the other renditions.
     pub(super) fn snapshot(&self, run: u64, first_live: Option<u64>) -> LlTrackSnapshot {
-        let segments: Vec<Arc<LlSegment>> = self.segments.iter().cloned().collect();
-        let from = first_live.unwrap_or(u64::MAX);
-        // Listed: from the first live sequence on, but never a hole in the numbering.
-        let mut listed_from = segments
-            .iter()
-            .position(|s| s.sequence >= from)
-            .unwrap_or(segments.len().saturating_sub(1));
-        let tail = crate::packaging::consecutive_tail(&segments, |s| s.sequence);
-        listed_from = listed_from.max(segments.len() - tail.len());
-        LlTrackSnapshot {
-            run,
-            segments,
-            listed_from,
-            next_part: self.next_part,
-            playlist: None,
-            playlist_skip: None,
+        snapshot(&self.segments, self.next_part, run, first_live)
+    }
+
+    /// Oldest first; only the last may be incomplete.
+    pub(super) fn segments(&self) -> &VecDeque<Arc<LlSegment>> {
+        &self.segments
+    }
+
+    /// The number the next part gets.
+    pub(super) fn next_part(&self) -> u64 {
+        self.next_part
+    }
+
+    /// The video's codec configuration and its picture size, once a part was made.
+    pub(super) fn video_config(&self) -> Option<(&AvcConfig, u32, u32)> {
+        match (&self.packager, &self.init) {
+            (Packager::Video { avc: Some(avc), .. }, Some(init)) => {
+                Some((avc, init.width, init.height))
+            }
+            _ => None,
         }
+    }
+
+    /// The audio's codec configuration and the version of its init segment, once a part was
+    /// made.
+    pub(super) fn audio_config(&self) -> Option<(AacConfig, u32)> {
+        match (&self.packager, &self.init) {
+            (Packager::Audio { aac: Some(aac), .. }, Some(init)) => Some((*aac, init.version)),
+            _ => None,
+        }
+    }
+}
+
+/// A track's reader view: `segments` listed from `first_live` (the first sequence the TS
+/// playlist lists), never across a hole in the numbering.
+pub(super) fn snapshot(
+    segments: &VecDeque<Arc<LlSegment>>,
+    next_part: u64,
+    run: u64,
+    first_live: Option<u64>,
+) -> LlTrackSnapshot {
+    let segments: Vec<Arc<LlSegment>> = segments.iter().cloned().collect();
+    let from = first_live.unwrap_or(u64::MAX);
+    let mut listed_from = segments
+        .iter()
+        .position(|s| s.sequence >= from)
+        .unwrap_or(segments.len().saturating_sub(1));
+    let tail = crate::packaging::consecutive_tail(&segments, |s| s.sequence);
+    listed_from = listed_from.max(segments.len() - tail.len());
+    LlTrackSnapshot {
+        run,
+        segments,
+        listed_from,
+        next_part,
+        playlist: None,
+        playlist_skip: None,
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::ll_test_media::*;
     use super::*;
-    use crate::packaging::fmp4::{AacConfig, AudioFrame, AvcConfig, VideoSample};
-
-    const AAC: AacConfig = AacConfig {
-        object_type: 2,
-        sample_rate: 48_000,
-        sampling_index: 3,
-        channels: 2,
-    };
-
-    /// Packages `cut` into `track` (tfdt 0 at UNIX ms 1 000 000).
-    fn feed(track: &mut LlTrack, cut: &PartCut, demuxed: &Demuxed) {
-        track.add(cut, demuxed, 1_000_000, None).unwrap();
-    }
-
-    fn start(sequence: u64) -> SegmentStart {
-        SegmentStart {
-            sequence,
-            start_ms: 1_000_000 + sequence * 2000,
-            discontinuity: false,
-        }
-    }
-
-    fn cut(sequence: u64, index: u32, last: bool) -> PartCut {
-        PartCut {
-            segment: start(sequence),
-            index,
-            independent: index == 0,
-            last,
-            ts: bytes::Bytes::new(),
-        }
-    }
-
-    /// A part's demuxed content: one picture at `video_pts`, AAC frames at `audio_pts`.
-    fn demuxed(video_pts: u64, audio_pts: impl Iterator<Item = u64>) -> Demuxed {
-        Demuxed {
-            avc: Some(AvcConfig {
-                sps: vec![0x67, 0x64, 0x00, 0x1f],
-                pps: vec![0x68, 0xee],
-            }),
-            video: vec![VideoSample {
-                dts: video_pts,
-                pts: video_pts,
-                keyframe: true,
-                data: vec![0, 0, 0, 1, 0x65],
-            }],
-            aac: Some(AAC),
-            audio: audio_pts
-                .map(|pts| AudioFrame {
-                    pts,
-                    data: vec![0x21; 8],
-                })
-                .collect(),
-        }
-    }
 
     /// Audio of 24 fps video cut into parts of exactly 250 ms (8 per 2 s segment): 11.72
     /// AAC frames arrive per part while 11 fit; the audio keeps up, segment by segment.

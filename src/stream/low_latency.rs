@@ -5,6 +5,7 @@
 //! players switch renditions at any segment.
 
 use super::ll::LlTrack;
+use super::ll_muxed::MuxedTrack;
 use crate::media::{Chunk, MediaInfo};
 use crate::packaging::fmp4;
 use crate::packaging::llhls::{self, Report, Skip};
@@ -25,6 +26,8 @@ const STARTS_KEPT: usize = 8;
 struct VideoParts {
     cutter: PartCutter,
     track: LlTrack,
+    /// `track` with the stream's audio in its parts (follows `track` after each change).
+    muxed: MuxedTrack,
     /// (start PTS, segment) of the segment its parts are cut for.
     current: Option<(Duration, SegmentStart)>,
 }
@@ -60,6 +63,7 @@ impl LowLatency {
                 .map(|_| VideoParts {
                     cutter: PartCutter::new(part_target, DEFAULT_FRAME),
                     track: LlTrack::video(),
+                    muxed: MuxedTrack::default(),
                     current: None,
                 })
                 .collect(),
@@ -184,7 +188,11 @@ impl LowLatency {
         for v in self.videos.iter_mut().take(renditions) {
             changed |= v.track.settle_at_stop(next);
         }
-        changed | self.audio.settle_at_stop(next)
+        changed |= self.audio.settle_at_stop(next);
+        for v in &mut self.videos {
+            v.muxed.follow(&v.track, &self.audio);
+        }
+        changed
     }
 
     fn package(
@@ -220,6 +228,7 @@ impl LowLatency {
             };
             v.and(a)
         });
+        video.muxed.follow(&video.track, audio);
         match result {
             Ok(()) => {
                 self.failing = false;
@@ -243,17 +252,21 @@ impl LowLatency {
             v.track.prune(oldest);
         }
         self.audio.prune(oldest);
+        for v in &mut self.videos {
+            v.muxed.follow(&v.track, &self.audio);
+        }
     }
 
-    /// Every rendition's video view and the audio's, with their playlists (each reporting
-    /// every other), given the first rendition's first live sequence and the discontinuities
-    /// before a sequence.
+    /// Every rendition's video view, the audio's and every rendition's muxed view, with
+    /// their playlists (each video or audio track reporting every other, each muxed track
+    /// every other muxed one), given the first rendition's first live sequence and the
+    /// discontinuities before a sequence.
     pub(super) fn snapshots(
         &self,
         target_ms: u32,
         first_live: Option<u64>,
         discontinuities_before: impl Fn(u64) -> u64,
-    ) -> (Vec<LlTrackSnapshot>, LlTrackSnapshot) {
+    ) -> LlSnapshots {
         let mut tracks: Vec<(String, LlTrackSnapshot)> = self
             .videos
             .iter()
@@ -269,6 +282,35 @@ impl LowLatency {
             "../tracks-a1/index.ll.m3u8".to_owned(),
             self.audio.snapshot(self.run, first_live),
         ));
+        self.render(&mut tracks, target_ms, &discontinuities_before);
+        let mut muxed: Vec<(String, LlTrackSnapshot)> = self
+            .videos
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                (
+                    format!("../tracks-v{}a1/index.ll.m3u8", i + 1),
+                    v.muxed.snapshot(self.run, first_live),
+                )
+            })
+            .collect();
+        self.render(&mut muxed, target_ms, &discontinuities_before);
+        let audio = tracks.pop().map(|(_, t)| t).unwrap_or_default();
+        LlSnapshots {
+            videos: tracks.into_iter().map(|(_, t)| t).collect(),
+            audio,
+            muxed: muxed.into_iter().map(|(_, t)| t).collect(),
+        }
+    }
+
+    /// Renders the playlists of `tracks` (URI relative to a track's playlist, view), each
+    /// reporting the others.
+    fn render(
+        &self,
+        tracks: &mut [(String, LlTrackSnapshot)],
+        target_ms: u32,
+        discontinuities_before: &impl Fn(u64) -> u64,
+    ) {
         let lasts: Vec<Option<Report>> = tracks
             .iter()
             .map(|(uri, t)| {
@@ -306,7 +348,15 @@ impl LowLatency {
             track.playlist = Some(full);
             track.playlist_skip = Some(skip);
         }
-        let audio = tracks.pop().map(|(_, t)| t).unwrap_or_default();
-        (tracks.into_iter().map(|(_, t)| t).collect(), audio)
     }
+}
+
+/// The LL-HLS views of a stream.
+#[derive(Debug, Default)]
+pub(super) struct LlSnapshots {
+    /// Each rendition's video, best first.
+    pub(super) videos: Vec<LlTrackSnapshot>,
+    pub(super) audio: LlTrackSnapshot,
+    /// Each rendition's video with the audio, best first.
+    pub(super) muxed: Vec<LlTrackSnapshot>,
 }

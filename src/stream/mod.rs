@@ -11,6 +11,9 @@
 mod actor;
 mod counters;
 mod ll;
+mod ll_muxed;
+#[cfg(test)]
+mod ll_test_media;
 mod low_latency;
 mod push_status;
 mod rendition;

@@ -23,6 +23,9 @@
 //   PLAYER_DEBUG=1    --debug            hls.js debug logging; its lines from 3 s before to 7 s
 //                                        after each stall go into the status
 //                                        (`playerLogAroundStalls`)
+//   --log=FILE                           every request (ms after the page opened, how long it
+//                                        took) and, with --debug, the player's whole log, written
+//                                        to FILE in time order
 // The status reports `stalls`: how often the element waited for data after playback started
 // (HTMLMediaElement `waiting`), `stalledMs`, how long it waited in all, `stallsAt` (wall clock,
 // ms) and `requestsAroundStalls`: every request from 2 s before to 8 s after a stall began
@@ -53,6 +56,7 @@ const doSwitch = /^(1|true|yes|on)$/i.test(String(flags.switch ?? process.env.SW
 const untilFile = flags.until ? String(flags.until) : null;
 const lowLatency = /^(1|true|yes|on)$/i.test(String(flags.ll ?? process.env.LL ?? ''));
 // --debug: the player's own log (hls.js debug) around stalls goes into the status.
+const logFile = flags.log ? String(flags.log) : null;
 const debug = /^(1|true|yes|on)$/i.test(String(flags.debug ?? process.env.PLAYER_DEBUG ?? ''));
 const consoleLog = [];
 if (!base || !src || !['hls', 'dash'].includes(player)) {
@@ -232,6 +236,13 @@ const finish = async (rc, fails) => {
   const logged = (st.stallsAt || []).flatMap(at => consoleLog.filter(l => l.t >= at - 3000 && l.t <= at + 7000)
                                                              .map(l => `${l.t - at} ${l.text}`));
   if (logged.length) st.playerLogAroundStalls = logged.slice(0, 3000);
+  if (logFile) {
+    try {
+      fs.writeFileSync(logFile, [...consoleLog.map(l => `${l.t - pageOpened} log ${l.text}`),
+                                 ...requests.map(q => `${q.at} req ${q.ms}ms ${q.status} ${q.url}`)]
+        .sort((a, b) => parseInt(a) - parseInt(b)).join('\n') + '\n');
+    } catch (e) { console.error('--log:', e.message); }
+  }
   console.log(JSON.stringify({ ...st, result: rc === 0 ? 'pass' : 'fail', failures: fails }));
   console.log(rc === 0 ? 'PLAYED' : 'DID NOT PLAY');
   try { if (ctx) await Promise.race([ctx.close(), new Promise(r => setTimeout(r, 5000))]); } catch {}
@@ -270,6 +281,9 @@ try {
   page.on('requestfailed', r => logRequest(r, 'failed: ' + (r.failure() || {}).errorText));
   await page.route(`${base}/__player.html`, r => r.fulfill({ body: page_html, contentType: 'text/html' }));
   await page.goto(`${base}/__player.html`);
+  // While a route is set, Playwright intercepts every request of the page and lets it go on
+  // from Node: tens of ms per media request on a busy machine, which no real viewer pays.
+  await page.unrouteAll();
   const deadline = Date.now() + Number(tmo) * 1000;
   while (Date.now() < deadline) {
     st = await page.evaluate(({ src, player }) => {

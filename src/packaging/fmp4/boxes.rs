@@ -2,8 +2,10 @@
 
 use super::{AacConfig, AvcConfig, Fmp4Error, VIDEO_TIMESCALE, sps};
 
-/// The track every init segment declares and every fragment refers to.
+/// The track every single-track init segment declares and every fragment refers to.
 const TRACK_ID: u32 = 1;
+/// The audio's track in an init segment of video and audio ([`muxed_init`]).
+pub(super) const MUXED_AUDIO_TRACK_ID: u32 = 2;
 /// Movie header timescale (only durations of 0 are written with it).
 const MOVIE_TIMESCALE: u32 = 1000;
 /// Unity transformation matrix.
@@ -87,8 +89,15 @@ enum Media<'a> {
     Audio(&'a AacConfig),
 }
 
-fn moov(w: &mut Writer, timescale: u32, media: Media<'_>) {
-    let is_audio = matches!(media, Media::Audio(_));
+/// One track of an init segment.
+#[derive(Debug, Clone, Copy)]
+struct TrackDef<'a> {
+    id: u32,
+    timescale: u32,
+    media: Media<'a>,
+}
+
+fn moov(w: &mut Writer, tracks: &[TrackDef<'_>]) {
     w.boxed(b"moov", |w| {
         w.full(b"mvhd", 0, 0, |w| {
             w.zeros(8); // creation, modification time
@@ -99,76 +108,90 @@ fn moov(w: &mut Writer, timescale: u32, media: Media<'_>) {
             w.zeros(10);
             MATRIX.iter().for_each(|&m| w.u32(m));
             w.zeros(24); // pre_defined
-            w.u32(TRACK_ID + 1); // next_track_ID
+            w.u32(tracks.iter().map(|t| t.id).max().unwrap_or(0) + 1); // next_track_ID
         });
-        w.boxed(b"trak", |w| {
-            w.full(b"tkhd", 0, 3, |w| {
-                w.zeros(8);
-                w.u32(TRACK_ID);
-                w.zeros(4 + 4 + 8); // reserved, duration, reserved
-                w.u16(0); // layer
-                w.u16(0); // alternate_group
-                w.u16(if is_audio { 0x0100 } else { 0 });
-                w.u16(0);
-                MATRIX.iter().for_each(|&m| w.u32(m));
-                let (width, height) = match media {
-                    Media::Video { width, height, .. } => (width, height),
-                    Media::Audio(_) => (0, 0),
-                };
-                w.u32(u32::from(width) << 16);
-                w.u32(u32::from(height) << 16);
-            });
-            w.boxed(b"mdia", |w| {
-                w.full(b"mdhd", 0, 0, |w| {
-                    w.zeros(8);
-                    w.u32(timescale);
-                    w.u32(0);
-                    w.u16(0x55c4); // 'und'
-                    w.u16(0);
-                });
-                w.full(b"hdlr", 0, 0, |w| {
-                    w.u32(0);
-                    w.bytes(if is_audio { b"soun" } else { b"vide" });
-                    w.zeros(12);
-                    w.bytes(if is_audio {
-                        b"SoundHandler\0"
-                    } else {
-                        b"VideoHandler\0"
-                    });
-                });
-                w.boxed(b"minf", |w| {
-                    if is_audio {
-                        w.full(b"smhd", 0, 0, |w| w.u32(0));
-                    } else {
-                        w.full(b"vmhd", 0, 1, |w| w.zeros(8));
-                    }
-                    w.boxed(b"dinf", |w| {
-                        w.full(b"dref", 0, 0, |w| {
-                            w.u32(1);
-                            w.full(b"url ", 0, 1, |_| {});
-                        });
-                    });
-                    w.boxed(b"stbl", |w| {
-                        w.full(b"stsd", 0, 0, |w| {
-                            w.u32(1);
-                            match media {
-                                Media::Video { avc, width, height } => avc1(w, avc, width, height),
-                                Media::Audio(aac) => mp4a(w, aac),
-                            }
-                        });
-                        w.full(b"stts", 0, 0, |w| w.u32(0));
-                        w.full(b"stsc", 0, 0, |w| w.u32(0));
-                        w.full(b"stsz", 0, 0, |w| w.zeros(8));
-                        w.full(b"stco", 0, 0, |w| w.u32(0));
-                    });
-                });
-            });
-        });
+        for track in tracks {
+            trak(w, track);
+        }
         w.boxed(b"mvex", |w| {
-            w.full(b"trex", 0, 0, |w| {
-                w.u32(TRACK_ID);
-                w.u32(1); // default_sample_description_index
-                w.zeros(12); // default duration, size, flags
+            for track in tracks {
+                w.full(b"trex", 0, 0, |w| {
+                    w.u32(track.id);
+                    w.u32(1); // default_sample_description_index
+                    w.zeros(12); // default duration, size, flags
+                });
+            }
+        });
+    });
+}
+
+fn trak(w: &mut Writer, track: &TrackDef<'_>) {
+    let TrackDef {
+        id,
+        timescale,
+        media,
+    } = *track;
+    let is_audio = matches!(media, Media::Audio(_));
+    w.boxed(b"trak", |w| {
+        w.full(b"tkhd", 0, 3, |w| {
+            w.zeros(8);
+            w.u32(id);
+            w.zeros(4 + 4 + 8); // reserved, duration, reserved
+            w.u16(0); // layer
+            w.u16(0); // alternate_group
+            w.u16(if is_audio { 0x0100 } else { 0 });
+            w.u16(0);
+            MATRIX.iter().for_each(|&m| w.u32(m));
+            let (width, height) = match media {
+                Media::Video { width, height, .. } => (width, height),
+                Media::Audio(_) => (0, 0),
+            };
+            w.u32(u32::from(width) << 16);
+            w.u32(u32::from(height) << 16);
+        });
+        w.boxed(b"mdia", |w| {
+            w.full(b"mdhd", 0, 0, |w| {
+                w.zeros(8);
+                w.u32(timescale);
+                w.u32(0);
+                w.u16(0x55c4); // 'und'
+                w.u16(0);
+            });
+            w.full(b"hdlr", 0, 0, |w| {
+                w.u32(0);
+                w.bytes(if is_audio { b"soun" } else { b"vide" });
+                w.zeros(12);
+                w.bytes(if is_audio {
+                    b"SoundHandler\0"
+                } else {
+                    b"VideoHandler\0"
+                });
+            });
+            w.boxed(b"minf", |w| {
+                if is_audio {
+                    w.full(b"smhd", 0, 0, |w| w.u32(0));
+                } else {
+                    w.full(b"vmhd", 0, 1, |w| w.zeros(8));
+                }
+                w.boxed(b"dinf", |w| {
+                    w.full(b"dref", 0, 0, |w| {
+                        w.u32(1);
+                        w.full(b"url ", 0, 1, |_| {});
+                    });
+                });
+                w.boxed(b"stbl", |w| {
+                    w.full(b"stsd", 0, 0, |w| {
+                        w.u32(1);
+                        match media {
+                            Media::Video { avc, width, height } => avc1(w, avc, width, height),
+                            Media::Audio(aac) => mp4a(w, aac, id),
+                        }
+                    });
+                    w.full(b"stts", 0, 0, |w| w.u32(0));
+                    w.full(b"stsc", 0, 0, |w| w.u32(0));
+                    w.full(b"stsz", 0, 0, |w| w.zeros(8));
+                    w.full(b"stco", 0, 0, |w| w.u32(0));
+                });
             });
         });
     });
@@ -234,7 +257,7 @@ fn descriptor(w: &mut Writer, tag: u8, body: impl FnOnce(&mut Writer)) {
     w.buf[at] = u8::try_from(w.buf.len() - at - 1).unwrap_or(0x7f) & 0x7f;
 }
 
-fn mp4a(w: &mut Writer, aac: &AacConfig) {
+fn mp4a(w: &mut Writer, aac: &AacConfig, track_id: u32) {
     w.boxed(b"mp4a", |w| {
         w.zeros(6);
         w.u16(1); // data_reference_index
@@ -249,7 +272,7 @@ fn mp4a(w: &mut Writer, aac: &AacConfig) {
         w.u32(u16::try_from(aac.sample_rate).map_or(0, |r| u32::from(r) << 16));
         w.full(b"esds", 0, 0, |w| {
             descriptor(w, 0x03, |w| {
-                w.u16(u16::try_from(TRACK_ID).unwrap_or(1)); // ES_ID
+                w.u16(u16::try_from(track_id).unwrap_or(1)); // ES_ID
                 w.u8(0); // no dependency, URL, OCR
                 descriptor(w, 0x04, |w| {
                     w.u8(0x40); // objectTypeIndication: MPEG-4 audio
@@ -269,7 +292,48 @@ pub(super) fn video_init(avc: &AvcConfig, width: u32, height: u32) -> Vec<u8> {
     let mut w = Writer::default();
     ftyp(&mut w, b"avc1");
     let (width, height) = (clamp(width), clamp(height));
-    moov(&mut w, VIDEO_TIMESCALE, Media::Video { avc, width, height });
+    moov(
+        &mut w,
+        &[TrackDef {
+            id: TRACK_ID,
+            timescale: VIDEO_TIMESCALE,
+            media: Media::Video { avc, width, height },
+        }],
+    );
+    w.buf
+}
+
+/// `ftyp` + `moov` of an H.264 track (track 1) and, with `aac`, an AAC track
+/// ([`MUXED_AUDIO_TRACK_ID`]): one init segment for video and audio in the same fragments.
+pub(super) fn muxed_init(
+    avc: &AvcConfig,
+    width: u32,
+    height: u32,
+    aac: Option<&AacConfig>,
+) -> Vec<u8> {
+    let clamp = |v: u32| u16::try_from(v).unwrap_or(u16::MAX);
+    let mut w = Writer::default();
+    ftyp(&mut w, b"avc1");
+    let (width, height) = (clamp(width), clamp(height));
+    let video = TrackDef {
+        id: TRACK_ID,
+        timescale: VIDEO_TIMESCALE,
+        media: Media::Video { avc, width, height },
+    };
+    match aac {
+        Some(aac) => moov(
+            &mut w,
+            &[
+                video,
+                TrackDef {
+                    id: MUXED_AUDIO_TRACK_ID,
+                    timescale: aac.sample_rate,
+                    media: Media::Audio(aac),
+                },
+            ],
+        ),
+        None => moov(&mut w, &[video]),
+    }
     w.buf
 }
 
@@ -277,8 +341,70 @@ pub(super) fn video_init(avc: &AvcConfig, width: u32, height: u32) -> Vec<u8> {
 pub(super) fn audio_init(aac: &AacConfig) -> Vec<u8> {
     let mut w = Writer::default();
     ftyp(&mut w, b"mp41");
-    moov(&mut w, aac.sample_rate, Media::Audio(aac));
+    moov(
+        &mut w,
+        &[TrackDef {
+            id: TRACK_ID,
+            timescale: aac.sample_rate,
+            media: Media::Audio(aac),
+        }],
+    );
     w.buf
+}
+
+/// `fragment` (`styp` + `moof` + `mdat` of track 1) as a fragment of track `track_id`
+/// without its `styp`: to follow another track's fragment in the same part or segment.
+pub(super) fn retag(fragment: &[u8], track_id: u32) -> Result<Vec<u8>, Fmp4Error> {
+    let mut out = Vec::with_capacity(fragment.len());
+    let mut patched = false;
+    for (kind, at, size) in boxes_in(fragment)? {
+        match &kind {
+            b"styp" => {}
+            b"moof" => {
+                let start = out.len();
+                out.extend_from_slice(&fragment[at..at + size]);
+                let moof = &fragment[at + 8..at + size];
+                for (kind, traf_at, traf_size) in boxes_in(moof)? {
+                    if &kind != b"traf" {
+                        continue;
+                    }
+                    let traf = &moof[traf_at + 8..traf_at + traf_size];
+                    for (kind, tfhd_at, tfhd_size) in boxes_in(traf)? {
+                        if &kind == b"tfhd" && tfhd_size >= 16 {
+                            // moof header + traf header + tfhd header, version and flags.
+                            let id_at = start + 8 + traf_at + 8 + tfhd_at + 12;
+                            out[id_at..id_at + 4].copy_from_slice(&track_id.to_be_bytes());
+                            patched = true;
+                        }
+                    }
+                }
+            }
+            _ => out.extend_from_slice(&fragment[at..at + size]),
+        }
+    }
+    if patched {
+        Ok(out)
+    } else {
+        Err(Fmp4Error::BadFragment("no tfhd"))
+    }
+}
+
+/// (type, offset, size) of each box in `data`, in order; an error for a box that does not fit.
+fn boxes_in(data: &[u8]) -> Result<Vec<([u8; 4], usize, usize)>, Fmp4Error> {
+    let mut boxes = Vec::new();
+    let mut at = 0;
+    while at < data.len() {
+        let header = data
+            .get(at..at + 8)
+            .ok_or(Fmp4Error::BadFragment("a box header is cut off"))?;
+        let size = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
+        if size < 8 || at + size > data.len() {
+            return Err(Fmp4Error::BadFragment("a box does not fit"));
+        }
+        boxes.push(([header[4], header[5], header[6], header[7]], at, size));
+        at += size;
+    }
+    Ok(boxes)
 }
 
 /// One `trun` entry.

@@ -95,6 +95,9 @@ pub enum Fmp4Error {
     /// The sample rate is zero.
     #[error("invalid sample rate {0}")]
     BadSampleRate(u32),
+    /// A fragment's boxes do not nest or fit (or it has no `tfhd`).
+    #[error("malformed fragment: {0}")]
+    BadFragment(&'static str),
 }
 
 /// H.264 decoder configuration: first SPS and PPS of the segment.
@@ -224,6 +227,18 @@ pub fn video_init(avc: &AvcConfig, width: u32, height: u32) -> Vec<u8> {
 /// an FLV AVC sequence header.
 pub fn avc_config_record(avc: &AvcConfig) -> Vec<u8> {
     boxes::avc_config_record(avc)
+}
+
+/// `ftyp` + `moov` for H.264 (track_ID 1) and, with `aac`, AAC (track_ID 2) in the same
+/// fragments: what a part of video and audio together decodes with.
+pub fn muxed_init(avc: &AvcConfig, width: u32, height: u32, aac: Option<&AacConfig>) -> Vec<u8> {
+    boxes::muxed_init(avc, width, height, aac)
+}
+
+/// A fragment of track 1 (as [`AudioTrack::fragment`] makes them) as one of the audio track
+/// of a [`muxed_init`], without its `styp`: to be appended to a video fragment.
+pub fn as_muxed_audio(fragment: &[u8]) -> Result<Vec<u8>, Fmp4Error> {
+    boxes::retag(fragment, boxes::MUXED_AUDIO_TRACK_ID)
 }
 
 /// `ftyp` + `moov` for one AAC track (track_ID 1, timescale = sample rate, `mp4a` + `esds`).

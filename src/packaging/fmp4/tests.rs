@@ -393,3 +393,72 @@ fn the_first_picture_of_a_run_is_presented_at_its_tfdt() {
         assert_eq!(count, seg.video.len());
     }
 }
+
+/// Video and audio in one init segment: two tracks (1: `vide` at 90 kHz, 2: `soun` at the
+/// sample rate), a `trex` for each and `next_track_ID` 3; the audio's `ES_ID` is its track.
+#[test]
+fn muxed_init_declares_both_tracks() {
+    let d = demux(SEGMENTS[0]).unwrap();
+    let (avc, aac) = (d.avc_config().unwrap(), d.aac.unwrap());
+    let init = muxed_init(avc, 160, 90, Some(&aac));
+    let moov = find(&init, &[(b"moov", 0)]);
+    let mvhd = find(moov, &[(b"mvhd", 0)]);
+    assert_eq!(be32(&mvhd[96..]), 3, "next_track_ID");
+    let traks: Vec<&[u8]> = children(moov)
+        .into_iter()
+        .filter(|(k, _, _)| k == b"trak")
+        .map(|(_, _, b)| b)
+        .collect();
+    assert_eq!(traks.len(), 2);
+    for (trak, (id, handler, timescale)) in traks
+        .iter()
+        .zip([(1, b"vide", 90_000), (2, b"soun", 48_000)])
+    {
+        assert_eq!(be32(&find(trak, &[(b"tkhd", 12)])[..4]), id);
+        assert_eq!(&find(trak, &[(b"mdia", 0), (b"hdlr", 8)])[..4], handler);
+        assert_eq!(
+            be32(&find(trak, &[(b"mdia", 0), (b"mdhd", 12)])[..4]),
+            timescale
+        );
+    }
+    let trex: Vec<u32> = children(find(moov, &[(b"mvex", 0)]))
+        .into_iter()
+        .map(|(_, _, b)| be32(&b[4..]))
+        .collect();
+    assert_eq!(trex, [1, 2]);
+    let esds = find(
+        traks[1],
+        &[
+            (b"mdia", 0),
+            (b"minf", 0),
+            (b"stbl", 0),
+            (b"stsd", 8),
+            (b"mp4a", 28),
+            (b"esds", 4),
+        ],
+    );
+    assert_eq!(&esds[2..4], &[0, 2], "ES_ID");
+    // Without audio it is the video's init segment.
+    assert_eq!(muxed_init(avc, 160, 90, None), video_init(avc, 160, 90));
+}
+
+/// An audio fragment made for track 1 becomes one of track 2 without its `styp`: the same
+/// `moof` (but for `tfhd`) and the same `mdat`, so its `trun` data offset still holds.
+#[test]
+fn an_audio_fragment_moves_to_the_muxed_audio_track() {
+    let d = demux(SEGMENTS[0]).unwrap();
+    let mut track = AudioTrack::new(d.aac.unwrap().sample_rate);
+    let fragment = track.fragment(7, Some(0), &d.audio).unwrap();
+    let muxed = as_muxed_audio(&fragment.data).unwrap();
+    let kinds: Vec<[u8; 4]> = children(&muxed).into_iter().map(|(k, _, _)| k).collect();
+    assert_eq!(kinds, [*b"moof", *b"mdat"]);
+    let tfhd = find(&muxed, &[(b"moof", 0), (b"traf", 0), (b"tfhd", 0)]);
+    assert_eq!(be32(&tfhd[4..]), 2, "track_ID");
+    let styp = children(&fragment.data)[0].2.len() + 8;
+    let mut original = fragment.data[styp..].to_vec();
+    // moof header, mfhd, traf header, tfhd header with version and flags.
+    original[8 + 16 + 8 + 12..][..4].copy_from_slice(&2u32.to_be_bytes());
+    assert_eq!(muxed, original, "only the track_ID differs");
+    assert!(as_muxed_audio(&fragment.data[..fragment.data.len() - 1]).is_err());
+    assert!(as_muxed_audio(b"").is_err(), "no tfhd");
+}
