@@ -67,6 +67,31 @@ fn parse_query(query: Option<&str>) -> Result<Blocking, HttpError> {
     Ok(b)
 }
 
+/// Whether part `part` of segment `msn` is more parts ahead of the newest one (`last`) than
+/// RFC 8216bis's Advance Part Limit: three divided by the part target in seconds (three for a
+/// target of a second or more). A part of a later segment is at least its index + 1 ahead.
+fn beyond_advance_part_limit(
+    last: Option<(u64, u32)>,
+    msn: u64,
+    part: u32,
+    part_target_ms: u32,
+) -> bool {
+    let Some((last_msn, last_part)) = last else {
+        return false;
+    };
+    let limit = if part_target_ms > 0 && part_target_ms < 1000 {
+        3000u32.div_ceil(part_target_ms)
+    } else {
+        3
+    };
+    let ahead = match msn.cmp(&last_msn) {
+        std::cmp::Ordering::Less => 0,
+        std::cmp::Ordering::Equal => part.saturating_sub(last_part),
+        std::cmp::Ordering::Greater => part.saturating_add(1),
+    };
+    ahead > limit
+}
+
 /// The LL view of `track` (`v1`, `a1` or `v1a1`) in `snap`.
 fn track_of<'a>(snap: &'a Snapshot, track: &str) -> Result<&'a Arc<LlTrackSnapshot>, HttpError> {
     let exists = if track.len() > 2 && track.ends_with("a1") {
@@ -143,6 +168,13 @@ pub(super) async fn serve(
                             "_HLS_msn is more than two segments ahead",
                         ));
                     }
+                    if let Some(part) = blocking.part
+                        && beyond_advance_part_limit(ll.last(), msn, part, ll.part_target_ms)
+                    {
+                        return Err(HttpError::BadRequest(
+                            "_HLS_part is further ahead than the Advance Part Limit",
+                        ));
+                    }
                     if !llhls::has(ll.listed(), msn, blocking.part) {
                         return Ok(None);
                     }
@@ -215,6 +247,31 @@ pub(super) async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_advance_part_limit_is_three_seconds_of_parts() {
+        // 250 ms parts: 12 parts; the newest part is 7.2.
+        let last = Some((7, 2));
+        assert!(!beyond_advance_part_limit(last, 7, 14, 250));
+        assert!(beyond_advance_part_limit(last, 7, 15, 250));
+        assert!(!beyond_advance_part_limit(last, 8, 11, 250));
+        assert!(beyond_advance_part_limit(last, 8, 12, 250));
+        assert!(
+            !beyond_advance_part_limit(last, 6, 40, 250),
+            "an older part"
+        );
+        // 1 s parts (or more): three.
+        assert!(!beyond_advance_part_limit(last, 7, 5, 1000));
+        assert!(beyond_advance_part_limit(last, 7, 6, 1000));
+        assert!(beyond_advance_part_limit(last, 8, 3, 2000));
+        // 300 ms: ten.
+        assert!(!beyond_advance_part_limit(last, 7, 12, 300));
+        assert!(beyond_advance_part_limit(last, 7, 13, 300));
+        assert!(
+            !beyond_advance_part_limit(None, 9, 99, 250),
+            "nothing listed yet"
+        );
+    }
 
     #[test]
     fn blocking_parameters_are_read_strictly() {

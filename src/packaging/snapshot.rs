@@ -70,6 +70,8 @@ pub struct LlTrackSnapshot {
     pub listed_from: usize,
     /// The number the next part will get (the preload hint).
     pub next_part: u64,
+    /// `PART-TARGET`, ms (0 before the playlists are rendered).
+    pub part_target_ms: u32,
     /// `index.ll.m3u8` text, whole and as a delta update (`_HLS_skip=YES`).
     pub playlist: Option<Bytes>,
     pub playlist_skip: Option<Bytes>,

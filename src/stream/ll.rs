@@ -529,6 +529,7 @@ pub(super) fn snapshot(
         segments,
         listed_from,
         next_part,
+        part_target_ms: 0,
         playlist: None,
         playlist_skip: None,
     }

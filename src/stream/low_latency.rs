@@ -322,6 +322,7 @@ impl LowLatency {
             })
             .collect();
         for (i, (_, track)) in tracks.iter_mut().enumerate() {
+            track.part_target_ms = self.part_target_ms;
             let listed = track.listed();
             if listed.iter().all(|s| s.parts.is_empty()) {
                 continue;
