@@ -1,9 +1,9 @@
 //! LL-HLS with real clients: hls.js (`lowLatencyMode`) in Chromium plays `index.ll.m3u8` of a
 //! live `fake://` stream about 1.3-1.7 s behind live without a stall (the master's variant:
-//! video and audio in one track), and switches renditions of a two-rung ladder; 500 requests held for a future part are
-//! all answered together at its publication while the server's CPU stays at its idle level; a
-//! request more than two segments ahead gets 400; held requests are answered when the stream
-//! goes away.
+//! video and audio in one track), and switches renditions of a two-rung ladder; 500 requests
+//! held for a future part are all answered together at its publication while the server's CPU
+//! stays at its idle level; a request more than two segments (or 3 s of parts) ahead gets 400;
+//! held requests are answered when the stream goes away.
 
 mod common;
 

@@ -11,6 +11,7 @@ use super::{DvrRequest, HttpError};
 use crate::dvr::playlist::{self, Kind};
 use crate::dvr::{Archive, Entry};
 use crate::media::parse_segment_path;
+use crate::packaging::Tracks;
 use crate::stream::StreamHandle;
 use bytes::Bytes;
 use http::{Response, StatusCode, header};
@@ -28,14 +29,6 @@ use tracing::{error, warn};
 const CHUNK: u64 = 256 * 1024;
 /// A VOD playlist whose range ended this long ago no longer changes.
 const SETTLED_MS: u64 = 60_000;
-
-/// The rendition (0-based) a `tracks-…` selector of an archive URL names: `v2a1` or `v2`.
-fn rendition_of(tracks: &str) -> Option<usize> {
-    let rest = tracks.strip_prefix('v')?;
-    let digits = rest.strip_suffix("a1").unwrap_or(rest);
-    let n: usize = digits.parse().ok()?;
-    n.checked_sub(1)
-}
 
 /// The bytes of an archived segment of rendition `rendition` named by `path`, if recorded.
 pub(super) async fn archived_segment(
@@ -70,7 +63,7 @@ pub(super) async fn archived_segment(
 pub(super) async fn serve(
     state: &super::AppState,
     handle: &StreamHandle,
-    tracks: Option<&str>,
+    tracks: Option<Tracks>,
     request: DvrRequest,
     range: Option<&str>,
     query: Option<&str>,
@@ -85,7 +78,8 @@ pub(super) async fn serve(
         return Err(HttpError::NotFound("DVR is not enabled for this stream"));
     };
     let archive = match tracks {
-        Some(t) => rendition_of(t)
+        Some(t) => t
+            .rendition()
             .and_then(|i| handle.archives.get(i))
             .and_then(Option::as_ref)
             .ok_or(HttpError::NotFound("this rendition is not recorded"))?,

@@ -6,7 +6,7 @@ use super::hls::{
     PLAYLIST_TYPE, SEGMENT_CACHE, bytes_response, playlist_response, segment_response,
 };
 use super::{FragmentKey, HttpError, Route};
-use crate::packaging::{Snapshot, TrackSnapshot, dash};
+use crate::packaging::{Snapshot, Track, TrackSnapshot, dash};
 use crate::stream::StreamHandle;
 use http::{Response, StatusCode};
 
@@ -32,14 +32,14 @@ pub(super) fn serve(
             Ok(playlist_response(handle, PLAYLIST_TYPE, text))
         }
         Route::Fmp4Playlist { track, .. } => {
-            let text = track_of(&snap, &track)?
+            let text = track_of(&snap, track)?
                 .playlist
                 .clone()
                 .ok_or(HttpError::NotReady)?;
             Ok(playlist_response(handle, PLAYLIST_TYPE, text))
         }
         Route::Init { track, version, .. } => {
-            let t = track_of(&snap, &track)?;
+            let t = track_of(&snap, track)?;
             let init = match (version, t.init_version(version)) {
                 (_, Some(init)) => init.clone(),
                 (None, None) => return Err(HttpError::NotReady),
@@ -50,13 +50,13 @@ pub(super) fn serve(
             Ok(bytes_response(
                 handle,
                 StatusCode::OK,
-                media_type(&track),
+                media_type(track),
                 RESTARTABLE_CACHE,
                 init,
             ))
         }
         Route::Fragment { track, key, .. } => {
-            let t = track_of(&snap, &track)?;
+            let t = track_of(&snap, track)?;
             let (fragment, cache) = match &key {
                 FragmentKey::Number(n) => (t.by_number(*n), RESTARTABLE_CACHE),
                 FragmentKey::Path(p) => (t.by_path(p), SEGMENT_CACHE),
@@ -67,7 +67,7 @@ pub(super) fn serve(
                 handle,
                 fragment.data.clone(),
                 range,
-                media_type(&track),
+                media_type(track),
                 cache,
             )
         }
@@ -88,7 +88,7 @@ pub(super) fn serve(
 
 /// The track a selector names; 503 while the stream has no fMP4 yet, 404 for a track it
 /// does not have.
-fn track_of<'a>(snap: &'a Snapshot, track: &str) -> Result<&'a TrackSnapshot, HttpError> {
+fn track_of(snap: &Snapshot, track: Track) -> Result<&TrackSnapshot, HttpError> {
     match snap.fmp4_track(track) {
         Some(t) => Ok(t),
         None if snap.fmp4_master_playlist.is_none() => Err(HttpError::NotReady),
@@ -96,8 +96,8 @@ fn track_of<'a>(snap: &'a Snapshot, track: &str) -> Result<&'a TrackSnapshot, Ht
     }
 }
 
-fn media_type(track: &str) -> &'static str {
-    if track.starts_with('a') {
+fn media_type(track: Track) -> &'static str {
+    if track.is_audio() {
         "audio/mp4"
     } else {
         "video/mp4"

@@ -7,7 +7,7 @@ use super::{AppState, HttpError, Route};
 use crate::access::{Held, PlayRequest, PlaySession, Proto, Recheck, Refused, Visitor};
 use crate::media::Chunk;
 use crate::packaging::links::{self, Manifest};
-use crate::packaging::{RenditionSnapshot, Snapshot};
+use crate::packaging::{RenditionSnapshot, Snapshot, Tracks};
 use crate::stats::names;
 use crate::stream::StreamHandle;
 use crate::stream::{StreamingClient, mono_ms, session_key};
@@ -192,7 +192,7 @@ async fn serve_route(
         Route::Media { stream, tracks } => {
             let handle = lookup(&stream)?;
             let snap = handle.current();
-            let (_, rendition) = select(&snap, tracks.as_deref())?;
+            let (_, rendition) = select(&snap, tracks)?;
             let text = rendition
                 .media_playlist
                 .clone()
@@ -206,7 +206,7 @@ async fn serve_route(
         } => {
             let handle = lookup_archive(&stream)?;
             let snap = handle.current();
-            let (index, rendition) = select(&snap, tracks.as_deref())?;
+            let (index, rendition) = select(&snap, tracks)?;
             let data = match rendition.segment(&path) {
                 Some(segment) => segment.data.clone(),
                 None => super::dvr::archived_segment(&handle, index, &path)
@@ -263,7 +263,7 @@ async fn serve_route(
             request,
         } => {
             let handle = lookup_archive(&stream)?;
-            super::dvr::serve(state, &handle, tracks.as_deref(), request, range, query).await
+            super::dvr::serve(state, &handle, tracks, request, range, query).await
         }
         Route::Api(_) | Route::Time => Err(HttpError::NotFound("no such resource")),
     }
@@ -312,10 +312,10 @@ pub(super) fn segment_response(
 
 /// The rendition `tracks-…` selects (`v2a1`: the second rendition with its audio); no
 /// selector is the first. Before the first media info any selector waits (503).
-fn select<'a>(
-    snap: &'a Snapshot,
-    tracks: Option<&str>,
-) -> Result<(usize, &'a RenditionSnapshot), HttpError> {
+fn select(
+    snap: &Snapshot,
+    tracks: Option<Tracks>,
+) -> Result<(usize, &RenditionSnapshot), HttpError> {
     if snap.renditions.is_empty() {
         return Err(HttpError::NotReady);
     }

@@ -11,7 +11,7 @@ use super::body::Body;
 use super::hls::{PLAYLIST_TYPE, SEGMENT_CACHE, bytes_response, playlist_cached, segment_response};
 use super::{HttpError, Route};
 use crate::packaging::llhls::{self, LlName};
-use crate::packaging::{LlTrackSnapshot, Snapshot};
+use crate::packaging::{LlTrackSnapshot, Snapshot, Tracks};
 use crate::stream::{StreamHandle, mono_ms};
 use http::{Response, StatusCode};
 use std::sync::Arc;
@@ -92,13 +92,11 @@ fn beyond_advance_part_limit(
     ahead > limit
 }
 
-/// The LL view of `track` (`v1`, `a1` or `v1a1`) in `snap`.
-fn track_of<'a>(snap: &'a Snapshot, track: &str) -> Result<&'a Arc<LlTrackSnapshot>, HttpError> {
-    let exists = if track.len() > 2 && track.ends_with("a1") {
-        snap.fmp4_track(&track[..track.len() - 2]).is_some()
-    } else {
-        snap.fmp4_track(track).is_some()
-    };
+/// The LL view of `track` (`v1`, `a1` or `v1a1`) in `snap`: 404 for a rendition or audio
+/// the stream does not have, 503 until it has parts.
+fn track_of(snap: &Snapshot, track: Tracks) -> Result<&Arc<LlTrackSnapshot>, HttpError> {
+    let exists =
+        track.video.is_none_or(|v| v < snap.renditions.len()) && track.audio.is_none_or(|a| a == 0);
     if !exists {
         return Err(HttpError::NotFound("no such track"));
     }
@@ -157,7 +155,7 @@ pub(super) async fn serve(
         Route::LlPlaylist { track, .. } => {
             let blocking = parse_query(query)?;
             let text = hold(handle, |snap| {
-                let ll = track_of(snap, &track)?;
+                let ll = track_of(snap, track)?;
                 let Some((last_msn, _)) = ll.last() else {
                     return Ok(None);
                 };
@@ -195,7 +193,7 @@ pub(super) async fn serve(
             Ok(playlist_cached(handle, PLAYLIST_TYPE, cache, text))
         }
         Route::LlResource { track, name, .. } => {
-            let media_type = if track.starts_with('a') {
+            let media_type = if track.video.is_none() {
                 "audio/mp4"
             } else {
                 "video/mp4"
@@ -204,7 +202,7 @@ pub(super) async fn serve(
             match name {
                 LlName::Init { run, version } => {
                     let snap = handle.current();
-                    let ll = track_of(&snap, &track)?;
+                    let ll = track_of(&snap, track)?;
                     let init = ll.init(version).filter(|_| ll.run == run).ok_or(gone)?;
                     Ok(bytes_response(
                         handle,
@@ -216,14 +214,14 @@ pub(super) async fn serve(
                 }
                 LlName::Segment { run, sequence } => {
                     let snap = handle.current();
-                    let ll = track_of(&snap, &track)?;
+                    let ll = track_of(&snap, track)?;
                     let data = ll.segment(sequence).filter(|_| ll.run == run).ok_or(gone)?;
                     segment_response(handle, data.clone(), None, media_type, SEGMENT_CACHE)
                 }
                 LlName::Part { run, number } => {
                     // The hinted part (the next one) is held until it exists.
                     let data = hold(handle, |snap| {
-                        let ll = track_of(snap, &track)?;
+                        let ll = track_of(snap, track)?;
                         if ll.run != run || number > ll.next_part {
                             return Err(HttpError::NotFound(
                                 "expired, never existed or not of this run",

@@ -3,6 +3,7 @@
 //! here, before any handler runs, and nothing ever touches the filesystem.
 
 use crate::config::valid_stream_name;
+use crate::packaging::{Track, Tracks};
 
 /// A playback resource.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -12,12 +13,12 @@ pub enum Route {
     /// `/NAME/mono.m3u8` or `/NAME/tracks-SPEC/mono.m3u8`.
     Media {
         stream: String,
-        tracks: Option<String>,
+        tracks: Option<Tracks>,
     },
     /// `/NAME/[tracks-SPEC/]YYYY/MM/DD/HH/MM/SS-DDDDD.ts`; `path` is the part from YYYY on.
     Segment {
         stream: String,
-        tracks: Option<String>,
+        tracks: Option<Tracks>,
         path: String,
     },
     /// `/NAME/mpegts`: endless HTTP MPEG-TS.
@@ -25,29 +26,30 @@ pub enum Route {
     /// `/NAME/index.fmp4.m3u8`: HLS master over fMP4.
     Fmp4Master { stream: String },
     /// `/NAME/tracks-v2/index.fmp4.m3u8` (video rendition) or `tracks-a1/…` (audio).
-    Fmp4Playlist { stream: String, track: String },
+    Fmp4Playlist { stream: String, track: Track },
     /// `/NAME/tracks-TRACK/init.mp4` (version 0 while listed, else the current) or
     /// `init-N.mp4` (version N): a track's fMP4 init segment.
     Init {
         stream: String,
-        track: String,
+        track: Track,
         version: Option<u32>,
     },
     /// `/NAME/tracks-TRACK/N.m4s` (DASH `$Number$`) or `…/YYYY/MM/DD/HH/MM/SS-DDDDD.m4s` (HLS).
     Fragment {
         stream: String,
-        track: String,
+        track: Track,
         key: FragmentKey,
     },
     /// `/NAME/index.ll.m3u8`: LL-HLS master.
     LlMaster { stream: String },
-    /// `/NAME/tracks-v1/index.ll.m3u8` or `tracks-a1/…`: a track's LL-HLS playlist.
-    LlPlaylist { stream: String, track: String },
+    /// `/NAME/tracks-v1a1/index.ll.m3u8` (video and audio), `tracks-v1/…` or `tracks-a1/…`:
+    /// a track's LL-HLS playlist.
+    LlPlaylist { stream: String, track: Tracks },
     /// `/NAME/tracks-T/ll-RUN-N.m4s` (part), `…/ll-RUN-sMSN.m4s` (segment), `…/ll-RUN-iV.mp4`
     /// (init segment).
     LlResource {
         stream: String,
-        track: String,
+        track: Tracks,
         name: crate::packaging::llhls::LlName,
     },
     /// `/NAME/index.mpd` or `/NAME/Manifest.mpd`: live DASH.
@@ -58,7 +60,7 @@ pub enum Route {
     /// `/NAME/tracks-v2a1/…`.
     Dvr {
         stream: String,
-        tracks: Option<String>,
+        tracks: Option<Tracks>,
         request: DvrRequest,
     },
     /// Anything under `/flussonic/api/` or `/streamer/api/` (always authenticated).
@@ -471,62 +473,33 @@ fn digits(s: &str) -> Option<u64> {
         .flatten()
 }
 
-/// `tracks-v1a1` as the last part of `parts` is split off and checked.
-fn split_tracks<'a>(parts: &'a [&'a str]) -> Result<(Option<String>, &'a [&'a str]), RouteError> {
+/// `tracks-v1a1` as the last part of `parts` is split off and parsed.
+fn split_tracks<'a>(parts: &'a [&'a str]) -> Result<(Option<Tracks>, &'a [&'a str]), RouteError> {
     match parts.split_last() {
         Some((last, name)) if last.starts_with("tracks-") => {
-            let spec = &last["tracks-".len()..];
-            if valid_tracks(spec) {
-                Ok((Some(spec.to_owned()), name))
-            } else {
-                Err(RouteError::Malformed("bad track selector"))
-            }
+            let tracks = Tracks::parse(&last["tracks-".len()..])
+                .ok_or(RouteError::Malformed("bad track selector"))?;
+            Ok((Some(tracks), name))
         }
         _ => Ok((None, parts)),
     }
 }
 
-/// `v1`, `a1`, `v1a1`, `v2a1a2`…: letters `v`/`a`/`t` each followed by a track number.
-fn valid_tracks(spec: &str) -> bool {
-    let b = spec.as_bytes();
-    let mut i = 0;
-    if b.is_empty() || b.len() > 32 {
-        return false;
-    }
-    while i < b.len() {
-        if !matches!(b[i], b'v' | b'a' | b't') {
-            return false;
-        }
-        i += 1;
-        let digits = b[i..].iter().take_while(|c| c.is_ascii_digit()).count();
-        if digits == 0 || digits > 2 {
-            return false;
-        }
-        i += digits;
-    }
-    true
-}
-
-/// One fMP4 track: `v1`…`v99` or `a1`.
-fn single_track(spec: String) -> Result<String, RouteError> {
-    let b = spec.as_bytes();
-    if b.len() >= 2 && matches!(b[0], b'v' | b'a') && b[1..].iter().all(u8::is_ascii_digit) {
-        Ok(spec)
-    } else {
-        Err(RouteError::Malformed("an fMP4 track is one of vN or aN"))
-    }
+/// One fMP4 track: `vN` or `aN`.
+fn single_track(tracks: Tracks) -> Result<Track, RouteError> {
+    tracks
+        .single()
+        .ok_or(RouteError::Malformed("an fMP4 track is one of vN or aN"))
 }
 
 /// An LL-HLS track: `vN`, `aN`, or `vNa1` (a rendition's video with the audio).
-fn ll_track(spec: String) -> Result<String, RouteError> {
-    let video = spec.strip_suffix("a1").filter(|v| v.starts_with('v'));
-    match video {
-        Some(v) if v.len() >= 2 && v[1..].bytes().all(|b| b.is_ascii_digit()) => Ok(spec),
-        Some(_) => Err(RouteError::Malformed(
+fn ll_track(tracks: Tracks) -> Result<Tracks, RouteError> {
+    if tracks.single().is_some() || tracks.rendition().is_some() {
+        Ok(tracks)
+    } else {
+        Err(RouteError::Malformed(
             "an LL-HLS track is one of vN, aN or vNa1",
-        )),
-        None => single_track(spec)
-            .map_err(|_| RouteError::Malformed("an LL-HLS track is one of vN, aN or vNa1")),
+        ))
     }
 }
 

@@ -5,6 +5,10 @@ fn s(x: &str) -> String {
     x.to_owned()
 }
 
+fn t(spec: &str) -> Tracks {
+    Tracks::parse(spec).unwrap()
+}
+
 #[test]
 fn good_paths() {
     assert_eq!(
@@ -26,7 +30,7 @@ fn good_paths() {
         route("/demo/tracks-v1a1/mono.m3u8"),
         Ok(Route::Media {
             stream: s("demo"),
-            tracks: Some(s("v1a1"))
+            tracks: Some(t("v1a1"))
         })
     );
     assert_eq!(
@@ -45,7 +49,7 @@ fn good_paths() {
         route("/a/b/tracks-v1a1/2026/11/22/01/37/18-02000.ts"),
         Ok(Route::Segment {
             stream: s("a/b"),
-            tracks: Some(s("v1a1")),
+            tracks: Some(t("v1a1")),
             path: s("2026/11/22/01/37/18-02000.ts")
         })
     );
@@ -67,14 +71,14 @@ fn fmp4_and_dash_paths() {
         route("/x/tracks-v2/index.fmp4.m3u8"),
         Ok(Route::Fmp4Playlist {
             stream: s("x"),
-            track: s("v2")
+            track: Track::Video(1)
         })
     );
     assert_eq!(
         route("/x/tracks-a1/init.mp4"),
         Ok(Route::Init {
             stream: s("x"),
-            track: s("a1"),
+            track: Track::Audio(0),
             version: None
         })
     );
@@ -82,7 +86,7 @@ fn fmp4_and_dash_paths() {
         route("/x/tracks-v2/init-3.mp4"),
         Ok(Route::Init {
             stream: s("x"),
-            track: s("v2"),
+            track: Track::Video(1),
             version: Some(3)
         })
     );
@@ -94,7 +98,7 @@ fn fmp4_and_dash_paths() {
         route("/x/tracks-v1/1234.m4s"),
         Ok(Route::Fragment {
             stream: s("x"),
-            track: s("v1"),
+            track: Track::Video(0),
             key: FragmentKey::Number(1234)
         })
     );
@@ -102,7 +106,7 @@ fn fmp4_and_dash_paths() {
         route("/x/tracks-v1/2022/03/22/08/06/37-02000.m4s"),
         Ok(Route::Fragment {
             stream: s("x"),
-            track: s("v1"),
+            track: Track::Video(0),
             key: FragmentKey::Path(s("2022/03/22/08/06/37-02000.m4s"))
         })
     );
@@ -248,7 +252,7 @@ fn archive_urls_of_one_rendition() {
         route("/cam/tracks-v2a1/archive-1795305600-60.m3u8"),
         Ok(Route::Dvr {
             stream: s("cam"),
-            tracks: Some(s("v2a1")),
+            tracks: Some(t("v2a1")),
             request: DvrRequest::Playlist {
                 from: 1_795_305_600,
                 duration: Some(60)
@@ -380,14 +384,14 @@ fn ll_hls_paths() {
             route(&format!("/demo/tracks-{track}/index.ll.m3u8")),
             Ok(Route::LlPlaylist {
                 stream: s("demo"),
-                track: s(track)
+                track: t(track)
             }),
             "{track}"
         );
         assert!(
             matches!(
                 route(&format!("/demo/tracks-{track}/ll-17-3.m4s")),
-                Ok(Route::LlResource { track: ref t, .. }) if t == track
+                Ok(Route::LlResource { track: ref selected, .. }) if *selected == t(track)
             ),
             "{track}"
         );

@@ -14,6 +14,7 @@ pub mod llhls;
 pub mod parts;
 mod segmenter;
 mod snapshot;
+mod tracks;
 mod window;
 
 pub use ladder::{LadderSegmenter, SAME_INSTANT};
@@ -22,4 +23,5 @@ pub use snapshot::{
     FragmentEntry, InitSegment, LlTrackSnapshot, RenditionSnapshot, Snapshot, TrackSnapshot,
     consecutive_tail, init_name,
 };
+pub use tracks::{Track, Tracks};
 pub use window::Window;

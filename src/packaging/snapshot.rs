@@ -1,6 +1,7 @@
 //! The immutable per-stream view that HTTP serves: swapped whole after each new segment.
 
 use super::llhls::{self, LlSegment, Part};
+use super::tracks::{Track, Tracks};
 use crate::media::{MediaInfo, Segment};
 use bytes::Bytes;
 use std::sync::Arc;
@@ -242,35 +243,28 @@ impl Snapshot {
 
     /// The rendition a TS track selector names: `None` selects the first; `v2a1` (or `v2`)
     /// the second. The TS segments always carry the stream's audio.
-    pub fn rendition(&self, tracks: Option<&str>) -> Option<(usize, &RenditionSnapshot)> {
+    pub fn rendition(&self, tracks: Option<Tracks>) -> Option<(usize, &RenditionSnapshot)> {
         let index = match tracks {
             None => 0,
-            Some(t) => {
-                let rest = t.strip_prefix('v')?;
-                let n: usize = rest.strip_suffix("a1").unwrap_or(rest).parse().ok()?;
-                n.checked_sub(1)?
-            }
+            Some(t) => t.rendition()?,
         };
         self.renditions.get(index).map(|r| (index, r))
     }
 
-    /// The fMP4 track a selector names: `v1`…`vN` (video) or `a1` (audio).
     /// The LL-HLS view of `tracks`: `vN`, `a1` or `vNa1` (video and audio in one).
-    pub fn ll_track(&self, tracks: &str) -> Option<&Arc<LlTrackSnapshot>> {
-        if let Some(video) = tracks.strip_suffix("a1")
-            && video.starts_with('v')
-        {
-            let n: usize = video.strip_prefix('v')?.parse().ok()?;
-            return self.renditions.get(n.checked_sub(1)?)?.ll_muxed.as_ref();
+    pub fn ll_track(&self, tracks: Tracks) -> Option<&Arc<LlTrackSnapshot>> {
+        match tracks.single() {
+            Some(track) => self.fmp4_track(track)?.ll.as_ref(),
+            None => self.renditions.get(tracks.rendition()?)?.ll_muxed.as_ref(),
         }
-        self.fmp4_track(tracks)?.ll.as_ref()
     }
 
-    pub fn fmp4_track(&self, tracks: &str) -> Option<&TrackSnapshot> {
-        if tracks == "a1" {
-            return self.audio.as_ref();
+    /// The fMP4 track: a rendition's video or the audio (`a1`; the stream has one).
+    pub fn fmp4_track(&self, track: Track) -> Option<&TrackSnapshot> {
+        match track {
+            Track::Audio(0) => self.audio.as_ref(),
+            Track::Audio(_) => None,
+            Track::Video(n) => self.renditions.get(n).map(|r| &r.video),
         }
-        let n: usize = tracks.strip_prefix('v')?.parse().ok()?;
-        self.renditions.get(n.checked_sub(1)?).map(|r| &r.video)
     }
 }
