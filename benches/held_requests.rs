@@ -204,7 +204,11 @@ fn main() {
         .enable_all()
         .build()
         .expect("a runtime");
-    let build = if benching { "release build" } else { "test mode, debug build" };
+    let build = if benching {
+        "release build"
+    } else {
+        "test mode, debug build"
+    };
     println!("{n} requests held for a part ~1 s ahead, {build}, {rounds} rounds");
     for round in 1..=rounds {
         let idle = cpu_percent(pid, 500);

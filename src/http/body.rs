@@ -20,6 +20,48 @@ pub(super) fn empty() -> Body {
     full(Bytes::new())
 }
 
+/// A body of `chunks` sent one after the other (an LL-HLS segment as its parts: no joined
+/// copy is made or kept).
+#[derive(Debug)]
+pub(super) struct Chunks {
+    chunks: std::collections::VecDeque<Bytes>,
+    /// Bytes not yet sent.
+    left: u64,
+}
+
+impl Chunks {
+    pub(super) fn new(chunks: impl IntoIterator<Item = Bytes>) -> Self {
+        let chunks: std::collections::VecDeque<Bytes> =
+            chunks.into_iter().filter(|c| !c.is_empty()).collect();
+        let left = chunks.iter().map(|c| c.len() as u64).sum();
+        Chunks { chunks, left }
+    }
+}
+
+impl HttpBody for Chunks {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let next = self.chunks.pop_front();
+        if let Some(chunk) = &next {
+            self.left -= chunk.len() as u64;
+        }
+        Poll::Ready(next.map(|c| Ok(Frame::data(c))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.left)
+    }
+}
+
 /// Adds the size of each data frame to a stream's `bytes_out` as hyper takes it for sending,
 /// so a client that disconnects early is charged only for what it was given.
 #[derive(Debug)]

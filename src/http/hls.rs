@@ -369,6 +369,25 @@ pub(super) fn bytes_response(
         .expect("static headers are valid")
 }
 
+/// Like [`bytes_response`], the body being `chunks` in a row.
+pub(super) fn chunks_response(
+    handle: &StreamHandle,
+    content_type: &'static str,
+    cache: &'static str,
+    chunks: impl IntoIterator<Item = Bytes>,
+) -> Response<Body> {
+    let body = super::body::Chunks::new(chunks);
+    let len = hyper::body::Body::size_hint(&body).exact().unwrap_or(0);
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, content_type)
+        .header(header::CACHE_CONTROL, cache)
+        .header(header::CONTENT_LENGTH, len)
+        .header(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")
+        .body(Counted::new(body, handle.counters.clone()).boxed())
+        .expect("static headers are valid")
+}
+
 pub(super) fn preflight() -> Response<Body> {
     Response::builder()
         .status(StatusCode::NO_CONTENT)

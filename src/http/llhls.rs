@@ -8,7 +8,10 @@
 //! deadline: no polling and no timer per request. The stream stopping wakes it too.
 
 use super::body::Body;
-use super::hls::{PLAYLIST_TYPE, SEGMENT_CACHE, bytes_response, playlist_cached, segment_response};
+use super::hls::{
+    PLAYLIST_TYPE, SEGMENT_CACHE, bytes_response, chunks_response, playlist_cached,
+    segment_response,
+};
 use super::{HttpError, Route};
 use crate::packaging::llhls::{self, LlName};
 use crate::packaging::{LlTrackSnapshot, Snapshot, Tracks};
@@ -215,8 +218,13 @@ pub(super) async fn serve(
                 LlName::Segment { run, sequence } => {
                     let snap = handle.current();
                     let ll = track_of(&snap, track)?;
-                    let data = ll.segment(sequence).filter(|_| ll.run == run).ok_or(gone)?;
-                    segment_response(handle, data.clone(), None, media_type, SEGMENT_CACHE)
+                    let segment = ll.segment(sequence).filter(|_| ll.run == run).ok_or(gone)?;
+                    Ok(chunks_response(
+                        handle,
+                        media_type,
+                        SEGMENT_CACHE,
+                        segment.parts.iter().map(|p| p.data.clone()),
+                    ))
                 }
                 LlName::Part { run, number } => {
                     // The hinted part (the next one) is held until it exists.

@@ -35,8 +35,9 @@ pub struct LlSegment {
     pub start_ms: u64,
     pub discontinuity: bool,
     pub parts: Vec<Arc<Part>>,
-    /// The parts joined; `None` while the segment is still being cut.
-    pub data: Option<Bytes>,
+    /// All its parts are there (listed with `EXTINF`). The segment is served as its parts in
+    /// a row: no joined copy is kept.
+    pub complete: bool,
     /// The init segment its parts decode with (`version` names it).
     pub init: Arc<InitSegment>,
 }
@@ -48,7 +49,7 @@ impl LlSegment {
     }
 
     pub fn complete(&self) -> bool {
-        self.data.is_some()
+        self.complete
     }
 }
 
@@ -317,7 +318,7 @@ mod tests {
                 sequence: 10 + i,
                 start_ms: 1_795_305_600_000 + i * 1000,
                 discontinuity: false,
-                data: (i < complete).then(|| Bytes::from_static(b"seg")),
+                complete: i < complete,
                 init: Arc::default(),
                 parts,
             }));

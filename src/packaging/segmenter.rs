@@ -2,7 +2,7 @@
 
 use super::fmp4::{self, AvcConfig};
 use crate::media::{Chunk, Segment};
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use std::time::Duration;
 
 /// A segment is cut at the first keyframe once this share of the target has passed, so a
@@ -54,6 +54,8 @@ pub struct Segmenter {
     /// restarted at another size) cuts the segment at once: players set up their decoder per
     /// segment and cannot decode the old pictures with the new configuration or the reverse.
     params: Option<AvcConfig>,
+    /// Bytes of the last segment emitted (0 before the first): what the next one reserves.
+    last_size: usize,
 }
 
 impl Segmenter {
@@ -71,6 +73,7 @@ impl Segmenter {
             last_cut: None,
             broke: false,
             params: None,
+            last_size: 0,
         }
     }
 
@@ -195,7 +198,15 @@ impl Segmenter {
                 start
             }
         };
-        let mut buf = BytesMut::with_capacity(data.len() * 64);
+        // About the last segment's size (a segment lives a minute in the window and grace
+        // period, so its spare capacity is memory held for nothing; `exact` trims what is
+        // left). Before the first, a keyframe's worth: the buffer grows by doubling.
+        let reserve = if self.last_size > 0 {
+            self.last_size + self.last_size / 8
+        } else {
+            data.len() * 4
+        };
+        let mut buf = BytesMut::with_capacity(reserve.max(data.len()));
         buf.extend_from_slice(data);
         self.building = Some(Building {
             start_pts: pts,
@@ -219,13 +230,25 @@ impl Segmenter {
         self.last_cut = Some((b.start_pts, end_pts));
         let sequence = self.next_sequence;
         self.next_sequence += 1;
+        self.last_size = b.data.len();
         Some(Segment {
             sequence,
             start_ms: b.start_ms,
             duration_ms,
             discontinuity: b.discontinuity,
-            data: b.data.freeze(),
+            data: exact(b.data),
         })
+    }
+}
+
+/// `data` frozen; copied into an allocation of its own size when more than an eighth of its
+/// capacity would be held unused (a copy of a segment every segment duration costs far less
+/// than keeping the slack of every segment in the window).
+fn exact(data: BytesMut) -> Bytes {
+    if data.capacity() - data.len() > data.len() / 8 {
+        Bytes::copy_from_slice(&data)
+    } else {
+        data.freeze()
     }
 }
 
@@ -236,7 +259,34 @@ fn millis(d: Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
+
+    /// A segment reserves about the last one's size, not a multiple of its keyframe (2.7 MB
+    /// held for a 720p keyframe of 40 KB before), and keeps no more than an eighth spare.
+    #[test]
+    fn a_segment_holds_about_its_own_size() {
+        let mut seg = Segmenter::new(Duration::from_secs(2));
+        let done = run(&mut seg, 0, 51, 50, 1_700_000_000_000);
+        assert_eq!(done.len(), 1);
+        let size = done[0].data.len();
+        assert_eq!(size, 50 * 188);
+        let building = seg.building.as_ref().unwrap();
+        assert!(
+            building.data.capacity() <= size + size / 8 + 188,
+            "{} reserved after a segment of {size}",
+            building.data.capacity()
+        );
+        // Slack beyond an eighth is copied away; a snug buffer is frozen as it is.
+        let mut loose = BytesMut::with_capacity(64 * 1024);
+        loose.extend_from_slice(&[7; 1000]);
+        let at = loose.as_ptr();
+        let trimmed = exact(loose);
+        assert_eq!(&trimmed[..], &[7; 1000][..]);
+        assert_ne!(trimmed.as_ptr(), at, "copied into its own allocation");
+        let mut snug = BytesMut::with_capacity(1100);
+        snug.extend_from_slice(&[7; 1000]);
+        let at = snug.as_ptr();
+        assert_eq!(exact(snug).as_ptr(), at, "frozen in place");
+    }
 
     fn chunk(ms: u64, keyframe: bool) -> Chunk {
         Chunk {

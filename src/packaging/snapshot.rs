@@ -99,13 +99,13 @@ impl LlTrackSnapshot {
             .find(|p| p.number == number)
     }
 
-    /// The joined segment `sequence`, once complete.
-    pub fn segment(&self, sequence: u64) -> Option<&Bytes> {
+    /// Segment `sequence`, once complete (served as its parts in a row).
+    pub fn segment(&self, sequence: u64) -> Option<&Arc<LlSegment>> {
         self.segments
             .iter()
             .rev()
             .find(|s| s.sequence == sequence)
-            .and_then(|s| s.data.as_ref())
+            .filter(|s| s.complete())
     }
 
     /// Init segment `version`, while a served segment decodes with it.

@@ -9,17 +9,12 @@ use crate::packaging::fmp4::{
 use crate::packaging::llhls::{LlSegment, Part};
 use crate::packaging::parts::{PartCut, SegmentStart};
 use crate::packaging::{InitSegment, LlTrackSnapshot};
-use bytes::BytesMut;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-/// Completes `segment`: its parts joined are the whole segment.
-pub(super) fn join(segment: &mut LlSegment) {
-    let mut joined = BytesMut::with_capacity(segment.parts.iter().map(|p| p.data.len()).sum());
-    for p in &segment.parts {
-        joined.extend_from_slice(&p.data);
-    }
-    segment.data = Some(joined.freeze());
+/// Completes `segment`: its parts in a row are the whole segment.
+fn join(segment: &mut LlSegment) {
+    segment.complete = true;
 }
 
 /// When `fragment`'s first sample plays, UNIX ms: a segment's `PROGRAM-DATE-TIME` is its
@@ -333,7 +328,7 @@ impl LlTrack {
             start_ms,
             discontinuity: start.discontinuity || reconfigured,
             parts: Vec::new(),
-            data: None,
+            complete: false,
             init,
         }));
         true
