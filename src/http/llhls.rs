@@ -82,17 +82,17 @@ fn beyond_advance_part_limit(
     let Some((last_msn, last_part)) = last else {
         return false;
     };
-    let limit = if part_target_ms > 0 && part_target_ms < 1000 {
-        3000u32.div_ceil(part_target_ms)
-    } else {
-        3
-    };
-    let ahead = match msn.cmp(&last_msn) {
+    let ahead = u64::from(match msn.cmp(&last_msn) {
         std::cmp::Ordering::Less => 0,
         std::cmp::Ordering::Equal => part.saturating_sub(last_part),
         std::cmp::Ordering::Greater => part.saturating_add(1),
-    };
-    ahead > limit
+    });
+    if part_target_ms > 0 && part_target_ms < 1000 {
+        // More than 3 / target parts: compared in ms, so 7.5 parts of 400 ms allow 7.
+        ahead * u64::from(part_target_ms) > 3000
+    } else {
+        ahead > 3
+    }
 }
 
 /// The LL view of `track` (`v1`, `a1` or `v1a1`) in `snap`: 404 for a rendition or audio
@@ -102,6 +102,10 @@ fn track_of(snap: &Snapshot, track: Tracks) -> Result<&Arc<LlTrackSnapshot>, Htt
         track.video.is_none_or(|v| v < snap.renditions.len()) && track.audio.is_none_or(|a| a == 0);
     if !exists {
         return Err(HttpError::NotFound("no such track"));
+    }
+    // Audio asked of a stream whose media has none (known once the media info is).
+    if track.audio.is_some() && snap.media().is_some_and(|m| m.audio.is_none()) {
+        return Err(HttpError::NotFound("the stream has no audio"));
     }
     snap.ll_track(track).ok_or(HttpError::NotReady)
 }
@@ -270,9 +274,11 @@ mod tests {
         assert!(!beyond_advance_part_limit(last, 7, 5, 1000));
         assert!(beyond_advance_part_limit(last, 7, 6, 1000));
         assert!(beyond_advance_part_limit(last, 8, 3, 2000));
-        // 300 ms: ten.
+        // 300 ms: ten; 400 ms: 7.5, so seven.
         assert!(!beyond_advance_part_limit(last, 7, 12, 300));
         assert!(beyond_advance_part_limit(last, 7, 13, 300));
+        assert!(!beyond_advance_part_limit(last, 7, 9, 400));
+        assert!(beyond_advance_part_limit(last, 7, 10, 400));
         assert!(
             !beyond_advance_part_limit(None, 9, 99, 250),
             "nothing listed yet"

@@ -87,10 +87,15 @@ impl MuxedTrack {
                     data: data.freeze(),
                 }));
             }
+            // A new init segment (the audio's configuration changed, say a source restarted
+            // at another sample rate) starts a new run for the player, as the video's does.
+            let reconfigured = out
+                .back()
+                .is_some_and(|prev: &Arc<LlSegment>| !Arc::ptr_eq(&prev.init, &init));
             out.push_back(Arc::new(LlSegment {
                 sequence: vs.sequence,
                 start_ms: vs.start_ms,
-                discontinuity: vs.discontinuity,
+                discontinuity: vs.discontinuity || reconfigured,
                 parts,
                 complete: vs.complete(),
                 init,
@@ -304,6 +309,53 @@ mod tests {
         muxed.follow(&follower, &audio);
         assert_eq!(parts_of(&muxed, 1), [1 + audio_parts(1)]);
         assert!(muxed.segments[0].complete(), "ended when segment 1 began");
+    }
+
+    /// The audio's configuration changes (a source restarted at 44.1 kHz): the segment it
+    /// comes with gets a new init segment and starts a new run.
+    #[test]
+    fn a_new_audio_configuration_gets_a_new_init_and_a_discontinuity() {
+        let (mut video, mut audio) = (LlTrack::video(), LlTrack::audio(250));
+        let mut muxed = MuxedTrack::default();
+        segment(&mut video, &mut audio, &mut muxed, 0);
+        for index in 0..4u32 {
+            let at = (4 + u64::from(index)) * 22_500;
+            let mut d = demuxed(at, (0..11).map(|n| at + n * 2090));
+            d.aac = Some(fmp4::AacConfig {
+                sample_rate: 44_100,
+                sampling_index: 4,
+                ..AAC
+            });
+            let c = cut(1, index, index == 3);
+            feed(&mut video, &c, &d);
+            feed(&mut audio, &c, &d);
+            muxed.follow(&video, &audio);
+        }
+        segment(&mut video, &mut audio, &mut muxed, 2);
+        let m = muxed.snapshot(1, Some(0));
+        let runs: Vec<(u64, u32, bool, u32)> = m
+            .segments
+            .iter()
+            .map(|s| {
+                (
+                    s.sequence,
+                    s.init.version,
+                    s.discontinuity,
+                    s.init.sample_rate,
+                )
+            })
+            .collect();
+        // The audio's configuration arrives with the segment's first part (packaged before
+        // the muxed track follows): segment 1 decodes with a 44.1 kHz init, segment 2 with
+        // 48 kHz again, each a new run.
+        assert_eq!(
+            runs,
+            [
+                (0, 0, false, 48_000),
+                (1, 1, true, 44_100),
+                (2, 2, true, 48_000)
+            ]
+        );
     }
 
     #[test]
