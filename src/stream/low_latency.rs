@@ -267,33 +267,26 @@ impl LowLatency {
         first_live: Option<u64>,
         discontinuities_before: impl Fn(u64) -> u64,
     ) -> LlSnapshots {
-        let mut tracks: Vec<(String, LlTrackSnapshot)> = self
-            .videos
-            .iter()
-            .enumerate()
-            .map(|(i, v)| {
-                (
-                    format!("../tracks-v{}/index.ll.m3u8", i + 1),
-                    v.track.snapshot(self.run, first_live),
-                )
-            })
-            .collect();
+        // (playlist URI relative to another track's, view) of each rendition's `pick`.
+        let views = |suffix: &str, pick: &dyn Fn(&VideoParts) -> LlTrackSnapshot| {
+            self.videos
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    (
+                        format!("../tracks-v{}{suffix}/index.ll.m3u8", i + 1),
+                        pick(v),
+                    )
+                })
+                .collect::<Vec<(String, LlTrackSnapshot)>>()
+        };
+        let mut tracks = views("", &|v| v.track.snapshot(self.run, first_live));
         tracks.push((
             "../tracks-a1/index.ll.m3u8".to_owned(),
             self.audio.snapshot(self.run, first_live),
         ));
         self.render(&mut tracks, target_ms, &discontinuities_before);
-        let mut muxed: Vec<(String, LlTrackSnapshot)> = self
-            .videos
-            .iter()
-            .enumerate()
-            .map(|(i, v)| {
-                (
-                    format!("../tracks-v{}a1/index.ll.m3u8", i + 1),
-                    v.muxed.snapshot(self.run, first_live),
-                )
-            })
-            .collect();
+        let mut muxed = views("a1", &|v| v.muxed.snapshot(self.run, first_live));
         self.render(&mut muxed, target_ms, &discontinuities_before);
         let audio = tracks.pop().map(|(_, t)| t).unwrap_or_default();
         LlSnapshots {
