@@ -173,8 +173,9 @@ fn hls_js_plays_ll_hls_a_second_or_two_behind_live() {
     // hls.js (default settings: no playback-rate catch-up) keeps the distance it started at:
     // 1.27-1.71 s in twelve runs of this debug build here, 0.97-1.36 s for a release build
     // (the goal is 1.5 s); the bound leaves room for a slower start on a busy CI machine (HLS
-    // is 6-8 s behind). A stall is never excused: the one
-    // seen before (hls.js skipping a segment's short last part) cost 5 s each time.
+    // is 6-8 s behind). A stall a viewer sees is never excused: the one seen before (hls.js
+    // skipping a segment's short last part) cost 5 s each time. See `seen_stalls` for the
+    // `waiting` events that are not counted.
     assert!(
         median <= 2000.0,
         "median {median} ms behind live: {status}\n{}",
@@ -185,7 +186,27 @@ fn hls_js_plays_ll_hls_a_second_or_two_behind_live() {
         "p95 {p95} ms behind live: {status}\n{}",
         warnings()
     );
-    assert_eq!(status["stalls"], 0, "stalls: {status}\n{}", warnings());
+    assert!(
+        seen_stalls(&status).is_empty(),
+        "stalls: {status}\n{}",
+        warnings()
+    );
+}
+
+/// The stalls of a play status a viewer would see: each `waiting` of the element that lasted
+/// 100 ms or more (ended, or still going on at the end). Shorter ones are not counted: on a
+/// CI machine's shared cores Chromium once fired a 21 ms `waiting` right as playback started
+/// with every part served in 7-24 ms — a frame or so of decoder start-up, not a hole in the
+/// stream; a missing part stalls for its whole duration (250 ms) or, as seen before, for
+/// seconds.
+fn seen_stalls(status: &serde_json::Value) -> Vec<u64> {
+    let ended = status["stallMs"].as_array().cloned().unwrap_or_default();
+    ended
+        .iter()
+        .chain(std::iter::once(&status["stallingMs"]))
+        .filter_map(serde_json::Value::as_u64)
+        .filter(|ms| *ms >= 100)
+        .collect()
 }
 
 /// The muxed track's init segment and a whole segment, as a real reader sees them: one H.264

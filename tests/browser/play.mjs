@@ -27,7 +27,8 @@
 //                                        took) and, with --debug, the player's whole log, written
 //                                        to FILE in time order
 // The status reports `stalls`: how often the element waited for data after playback started
-// (HTMLMediaElement `waiting`), `stalledMs`, how long it waited in all, `stallsAt` (wall clock,
+// (HTMLMediaElement `waiting`), `stalledMs`, how long it waited in all, `stallMs`, how long each
+// ended stall lasted, `stallingMs`, how long the one still going on has, `stallsAt` (wall clock,
 // ms) and `requestsAroundStalls`: every request from 2 s before to 8 s after a stall began
 // (`at`: ms after the page opened, `ms`: how long it took, status, path) — which tells a
 // server that answered late from a player that did not ask.
@@ -83,7 +84,10 @@ const common = `
   let waitingSince = null;
   v.addEventListener('waiting', () => { if (probe.playStart !== undefined && waitingSince === null) { probe.stalls++; waitingSince = performance.now();
                                        (probe.stallsAt = probe.stallsAt || []).push(Date.now()); } });
-  v.addEventListener('playing', () => { if (waitingSince !== null) { probe.stalledMs += performance.now() - waitingSince; waitingSince = null; } });
+  v.addEventListener('playing', () => { if (waitingSince !== null) { const ms = performance.now() - waitingSince; probe.stalledMs += ms;
+                                       (probe.stallMs = probe.stallMs || []).push(Math.round(ms)); waitingSince = null; } });
+  // how long the stall still going on has lasted (it is in stallMs only once it ends)
+  window.stallingMs = () => waitingSince === null ? undefined : Math.round(performance.now() - waitingSince);
   const size = () => v.videoWidth + 'x' + v.videoHeight;
   const fatal = (msg) => { probe.errors.push(msg); probe.fatal = true; };
   v.addEventListener('error', () => fatal('media/code=' + (v.error && v.error.code) + ' ' +
@@ -303,6 +307,7 @@ try {
                levelSwitched: probe.levelSwitched, rendered: probe.rendered,
                stalls: probe.stalls, stalledMs: Math.round(probe.stalledMs),
                latencyMs: probe.latencyMs, hlsLatency: probe.hlsLatency, stallsAt: probe.stallsAt,
+               stallMs: probe.stallMs, stallingMs: stallingMs(),
                fatal: probe.fatal, errors: probe.errors };
     }, { src, player });
     if (st.fatal) break;
