@@ -4,7 +4,8 @@
 # the same 2 cores, alternated in one run. Objects: a live media playlist, a ~250 KB segment
 # (1 Mbit/s stream) and a ~1 MB segment (4 Mbit/s 720p). Both streams are pass-through UDP feeds
 # of pre-encoded files (`ffmpeg -re -c copy`, so no encoder competes for the cores), with a
-# window of 30 segments so the measured segment stays listed for the whole run.
+# window of 90 segments (3 min) so a segment taken when its object's runs start stays listed
+# through them.
 # Prints, per object and connection count, req/s and p99 of each server and the ratio
 # Headwater / nginx (> 1: Headwater serves more).
 # Needs wrk (Debian: `apt-get install wrk`), nginx, ffmpeg, curl, python3.
@@ -21,6 +22,7 @@ done
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 [ -x "$BIN" ] || (cd "$ROOT" && cargo build --release --locked)
 WORK=$(mktemp -d)
+chmod 755 "$WORK"  # nginx workers (www-data) read its www/
 trap 'kill $(jobs -p) 2>/dev/null || true; [ -f "$WORK/nginx.pid" ] && kill "$(cat "$WORK/nginx.pid")" 2>/dev/null; sleep 0.5; rm -rf "$WORK"' EXIT
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 HTTP=$(port)
@@ -38,15 +40,19 @@ mkdir -p "$WORK/streams" "$WORK/www"
 FEEDS=()
 for s in big small; do
   p=$((20000 + RANDOM % 20000))
-  printf 'inputs = [{ url = "udp://127.0.0.1:%s" }]\nsegment_count = 30\n' "$p" >"$WORK/streams/$s.toml"
+  printf 'inputs = [{ url = "udp://127.0.0.1:%s" }]\nsegment_count = 90\n' "$p" >"$WORK/streams/$s.toml"
   FEEDS+=("$s:$p")
 done
+# The playlist measured: a stream with the default window, fed the small file too.
+p=$((20000 + RANDOM % 20000))
+printf 'inputs = [{ url = "udp://127.0.0.1:%s" }]\n' "$p" >"$WORK/streams/live.toml"
+FEEDS+=("small:$p")
 printf '[server]\nstreams = "streams"\nrtmp = "127.0.0.1:0"\n[dvr]\nroot = "dvr"\n' >"$WORK/headwater.toml"
 (cd "$WORK" && exec "$BIN" --config headwater.toml --listen "127.0.0.1:$HTTP" 2>"$WORK/hw.log") &
 HW=$!
 for f in "${FEEDS[@]}"; do
   ffmpeg -loglevel error -re -stream_loop -1 -i "$WORK/${f%%:*}.ts" -c copy -f mpegts \
-    "udp://127.0.0.1:${f##*:}?pkt_size=1316" 2>"$WORK/ff-${f%%:*}.log" &
+    "udp://127.0.0.1:${f##*:}?pkt_size=1316" 2>>"$WORK/ff.log" &
 done
 
 cat >"$WORK/nginx.conf" <<EOF
@@ -60,7 +66,6 @@ http {
   tcp_nopush on;
   types_hash_max_size 2048;
   include /etc/nginx/mime.types;
-  types { application/vnd.apple.mpegurl m3u8; video/mp2t ts; }
   default_type application/octet-stream;
   access_log off;
   client_body_temp_path $WORK/tmp; proxy_temp_path $WORK/tmp; fastcgi_temp_path $WORK/tmp;
@@ -71,8 +76,9 @@ EOF
 mkdir -p "$WORK/tmp"
 "$NGINX" -c "$WORK/nginx.conf" -e "$WORK/nginx-error.log"
 
-# Wait until both streams list 8 segments, then take each one's newest segment (it stays
-# listed for ~60 s) and copy the objects to nginx's root.
+# Wait until the big and small streams list 8 segments (by then `live`'s window is full). Each
+# object is taken just before its runs: a stream's newest segment (listed for 3 more minutes)
+# or the variant playlist a player of `live` polls, copied to nginx's root.
 for _ in $(seq 1 60); do
   n=$(for s in big small; do curl -sf "http://127.0.0.1:$HTTP/$s/mono.m3u8" | grep -vc '^#' || true; done | sort -n | head -1)
   [ "${n:-0}" -ge 8 ] && break
@@ -80,16 +86,28 @@ for _ in $(seq 1 60); do
 done
 [ "${n:-0}" -ge 8 ] || { echo "the streams did not list 8 segments:" >&2; cat "$WORK/hw.log" >&2; exit 1; }
 declare -A PATHS
-for s in big small; do
-  seg=$(curl -sf "http://127.0.0.1:$HTTP/$s/mono.m3u8" | grep -v '^#' | tail -1)
-  PATHS[$s]="/$s/$seg"
-done
-PATHS[playlist]="/small/mono.m3u8"
-for o in playlist small big; do
-  mkdir -p "$WORK/www$(dirname "${PATHS[$o]}")"
-  curl -sf "http://127.0.0.1:$HTTP${PATHS[$o]}" -o "$WORK/www${PATHS[$o]}"
-done
+# The object's path now (a segment: the newest), copied to nginx's root.
+take() {
+  case $1 in
+    playlist) PATHS[$1]="/live/$(curl -sf "http://127.0.0.1:$HTTP/live/index.m3u8" | grep -v '^#' | head -1)" ;;
+    *) PATHS[$1]="/$1/$(curl -sf "http://127.0.0.1:$HTTP/$1/mono.m3u8" | grep -v '^#' | tail -1)" ;;
+  esac
+  mkdir -p "$WORK/www$(dirname "${PATHS[$1]}")"
+  curl -sf "http://127.0.0.1:$HTTP${PATHS[$1]}" -o "$WORK/www${PATHS[$1]}"
+}
 
+# PROFILE=OBJECT [PROFILE_CONNS=N]: instead of the comparison, `perf record` Headwater while wrk asks for
+# that object, and write the report to target/serve-OBJECT.perf.txt.
+if [ -n "${PROFILE:-}" ]; then
+  take "$PROFILE"
+  command -v perf >/dev/null || { echo "perf is missing (Debian: apt-get install linux-perf)" >&2; exit 1; }
+  perf record -q -F 999 -g -p "$HW" -o "$ROOT/target/serve-$PROFILE.perf.data" -- sleep "$SECS" 2>/dev/null &
+  wrk -t2 -c"${PROFILE_CONNS:-256}" -d"${SECS}s" --latency "http://127.0.0.1:$HTTP${PATHS[$PROFILE]}"
+  wait %%
+  perf report -i "$ROOT/target/serve-$PROFILE.perf.data" --no-children --percent-limit 0.5 --stdio 2>/dev/null >"$ROOT/target/serve-$PROFILE.perf.txt"
+  echo "profile: target/serve-$PROFILE.perf.txt"
+  exit 0
+fi
 echo "machine: $(nproc) cores, $(uname -r); release $(cd "$ROOT" && git rev-parse --short HEAD); $(date -u +%F); wrk -t2 -d${SECS}s, $ROUNDS rounds alternated"
 run() { # url conns -> "req/s p99_ms errors"
   wrk -t2 -c"$2" -d"${SECS}s" --latency "$1" 2>&1 | python3 -c '
@@ -100,10 +118,13 @@ m = re.search(r"99%\s+([\d.]+)(us|ms|s)\b", t)
 p99 = float(m.group(1)) * {"us": 0.001, "ms": 1, "s": 1000}[m.group(2)]
 bad = re.search(r"Non-2xx or 3xx responses: (\d+)", t)
 err = re.search(r"Socket errors: (.*)", t)
-print(f"{rps:.0f} {p99:.2f} {int(bad.group(1)) if bad else 0}{(" " + err.group(1).replace(" ", "")) if err else ""}")'
+n = int(bad.group(1)) if bad else 0
+n += sum(int(x) for x in re.findall(r"\d+", err.group(1))) if err else 0
+print(f"{rps:.0f} {p99:.2f} {n}")'
 }
-printf '%-9s %5s %8s | %9s %8s | %9s %8s | %6s %s\n' object bytes conns "hw req/s" "hw p99" "nx req/s" "nx p99" ratio "non-2xx(hw/nx)"
+printf '%-9s %5s %8s | %9s %8s | %9s %8s | %6s %s\n' object bytes conns "hw req/s" "hw p99" "nx req/s" "nx p99" ratio "failed (hw/nginx)"
 for o in playlist small big; do
+  take "$o"
   bytes=$(stat -c %s "$WORK/www${PATHS[$o]}")
   for c in "${CONNS[@]}"; do
     hw_all=(); nx_all=(); hp=(); np=(); bad=""

@@ -8,7 +8,7 @@ use arc_swap::ArcSwapOption;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use tokio_util::sync::CancellationToken;
 
@@ -217,18 +217,26 @@ pub struct Visitor<'a> {
     pub referer: &'a str,
 }
 
-/// Every play session of the server.
+/// Every play session of the server, in shards: a request locks only its viewer's shard,
+/// so requests of different viewers (on different cores) do not wait for one another.
 #[derive(Debug)]
 pub struct SessionTable {
     hasher: RandomState,
-    inner: Mutex<Inner>,
+    shards: Box<[Mutex<Shard>]>,
+    /// Sessions in all shards; at most [`MAX_SESSIONS`].
+    len: AtomicUsize,
+    /// Monotonic ms of the last sweep of idle sessions (all shards, one after another).
+    last_sweep_ms: AtomicU64,
+    /// Sessions opened so far (makes each id unique).
+    opened: AtomicU64,
 }
 
+/// Shards of the table: enough that two cores rarely meet on one.
+const SHARDS: usize = 64;
+
 #[derive(Debug, Default)]
-struct Inner {
+struct Shard {
     by_key: HashMap<u64, Arc<PlaySession>>,
-    last_sweep_ms: u64,
-    next: u64,
 }
 
 /// The table is full: the request is refused rather than tracked.
@@ -239,7 +247,10 @@ impl Default for SessionTable {
     fn default() -> Self {
         SessionTable {
             hasher: RandomState::new(),
-            inner: Mutex::default(),
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            len: AtomicUsize::new(0),
+            last_sweep_ms: AtomicU64::new(0),
+            opened: AtomicU64::new(0),
         }
     }
 }
@@ -256,6 +267,49 @@ impl SessionTable {
         h.finish()
     }
 
+    fn shard(&self, key: u64) -> std::sync::MutexGuard<'_, Shard> {
+        // The key is a keyed hash: its high bits are as even as its low ones (the shard's
+        // map hashes it again for its own buckets).
+        self.shards[(key >> 58) as usize % SHARDS]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Calls `f` with each shard's sessions in turn.
+    fn each(&self, mut f: impl FnMut(&HashMap<u64, Arc<PlaySession>>)) {
+        for shard in &self.shards {
+            f(&shard.lock().unwrap_or_else(PoisonError::into_inner).by_key);
+        }
+    }
+
+    /// Forgets idle sessions (each shard locked in turn) when the last sweep is
+    /// [`SWEEP_EVERY_MS`] old; the one request that wins the turn does it.
+    fn sweep(&self, now_ms: u64, timeout_ms: u64, ended: &mut Vec<Arc<PlaySession>>) {
+        let last = self.last_sweep_ms.load(Ordering::Relaxed);
+        if now_ms.saturating_sub(last) < SWEEP_EVERY_MS
+            || self
+                .last_sweep_ms
+                .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        for shard in &self.shards {
+            let mut shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
+            let before = shard.by_key.len();
+            shard.by_key.retain(|_, s| {
+                let keep = s.open.load(Ordering::Relaxed) > 0
+                    || now_ms.saturating_sub(s.last_seen_ms.load(Ordering::Relaxed)) <= timeout_ms;
+                if !keep {
+                    ended.push(s.clone());
+                }
+                keep
+            });
+            self.len
+                .fetch_sub(before - shard.by_key.len(), Ordering::Relaxed);
+        }
+    }
+
     /// The visitor's session, opened now when it has none; idle sessions are swept first.
     /// Returns the session and whether it is new. `ended` tells the caller of sessions the
     /// sweep removed (for counting).
@@ -267,28 +321,24 @@ impl SessionTable {
         timeout_ms: u64,
         ended: &mut Vec<Arc<PlaySession>>,
     ) -> Result<(Arc<PlaySession>, bool), TableFull> {
+        self.sweep(now_ms, timeout_ms, ended);
         let key = self.key(v);
-        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        if now_ms.saturating_sub(inner.last_sweep_ms) >= SWEEP_EVERY_MS {
-            inner.last_sweep_ms = now_ms;
-            inner.by_key.retain(|_, s| {
-                let keep = s.open.load(Ordering::Relaxed) > 0
-                    || now_ms.saturating_sub(s.last_seen_ms.load(Ordering::Relaxed)) <= timeout_ms;
-                if !keep {
-                    ended.push(s.clone());
-                }
-                keep
-            });
-        }
-        if let Some(s) = inner.by_key.get(&key) {
+        let mut shard = self.shard(key);
+        if let Some(s) = shard.by_key.get(&key) {
             s.touch(now_ms);
             return Ok((s.clone(), false));
         }
-        if inner.by_key.len() >= MAX_SESSIONS {
+        if self
+            .len
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < MAX_SESSIONS).then_some(n + 1)
+            })
+            .is_err()
+        {
             return Err(TableFull);
         }
-        inner.next += 1;
-        let id = format!("{:016x}", self.hasher.hash_one((key, inner.next)));
+        let opened = self.opened.fetch_add(1, Ordering::Relaxed) + 1;
+        let id = format!("{:016x}", self.hasher.hash_one((key, opened)));
         let session = Arc::new(PlaySession {
             id,
             stream: Arc::from(v.stream),
@@ -310,50 +360,59 @@ impl SessionTable {
             asking: tokio::sync::Mutex::new(0),
             links: LinkCache::default(),
         });
-        inner.by_key.insert(key, session.clone());
+        shard.by_key.insert(key, session.clone());
         Ok((session, true))
     }
 
     /// Every session (alive or ended but not yet forgotten).
     pub fn all(&self) -> Vec<Arc<PlaySession>> {
-        let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        inner.by_key.values().cloned().collect()
+        let mut all = Vec::new();
+        self.each(|sessions| all.extend(sessions.values().cloned()));
+        all
     }
 
     pub fn find(&self, id: &str) -> Option<Arc<PlaySession>> {
-        let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        inner.by_key.values().find(|s| s.id == id).cloned()
+        let mut found = None;
+        self.each(|sessions| {
+            if found.is_none() {
+                found = sessions.values().find(|s| s.id == id).cloned();
+            }
+        });
+        found
     }
 
     /// Alive sessions: of `stream`, and in all.
     pub fn clients(&self, stream: &str, now_ms: u64, timeout_ms: u64) -> (u64, u64) {
-        let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         let mut of_stream = 0;
         let mut total = 0;
-        for s in inner.by_key.values() {
-            if s.alive(now_ms, timeout_ms) {
-                total += 1;
-                if &*s.stream == stream {
-                    of_stream += 1;
+        self.each(|sessions| {
+            for s in sessions.values() {
+                if s.alive(now_ms, timeout_ms) {
+                    total += 1;
+                    if &*s.stream == stream {
+                        of_stream += 1;
+                    }
                 }
             }
-        }
+        });
         (of_stream, total)
     }
 
     /// Other admitted, alive sessions of `user`.
     pub fn user_sessions(&self, user: &str, except: &str, now_ms: u64, timeout_ms: u64) -> usize {
-        let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        inner
-            .by_key
-            .values()
-            .filter(|s| {
-                s.id != except
-                    && s.is_admitted()
-                    && s.alive(now_ms, timeout_ms)
-                    && s.user_id().as_deref() == Some(user)
-            })
-            .count()
+        let mut count = 0;
+        self.each(|sessions| {
+            count += sessions
+                .values()
+                .filter(|s| {
+                    s.id != except
+                        && s.is_admitted()
+                        && s.alive(now_ms, timeout_ms)
+                        && s.user_id().as_deref() == Some(user)
+                })
+                .count();
+        });
+        count
     }
 }
 

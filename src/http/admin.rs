@@ -10,7 +10,7 @@ use crate::stats::names;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use metrics::{counter, histogram};
+use metrics::counter;
 use serde_json::{Value, json};
 use std::time::Instant;
 use tracing::debug;
@@ -40,11 +40,8 @@ pub(super) async fn handle(state: &AppState, req: Request<Incoming>) -> Response
             json_status(StatusCode::BAD_REQUEST, &json!({ "errors": errors }))
         }
     };
-    let status = response.status().as_u16().to_string();
-    counter!(names::HTTP_REQUESTS, "method" => method, "route" => label, "status" => status)
-        .increment(1);
     let elapsed = started.elapsed().as_secs_f64();
-    histogram!(names::HTTP_DURATION, "method" => method, "route" => label).record(elapsed);
+    super::request_metrics::answered(method, label, response.status().as_u16(), elapsed, None);
     super::trace::answered(method, label, &response, elapsed);
     response
 }

@@ -10,7 +10,7 @@ use super::range::{RangeRequest, parse_range};
 use super::{DvrRequest, HttpError};
 use crate::dvr::playlist::{self, Kind};
 use crate::dvr::{Archive, Entry};
-use crate::media::parse_segment_path;
+use crate::media::SegmentName;
 use crate::packaging::Tracks;
 use crate::stream::StreamHandle;
 use bytes::Bytes;
@@ -30,19 +30,20 @@ const CHUNK: u64 = 256 * 1024;
 /// A VOD playlist whose range ended this long ago no longer changes.
 const SETTLED_MS: u64 = 60_000;
 
-/// The bytes of an archived segment of rendition `rendition` named by `path`, if recorded.
+/// The bytes of an archived segment of rendition `rendition` named `name`, if recorded.
 pub(super) async fn archived_segment(
     handle: &StreamHandle,
     rendition: usize,
-    path: &str,
+    name: &SegmentName,
 ) -> Result<Option<Bytes>, HttpError> {
     let Some(Some(archive)) = handle.archives.get(rendition) else {
         return Ok(None);
     };
-    let Some((second_ms, duration_ms)) = parse_segment_path(path) else {
-        return Ok(None);
-    };
-    let Some(entry) = archive.read().find(second_ms, duration_ms).copied() else {
+    let Some(entry) = archive
+        .read()
+        .find(name.second_ms, name.duration_ms)
+        .copied()
+    else {
         return Ok(None);
     };
     let file = archive.dir.join(entry.path());

@@ -59,7 +59,7 @@ pub(super) fn serve(
             let t = track_of(&snap, track)?;
             let (fragment, cache) = match &key {
                 FragmentKey::Number(n) => (t.by_number(*n), RESTARTABLE_CACHE),
-                FragmentKey::Path(p) => (t.by_path(p), SEGMENT_CACHE),
+                FragmentKey::Name(name) => (t.by_name(name), SEGMENT_CACHE),
             };
             let fragment =
                 fragment.ok_or(HttpError::NotFound("fragment expired or never existed"))?;

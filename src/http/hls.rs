@@ -168,7 +168,7 @@ async fn serve_route(
     client: &Client<'_>,
     session: &Arc<PlaySession>,
 ) -> Result<Response<Body>, HttpError> {
-    let lookup = |name: &str| -> Result<StreamHandle, HttpError> {
+    let lookup = |name: &str| -> Result<Arc<StreamHandle>, HttpError> {
         state
             .registry
             .get(name)
@@ -176,7 +176,7 @@ async fn serve_route(
     };
     // Archive URLs (and the segments their playlists list) also find a deleted stream whose
     // archive is still on disk.
-    let lookup_archive = |name: &str| -> Result<StreamHandle, HttpError> {
+    let lookup_archive = |name: &str| -> Result<Arc<StreamHandle>, HttpError> {
         state
             .registry
             .get_with_archive(name)
@@ -202,14 +202,14 @@ async fn serve_route(
         Route::Segment {
             stream,
             tracks,
-            path,
+            name,
         } => {
             let handle = lookup_archive(&stream)?;
             let snap = handle.current();
             let (index, rendition) = select(&snap, tracks)?;
-            let data = match rendition.segment(&path) {
+            let data = match rendition.segment(&name) {
                 Some(segment) => segment.data.clone(),
-                None => super::dvr::archived_segment(&handle, index, &path)
+                None => super::dvr::archived_segment(&handle, index, &name)
                     .await?
                     .ok_or(HttpError::NotFound("segment expired or never existed"))?,
             };

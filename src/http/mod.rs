@@ -18,6 +18,7 @@ mod hls;
 mod llhls;
 mod publish;
 mod range;
+mod request_metrics;
 mod router;
 mod server;
 mod service;

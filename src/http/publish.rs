@@ -29,12 +29,9 @@ pub(super) async fn handle(
     };
     let result = publish(state, req, peer).await;
     let response = result.unwrap_or_else(HttpError::into_response);
-    let status = response.status().as_u16().to_string();
-    counter!(names::HTTP_REQUESTS, "method" => method, "route" => "/:name/mpegts", "status" => status)
-        .increment(1);
     let elapsed = started.elapsed().as_secs_f64();
-    metrics::histogram!(names::HTTP_DURATION, "method" => method, "route" => "/:name/mpegts")
-        .record(elapsed);
+    let status = response.status().as_u16();
+    super::request_metrics::answered(method, "/:name/mpegts", status, elapsed, None);
     super::trace::answered(method, "/:name/mpegts", &response, elapsed);
     response
 }

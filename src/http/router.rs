@@ -3,6 +3,7 @@
 //! here, before any handler runs, and nothing ever touches the filesystem.
 
 use crate::config::valid_stream_name;
+use crate::media::SegmentName;
 use crate::packaging::{Track, Tracks};
 
 /// A playback resource.
@@ -15,11 +16,11 @@ pub enum Route {
         stream: String,
         tracks: Option<Tracks>,
     },
-    /// `/NAME/[tracks-SPEC/]YYYY/MM/DD/HH/MM/SS-DDDDD.ts`; `path` is the part from YYYY on.
+    /// `/NAME/[tracks-SPEC/]YYYY/MM/DD/HH/MM/SS-DDDDD.ts`; `name` is the part from YYYY on.
     Segment {
         stream: String,
         tracks: Option<Tracks>,
-        path: String,
+        name: SegmentName,
     },
     /// `/NAME/mpegts`: endless HTTP MPEG-TS.
     MpegTs { stream: String },
@@ -73,7 +74,7 @@ pub enum FragmentKey {
     /// Media sequence number.
     Number(u64),
     /// `YYYY/MM/DD/HH/MM/SS-DDDDD.m4s`.
-    Path(String),
+    Name(SegmentName),
 }
 
 /// Earliest and latest archive times a URL may name (2000-01-01 .. 2100-01-01, UNIX s).
@@ -351,15 +352,13 @@ pub fn route(path: &str) -> Result<Route, RouteError> {
             let (key, prefix) = match number {
                 Some(n) => (FragmentKey::Number(n), before),
                 None => {
-                    if before.len() < 5 || !segment_path(&parts[parts.len() - 6..], ".m4s") {
-                        return Err(RouteError::Malformed(
+                    let name = (before.len() >= 5)
+                        .then(|| SegmentName::from_parts(&parts[parts.len() - 6..], ".m4s"))
+                        .flatten()
+                        .ok_or(RouteError::Malformed(
                             "fragment path is not N.m4s or YYYY/MM/DD/HH/MM/SS-DDDDD.m4s",
-                        ));
-                    }
-                    (
-                        FragmentKey::Path(parts[parts.len() - 6..].join("/")),
-                        &parts[..parts.len() - 6],
-                    )
+                        ))?;
+                    (FragmentKey::Name(name), &parts[..parts.len() - 6])
                 }
             };
             match split_tracks(prefix)? {
@@ -379,16 +378,17 @@ pub fn route(path: &str) -> Result<Route, RouteError> {
             })
         }
         file if file.ends_with(".ts") => {
-            if before.len() < 5 || !segment_path(&parts[parts.len() - 6..], ".ts") {
-                return Err(RouteError::Malformed(
+            let segment = (before.len() >= 5)
+                .then(|| SegmentName::from_parts(&parts[parts.len() - 6..], ".ts"))
+                .flatten()
+                .ok_or(RouteError::Malformed(
                     "segment path is not YYYY/MM/DD/HH/MM/SS-DDDDD.ts",
-                ));
-            }
+                ))?;
             let (tracks, name) = split_tracks(&parts[..parts.len() - 6])?;
             Ok(Route::Segment {
                 stream: stream_name(name)?,
                 tracks,
-                path: parts[parts.len() - 6..].join("/"),
+                name: segment,
             })
         }
         _ => Err(RouteError::NotFound),
@@ -501,25 +501,6 @@ fn ll_track(tracks: Tracks) -> Result<Tracks, RouteError> {
             "an LL-HLS track is one of vN, aN or vNa1",
         ))
     }
-}
-
-/// `YYYY MM DD HH MM SS-DDDDD{ext}`, all digits and in range.
-fn segment_path(p: &[&str], ext: &str) -> bool {
-    let num = |s: &str, len: usize, max: u32| {
-        s.len() == len
-            && s.bytes().all(|b| b.is_ascii_digit())
-            && s.parse::<u32>().is_ok_and(|v| v <= max)
-    };
-    let Some((sec, dur)) = p[5].strip_suffix(ext).and_then(|f| f.split_once('-')) else {
-        return false;
-    };
-    num(p[0], 4, 9999)
-        && num(p[1], 2, 12)
-        && num(p[2], 2, 31)
-        && num(p[3], 2, 23)
-        && num(p[4], 2, 59)
-        && num(sec, 2, 60)
-        && num(dur, 5, 99_999)
 }
 
 fn stream_name(parts: &[&str]) -> Result<String, RouteError> {

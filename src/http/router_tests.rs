@@ -42,7 +42,7 @@ fn good_paths() {
         Ok(Route::Segment {
             stream: s("demo"),
             tracks: None,
-            path: s("2026/11/22/01/37/18-02000.ts")
+            name: SegmentName::parse("2026/11/22/01/37/18-02000.ts", ".ts").unwrap()
         })
     );
     assert_eq!(
@@ -50,7 +50,7 @@ fn good_paths() {
         Ok(Route::Segment {
             stream: s("a/b"),
             tracks: Some(t("v1a1")),
-            path: s("2026/11/22/01/37/18-02000.ts")
+            name: SegmentName::parse("2026/11/22/01/37/18-02000.ts", ".ts").unwrap()
         })
     );
 }
@@ -107,7 +107,9 @@ fn fmp4_and_dash_paths() {
         Ok(Route::Fragment {
             stream: s("x"),
             track: Track::Video(0),
-            key: FragmentKey::Path(s("2022/03/22/08/06/37-02000.m4s"))
+            key: FragmentKey::Name(
+                SegmentName::parse("2022/03/22/08/06/37-02000.m4s", ".m4s").unwrap()
+            )
         })
     );
     for bad in [

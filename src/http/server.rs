@@ -50,6 +50,9 @@ pub async fn serve(listeners: Listeners, state: AppState, drain: Duration) {
         .http2()
         .max_header_list_size(MAX_HEAD as u32);
     let builder = Arc::new(builder);
+    // Shared by every connection and request: one reference count per request, not one per
+    // field of the state.
+    let state = Arc::new(state);
     let graceful = GracefulShutdown::new();
     let open = Arc::new(Connections::default());
     // Connection tasks are owned here, reaped as they finish, aborted after the drain.
@@ -130,7 +133,7 @@ async fn serve_one<IO>(
     io: IO,
     peer: SocketAddr,
     scheme: Scheme,
-    state: AppState,
+    state: Arc<AppState>,
     busy: Arc<Busy>,
     builder: &auto::Builder<TokioExecutor>,
     watcher: hyper_util::server::graceful::Watcher,

@@ -4,12 +4,10 @@
 use super::body::{Body, empty};
 use super::hls::{self, Client};
 use super::server::Scheme;
-use super::{AppState, HttpError, Route, RouteError, api, route};
+use super::{AppState, HttpError, Route, RouteError, api, request_metrics, route};
 use crate::config::Cidr;
-use crate::stats::names;
 use http::{Method, Request, Response, header};
 use hyper::body::Body as _;
-use metrics::{counter, gauge, histogram};
 use std::net::IpAddr;
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -79,16 +77,10 @@ pub(super) async fn handle<B>(
         *response.body_mut() = empty();
     }
     let method = method_label(req.method());
-    let status = response.status().as_u16().to_string();
     let elapsed = started.elapsed().as_secs_f64();
-    counter!(names::HTTP_REQUESTS, "method" => method, "route" => label, "status" => status)
-        .increment(1);
-    histogram!(names::HTTP_DURATION, "method" => method, "route" => label).record(elapsed);
+    let size = response.body().size_hint().exact();
+    request_metrics::answered(method, label, response.status().as_u16(), elapsed, size);
     super::trace::answered(method, label, &response, elapsed);
-    if let Some(len) = response.body().size_hint().exact() {
-        histogram!(names::HTTP_RESPONSE_SIZE, "method" => method, "route" => label)
-            .record(len as f64);
-    }
     super::body::keep_until_sent(response, in_flight)
 }
 
@@ -148,14 +140,14 @@ struct InFlight;
 
 impl InFlight {
     fn start() -> Self {
-        gauge!(names::HTTP_IN_FLIGHT).increment(1.0);
+        request_metrics::in_flight(1.0);
         InFlight
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        gauge!(names::HTTP_IN_FLIGHT).decrement(1.0);
+        request_metrics::in_flight(-1.0);
     }
 }
 

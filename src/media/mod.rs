@@ -90,24 +90,56 @@ pub fn segment_path(start_ms: u64, duration_ms: u32) -> String {
 
 /// The (start second in UTC ms, duration ms) a segment path names; `None` if malformed.
 pub fn parse_segment_path(path: &str) -> Option<(u64, u32)> {
-    let parts: Vec<&str> = path.split('/').collect();
-    let [y, mo, d, h, mi, file] = parts.as_slice() else {
-        return None;
-    };
-    let (sec, dur) = file.strip_suffix(".ts")?.split_once('-')?;
-    let num = |s: &str, len: usize| -> Option<u32> {
-        (s.len() == len && s.bytes().all(|b| b.is_ascii_digit())).then(|| s.parse().ok())?
-    };
-    let civil = utc::Civil {
-        year: i64::from(num(y, 4)?),
-        month: num(mo, 2)?,
-        day: num(d, 2)?,
-        hour: num(h, 2)?,
-        minute: num(mi, 2)?,
-        second: num(sec, 2)?,
-        millis: 0,
-    };
-    Some((civil.to_unix_ms()?, num(dur, 5)?))
+    SegmentName::parse(path, ".ts").map(|n| (n.second_ms, n.duration_ms))
+}
+
+/// A segment as its URL or file names it (`YYYY/MM/DD/HH/MM/SS-DDDDD.ts`, `….m4s`): the UTC
+/// second it starts in and its duration. Parsed once from a request, then compared with each
+/// segment as numbers (no path is formatted per segment looked at).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentName {
+    /// Start, UTC ms, rounded down to the second (the path has no finer unit).
+    pub second_ms: u64,
+    pub duration_ms: u32,
+}
+
+impl SegmentName {
+    /// Parses `YYYY/MM/DD/HH/MM/SS-DDDDD` + `ext`. Only the canonical spelling of a real time
+    /// is a name (`02/31` or second `60` are not, so no two texts name one segment).
+    pub fn parse(path: &str, ext: &str) -> Option<Self> {
+        let parts: Vec<&str> = path.split('/').collect();
+        Self::from_parts(&parts, ext)
+    }
+
+    /// [`SegmentName::parse`] of a path already split at its slashes.
+    pub fn from_parts(parts: &[&str], ext: &str) -> Option<Self> {
+        let [y, mo, d, h, mi, file] = parts else {
+            return None;
+        };
+        let (sec, dur) = file.strip_suffix(ext)?.split_once('-')?;
+        let num = |s: &str, len: usize| -> Option<u32> {
+            (s.len() == len && s.bytes().all(|b| b.is_ascii_digit())).then(|| s.parse().ok())?
+        };
+        let civil = utc::Civil {
+            year: i64::from(num(y, 4)?),
+            month: num(mo, 2)?,
+            day: num(d, 2)?,
+            hour: num(h, 2)?,
+            minute: num(mi, 2)?,
+            second: num(sec, 2)?,
+            millis: 0,
+        };
+        let second_ms = civil.to_unix_ms()?;
+        (utc::Civil::from_unix_ms(second_ms) == civil).then_some(Self {
+            second_ms,
+            duration_ms: num(dur, 5)?,
+        })
+    }
+
+    /// Whether a segment starting at `start_ms` (UTC ms) lasting `duration_ms` has this name.
+    pub fn names(&self, start_ms: u64, duration_ms: u32) -> bool {
+        start_ms / 1000 * 1000 == self.second_ms && duration_ms == self.duration_ms
+    }
 }
 
 /// A finished, keyframe-aligned MPEG-TS segment held in memory.
@@ -129,6 +161,11 @@ impl Segment {
     /// Flussonic's segment path, relative to the playlist: `YYYY/MM/DD/HH/MM/SS-DDDDD.ts`.
     pub fn path(&self) -> String {
         segment_path(self.start_ms, self.duration_ms)
+    }
+
+    /// Whether `name` (parsed from a URL) names this segment.
+    pub fn is_named(&self, name: &SegmentName) -> bool {
+        name.names(self.start_ms, self.duration_ms)
     }
 
     /// Bits per second over this segment.
@@ -167,9 +204,21 @@ mod tests {
             "2022/13/22/08/06/37-05000.ts",
             "x/03/22/08/06/37-05000.ts",
             "03/22/08/06/37-05000.ts",
+            // real numbers, but not a real time's canonical spelling
+            "2022/02/31/08/06/37-05000.ts",
+            "2022/03/22/08/06/60-05000.ts",
+            "2022/03/22/08/06/37-05000.ts/x",
         ] {
             assert_eq!(parse_segment_path(bad), None, "{bad}");
         }
+        let name = SegmentName::parse("2022/03/22/08/06/37-02000.m4s", ".m4s").unwrap();
+        assert!(name.names(1_647_936_397_999, 2000));
+        assert!(!name.names(1_647_936_398_000, 2000));
+        assert!(!name.names(1_647_936_397_000, 2001));
+        assert_eq!(
+            SegmentName::parse("2022/03/22/08/06/37-02000.m4s", ".ts"),
+            None
+        );
     }
 
     #[test]

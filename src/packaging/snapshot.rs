@@ -2,7 +2,7 @@
 
 use super::llhls::{self, LlSegment, Part};
 use super::tracks::{Track, Tracks};
-use crate::media::{MediaInfo, Segment};
+use crate::media::{MediaInfo, Segment, SegmentName};
 use bytes::Bytes;
 use std::sync::Arc;
 
@@ -186,9 +186,9 @@ impl FragmentEntry {
 }
 
 impl TrackSnapshot {
-    /// A fragment by HLS path (`…/SS-DDDDD.m4s`); newest wins.
-    pub fn by_path(&self, path: &str) -> Option<&Arc<FragmentEntry>> {
-        self.all().find(|f| f.path() == path)
+    /// A fragment by its HLS name (`…/SS-DDDDD.m4s`); newest wins.
+    pub fn by_name(&self, name: &SegmentName) -> Option<&Arc<FragmentEntry>> {
+        self.all().find(|f| name.names(f.start_ms, f.duration_ms))
     }
 
     /// Init segment `version` while a fragment still uses it. `None` is `init.mp4`, the name
@@ -214,13 +214,13 @@ impl TrackSnapshot {
 }
 
 impl RenditionSnapshot {
-    /// Finds a segment by its Flussonic path (`YYYY/MM/DD/HH/MM/SS-DDDDD.ts`); newest wins.
-    pub fn segment(&self, path: &str) -> Option<&Arc<Segment>> {
+    /// Finds a segment by its Flussonic name (`YYYY/MM/DD/HH/MM/SS-DDDDD.ts`); newest wins.
+    pub fn segment(&self, name: &SegmentName) -> Option<&Arc<Segment>> {
         self.live
             .iter()
             .rev()
             .chain(self.retired.iter().rev())
-            .find(|s| s.path() == path)
+            .find(|s| s.is_named(name))
     }
 
     /// Flussonic's track selector of this rendition's TS: `v2a1`, or `v2` without audio.

@@ -159,10 +159,10 @@ pub struct Registry {
 /// One version of the stream set.
 #[derive(Debug, Default)]
 pub struct Streams {
-    /// Running streams.
-    live: BTreeMap<String, StreamHandle>,
+    /// Running streams (shared: a request takes one reference, not a copy of each field).
+    live: BTreeMap<String, Arc<StreamHandle>>,
     /// Deleted streams whose archive is still on disk: only the archive URLs find them.
-    archived: BTreeMap<String, StreamHandle>,
+    archived: BTreeMap<String, Arc<StreamHandle>>,
 }
 
 impl Registry {
@@ -179,7 +179,7 @@ impl Registry {
         archived: impl IntoIterator<Item = StreamHandle>,
     ) {
         let by_name = |handles: &mut dyn Iterator<Item = StreamHandle>| {
-            handles.map(|h| (h.name.to_string(), h)).collect()
+            handles.map(|h| (h.name.to_string(), Arc::new(h))).collect()
         };
         self.streams.store(Arc::new(Streams {
             live: by_name(&mut live.into_iter()),
@@ -188,12 +188,12 @@ impl Registry {
     }
 
     /// A running stream.
-    pub fn get(&self, name: &str) -> Option<StreamHandle> {
+    pub fn get(&self, name: &str) -> Option<Arc<StreamHandle>> {
         self.streams.load().live.get(name).cloned()
     }
 
     /// A running stream, or a deleted one whose archive is still served.
-    pub fn get_with_archive(&self, name: &str) -> Option<StreamHandle> {
+    pub fn get_with_archive(&self, name: &str) -> Option<Arc<StreamHandle>> {
         let streams = self.streams.load();
         streams
             .live
@@ -203,9 +203,9 @@ impl Registry {
     }
 
     /// The running streams, in name order (a snapshot).
-    pub fn iter(&self) -> impl Iterator<Item = StreamHandle> {
+    pub fn iter(&self) -> impl Iterator<Item = Arc<StreamHandle>> {
         let streams = self.streams.load_full();
-        let handles: Vec<StreamHandle> = streams.live.values().cloned().collect();
+        let handles: Vec<Arc<StreamHandle>> = streams.live.values().cloned().collect();
         handles.into_iter()
     }
 

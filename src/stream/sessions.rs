@@ -8,7 +8,8 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-/// Hard cap on tracked sessions per stream, so a flood of fake user agents cannot grow memory.
+/// Hard cap on tracked sessions per stream (an even share per shard), so a flood of fake
+/// user agents cannot grow memory.
 const MAX_SESSIONS: usize = 100_000;
 
 /// A session key: hashed, so no client address or agent string is kept.
@@ -21,23 +22,36 @@ pub fn session_key(ip: IpAddr, user_agent: &str, token: Option<&str>) -> u64 {
     h.finish()
 }
 
-/// Sessions of one stream.
-#[derive(Debug, Default)]
+/// Sessions of one stream, in shards: a request locks only its viewer's shard (the stats
+/// thread sweeps them one after another).
+#[derive(Debug)]
 pub struct Sessions {
-    /// Key → monotonic ms of the last request. Lock held only for one insert or one sweep.
-    last_seen: Mutex<HashMap<u64, u64>>,
+    /// Key → monotonic ms of the last request, in [`SHARDS`] maps chosen by key. A lock is
+    /// held only for one insert or one shard's sweep.
+    last_seen: Box<[Mutex<HashMap<u64, u64>>]>,
     /// Open `/mpegts` connections.
     streaming: AtomicU64,
+}
+
+/// Shards per stream: a few more than the cores that serve one stream's viewers at once.
+const SHARDS: usize = 16;
+
+impl Default for Sessions {
+    fn default() -> Self {
+        Sessions {
+            last_seen: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            streaming: AtomicU64::new(0),
+        }
+    }
 }
 
 impl Sessions {
     /// Records a playback request at monotonic time `now_ms`.
     pub fn touch(&self, key: u64, now_ms: u64) {
-        let mut map = self
-            .last_seen
+        let mut map = self.last_seen[(key >> 60) as usize % SHARDS]
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if map.len() < MAX_SESSIONS || map.contains_key(&key) {
+        if map.len() < MAX_SESSIONS / SHARDS || map.contains_key(&key) {
             map.insert(key, now_ms);
         }
     }
@@ -45,12 +59,13 @@ impl Sessions {
     /// Drops sessions idle for longer than `timeout_ms` and returns how many clients are
     /// connected: live HLS sessions plus open `/mpegts` connections.
     pub fn active(&self, now_ms: u64, timeout_ms: u64) -> u64 {
-        let mut map = self
-            .last_seen
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        map.retain(|_, seen| now_ms.saturating_sub(*seen) <= timeout_ms);
-        map.len() as u64 + self.streaming.load(Ordering::Relaxed)
+        let mut sessions = 0;
+        for shard in &self.last_seen {
+            let mut map = shard.lock().unwrap_or_else(PoisonError::into_inner);
+            map.retain(|_, seen| now_ms.saturating_sub(*seen) <= timeout_ms);
+            sessions += map.len() as u64;
+        }
+        sessions + self.streaming.load(Ordering::Relaxed)
     }
 
     /// Counts an open `/mpegts` connection until the guard drops.
