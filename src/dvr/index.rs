@@ -75,6 +75,31 @@ impl ArchiveIndex {
         entry
     }
 
+    /// An index of segments given as (start_ms, duration_ms, size, discontinuity) in start
+    /// order (a repeated start: the last one counts), numbered from 0, built in one pass.
+    pub fn from_sorted(segments: &[(u64, u32, u64, bool)]) -> Self {
+        let mut index = ArchiveIndex::default();
+        let mut kept: Vec<(u64, Entry)> = Vec::with_capacity(segments.len());
+        for (seq, &(start_ms, duration_ms, size, discontinuity)) in segments.iter().enumerate() {
+            let entry = Entry {
+                start_ms,
+                duration_ms,
+                size,
+                discontinuity,
+                seq: seq as u64,
+            };
+            match kept.last_mut() {
+                Some(last) if last.0 == start_ms => *last = (start_ms, entry),
+                _ => kept.push((start_ms, entry)),
+            }
+        }
+        index.next_seq = segments.len() as u64;
+        index.bytes = kept.iter().map(|(_, e)| e.size).sum();
+        index.duration_ms = kept.iter().map(|(_, e)| u64::from(e.duration_ms)).sum();
+        index.entries = kept.into_iter().collect();
+        index
+    }
+
     pub fn remove(&mut self, start_ms: u64) -> Option<Entry> {
         let e = self.entries.remove(&start_ms)?;
         self.bytes -= e.size;
@@ -163,6 +188,30 @@ impl ArchiveIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Built in one pass equals built one insert at a time: same entries, numbers, totals.
+    #[test]
+    fn from_sorted_equals_inserts() {
+        let segments = [
+            (1000, 2000, 10, true),
+            (3000, 2000, 20, false),
+            (3000, 2500, 25, false), // the same start again: the last one counts
+            (9000, 2000, 30, true),
+        ];
+        let mut inserted = ArchiveIndex::default();
+        for &(start, duration, size, disc) in &segments {
+            inserted.insert(start, duration, size, disc);
+        }
+        let built = ArchiveIndex::from_sorted(&segments);
+        assert_eq!(
+            built.iter().collect::<Vec<_>>(),
+            inserted.iter().collect::<Vec<_>>()
+        );
+        assert_eq!(built.bytes(), inserted.bytes());
+        assert_eq!(built.duration_ms(), inserted.duration_ms());
+        assert_eq!(built.next_seq, inserted.next_seq);
+        assert_eq!(built.len(), 3);
+    }
 
     fn index(starts: &[(u64, u32, bool)]) -> ArchiveIndex {
         let mut i = ArchiveIndex::default();

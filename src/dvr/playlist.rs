@@ -3,6 +3,7 @@
 //! every segment carries `EXT-X-PROGRAM-DATE-TIME` so players can show wall-clock time.
 
 use super::index::{Entry, GAP_MS};
+use crate::media::utc::Civil;
 use crate::packaging::hls;
 
 /// Which kind of playlist.
@@ -21,26 +22,39 @@ pub enum Kind {
 pub fn render(entries: &[Entry], kind: Kind, target_ms: u32, discontinuity_seq: u64) -> String {
     let longest = entries.iter().map(|e| e.duration_ms).max().unwrap_or(0);
     let first_seq = entries.first().map_or(0, |e| e.seq);
-    let mut out = String::with_capacity(160 + entries.len() * 110);
-    hls::media_header(&mut out, longest, target_ms, first_seq, discontinuity_seq);
+    let mut header = String::with_capacity(160);
+    hls::media_header(
+        &mut header,
+        longest,
+        target_ms,
+        first_seq,
+        discontinuity_seq,
+    );
     match kind {
-        Kind::Vod => out.push_str("#EXT-X-PLAYLIST-TYPE:VOD\n"),
-        Kind::Event => out.push_str("#EXT-X-PLAYLIST-TYPE:EVENT\n"),
+        Kind::Vod => header.push_str("#EXT-X-PLAYLIST-TYPE:VOD\n"),
+        Kind::Event => header.push_str("#EXT-X-PLAYLIST-TYPE:EVENT\n"),
         Kind::Live => {}
     }
+    // Written as bytes (43,200 entries for a day: formatting machinery per field cost more
+    // than the rest), checked as text once at the end.
+    let mut out = header.into_bytes();
+    out.reserve(entries.len() * 110 + 16);
     let mut prev: Option<&Entry> = None;
     for e in entries {
         if prev.is_some_and(|p| breaks(p, e)) {
-            out.push_str("#EXT-X-DISCONTINUITY\n");
+            out.extend_from_slice(b"#EXT-X-DISCONTINUITY\n");
         }
-        hls::program_date_time(&mut out, e.start_ms);
-        hls::segment_entry(&mut out, e.duration_ms, &e.path());
+        // One breakdown of the start serves the date and the path.
+        let start = Civil::from_unix_ms(e.start_ms);
+        hls::extend_program_date_time(&mut out, &start);
+        hls::extend_extinf(&mut out, e.duration_ms);
+        start.extend_segment_path(&mut out, e.duration_ms, b".ts\n");
         prev = Some(e);
     }
     if kind == Kind::Vod {
-        out.push_str("#EXT-X-ENDLIST\n");
+        out.extend_from_slice(b"#EXT-X-ENDLIST\n");
     }
-    out
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// `next` does not continue `prev`: flagged, or after a gap.

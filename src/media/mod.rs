@@ -81,16 +81,9 @@ impl MediaInfo {
 /// Flussonic's segment path for a start time (UTC ms) and duration: `YYYY/MM/DD/HH/MM/SS-DDDDD.ts`.
 /// The same relative path names a live segment in URLs and an archived one on disk.
 pub fn segment_path(start_ms: u64, duration_ms: u32) -> String {
-    let t = utc::Civil::from_unix_ms(start_ms);
-    format!(
-        "{:04}/{:02}/{:02}/{:02}/{:02}/{:02}-{:05}.ts",
-        t.year, t.month, t.day, t.hour, t.minute, t.second, duration_ms
-    )
-}
-
-/// The (start second in UTC ms, duration ms) a segment path names; `None` if malformed.
-pub fn parse_segment_path(path: &str) -> Option<(u64, u32)> {
-    SegmentName::parse(path, ".ts").map(|n| (n.second_ms, n.duration_ms))
+    let mut path = String::with_capacity(28);
+    utc::Civil::from_unix_ms(start_ms).push_segment_path(&mut path, duration_ms, ".ts");
+    path
 }
 
 /// A segment as its URL or file names it (`YYYY/MM/DD/HH/MM/SS-DDDDD.ts`, `….m4s`): the UTC
@@ -196,8 +189,11 @@ mod tests {
     #[test]
     fn segment_paths_parse_back() {
         assert_eq!(
-            parse_segment_path("2022/03/22/08/06/37-05000.ts"),
-            Some((1_647_936_397_000, 5000))
+            SegmentName::parse("2022/03/22/08/06/37-05000.ts", ".ts"),
+            Some(SegmentName {
+                second_ms: 1_647_936_397_000,
+                duration_ms: 5000
+            })
         );
         for bad in [
             "2022/03/22/08/06/37-5000.ts",
@@ -209,7 +205,7 @@ mod tests {
             "2022/03/22/08/06/60-05000.ts",
             "2022/03/22/08/06/37-05000.ts/x",
         ] {
-            assert_eq!(parse_segment_path(bad), None, "{bad}");
+            assert_eq!(SegmentName::parse(bad, ".ts"), None, "{bad}");
         }
         let name = SegmentName::parse("2022/03/22/08/06/37-02000.m4s", ".m4s").unwrap();
         assert!(name.names(1_647_936_397_999, 2000));

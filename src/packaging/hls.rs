@@ -3,7 +3,8 @@
 //! named by UTC start and duration.
 
 use super::snapshot::FragmentEntry;
-use crate::media::{MediaInfo, Segment, utc::Civil};
+use crate::media::utc::{Civil, extend_padded, push_padded};
+use crate::media::{MediaInfo, Segment};
 use std::fmt::Write;
 use std::sync::Arc;
 
@@ -65,20 +66,44 @@ pub fn media_header_version(
 
 /// `EXT-X-PROGRAM-DATE-TIME` for a segment starting at `start_ms` (UTC).
 pub fn program_date_time(out: &mut String, start_ms: u64) {
-    let pdt = Civil::from_unix_ms(start_ms).iso8601();
-    let _ = writeln!(out, "#EXT-X-PROGRAM-DATE-TIME:{pdt}");
+    program_date_time_civil(out, &Civil::from_unix_ms(start_ms));
+}
+
+/// [`program_date_time`] of a time already broken down, onto bytes.
+pub fn extend_program_date_time(out: &mut Vec<u8>, start: &Civil) {
+    out.extend_from_slice(b"#EXT-X-PROGRAM-DATE-TIME:");
+    start.extend_iso8601(out);
+    out.push(b'\n');
+}
+
+fn program_date_time_civil(out: &mut String, start: &Civil) {
+    out.push_str("#EXT-X-PROGRAM-DATE-TIME:");
+    start.push_iso8601(out);
+    out.push('\n');
 }
 
 /// `EXTINF` with millisecond precision, then the segment URI.
 pub fn segment_entry(out: &mut String, duration_ms: u32, path: &str) {
-    let _ = writeln!(
-        out,
-        "#EXTINF:{}.{:03},",
-        duration_ms / 1000,
-        duration_ms % 1000
-    );
+    extinf(out, duration_ms);
     out.push_str(path);
     out.push('\n');
+}
+
+fn extinf(out: &mut String, duration_ms: u32) {
+    out.push_str("#EXTINF:");
+    push_padded(out, u64::from(duration_ms / 1000), 1);
+    out.push('.');
+    push_padded(out, u64::from(duration_ms % 1000), 3);
+    out.push_str(",\n");
+}
+
+/// `#EXTINF:S.mmm,` and a line end, onto bytes.
+pub fn extend_extinf(out: &mut Vec<u8>, duration_ms: u32) {
+    out.extend_from_slice(b"#EXTINF:");
+    extend_padded(out, u64::from(duration_ms / 1000), 1);
+    out.push(b'.');
+    extend_padded(out, u64::from(duration_ms % 1000), 3);
+    out.extend_from_slice(b",\n");
 }
 
 /// One variant of a master playlist.
