@@ -7,7 +7,8 @@
 //! once under `target/bench-archive/DAYSxSTREAMS` (empty segment files, their sizes in the
 //! index; 3 million files for 7 × 10) and kept for the next run. Opened twice: as the page
 //! cache left it, and, when this process may (root), after dropping the caches (`cold`: a
-//! restart after a reboot).
+//! restart after a reboot). Under `cargo test --all-targets` (no `--bench` argument) it checks
+//! itself on one day of one stream in a temporary folder, warm only.
 
 use headwater::dvr::Archive;
 use headwater::media::segment_path;
@@ -24,11 +25,23 @@ fn main() {
         .skip(1)
         .filter_map(|a| a.parse().ok())
         .collect();
-    let days = args.first().copied().unwrap_or(7);
-    let streams = args.get(1).copied().unwrap_or(10);
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("target/bench-archive")
-        .join(format!("{days}x{streams}"));
+    let benching = std::env::args().any(|a| a == "--bench");
+    let (days, streams) = if benching {
+        (
+            args.first().copied().unwrap_or(7),
+            args.get(1).copied().unwrap_or(10),
+        )
+    } else {
+        (1, 1)
+    };
+    let scratch = tempfile::tempdir().expect("temporary folder");
+    let root = if benching {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("target/bench-archive")
+            .join(format!("{days}x{streams}"))
+    } else {
+        scratch.path().join("archive")
+    };
     let per_stream = days * 86_400_000 / SEGMENT_MS;
     if !root.join("complete").exists() {
         let started = Instant::now();
@@ -61,6 +74,9 @@ fn main() {
     };
     open_all("warm");
     open_all("warm");
+    if !benching {
+        return;
+    }
     let _ = std::process::Command::new("sync").status();
     match std::fs::write("/proc/sys/vm/drop_caches", "3") {
         Ok(()) => open_all("cold"),

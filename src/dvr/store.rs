@@ -42,21 +42,50 @@ pub fn load(dir: &Path) -> Result<Loaded, DvrError> {
         return Ok(loaded);
     }
     let hours = hour_dirs(dir)?;
-    for (i, hour) in hours.iter().enumerate() {
-        let indexed = read_index(hour);
-        let exists = |s: &(u64, u32, u64, bool)| dir.join(segment_path(s.0, s.1)).is_file();
-        let whole = i + 1 < hours.len()
-            && indexed.first().is_some_and(exists)
-            && indexed.last().is_some_and(exists);
-        if whole {
-            found.extend_from_slice(&indexed);
-        } else {
-            list_hour(dir, hour, &indexed, &mut found, &mut loaded.removed_temp)?;
+    let newest = hours.len().saturating_sub(1);
+    // Whole hours are read by a few threads at once: after a reboot each index file is a
+    // disk read, and the disk answers several at a time.
+    let chunk = hours.len().div_ceil(LOAD_THREADS).max(1);
+    let read: Vec<Vec<Option<Vec<(u64, u32, u64, bool)>>>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = hours
+            .chunks(chunk)
+            .map(|part| {
+                let worker = scope.spawn(move || part.iter().map(|h| read_whole(dir, h)).collect());
+                (part.len(), worker)
+            })
+            .collect();
+        // A worker that failed leaves its hours to be listed.
+        workers
+            .into_iter()
+            .map(|(len, w)| w.join().unwrap_or_else(|_| vec![None; len]))
+            .collect()
+    });
+    for (i, (hour, whole)) in hours.iter().zip(read.into_iter().flatten()).enumerate() {
+        match whole {
+            Some(segments) if i < newest => found.extend_from_slice(&segments),
+            _ => list_hour(
+                dir,
+                hour,
+                &read_index(hour),
+                &mut found,
+                &mut loaded.removed_temp,
+            )?,
         }
     }
     found.sort_unstable();
     loaded.index = ArchiveIndex::from_sorted(&found);
     Ok(loaded)
+}
+
+/// Threads reading whole hours' index files at start-up.
+const LOAD_THREADS: usize = 16;
+
+/// `hour`'s segments from its index file, if the files of its first and last indexed
+/// segments exist (see [`load`]).
+fn read_whole(dir: &Path, hour: &Path) -> Option<Vec<(u64, u32, u64, bool)>> {
+    let indexed = read_index(hour);
+    let exists = |s: &(u64, u32, u64, bool)| dir.join(segment_path(s.0, s.1)).is_file();
+    (indexed.first().is_some_and(exists) && indexed.last().is_some_and(exists)).then_some(indexed)
 }
 
 /// Adds the segments found in `hour`'s minute folders to `found` (see [`load`]).
