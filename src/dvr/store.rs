@@ -15,6 +15,9 @@ const TMP_PREFIX: &str = ".tmp-";
 /// Name of the per-hour index file.
 const INDEX_FILE: &str = "index";
 
+/// A segment as the archive records it: (start_ms, duration_ms, size, discontinuity).
+type Recorded = (u64, u32, u64, bool);
+
 /// What loading an archive found.
 #[derive(Debug, Default)]
 pub struct Loaded {
@@ -36,7 +39,7 @@ pub struct Loaded {
 /// files are deleted. A week of ten streams (3 million segments) is indexed in about a
 /// second (`benches/archive_index.rs`), where listing every folder took half a minute.
 pub fn load(dir: &Path) -> Result<Loaded, DvrError> {
-    let mut found: Vec<(u64, u32, u64, bool)> = Vec::new();
+    let mut found: Vec<Recorded> = Vec::new();
     let mut loaded = Loaded::default();
     if !dir.exists() {
         return Ok(loaded);
@@ -46,7 +49,7 @@ pub fn load(dir: &Path) -> Result<Loaded, DvrError> {
     // Whole hours are read by a few threads at once: after a reboot each index file is a
     // disk read, and the disk answers several at a time.
     let chunk = hours.len().div_ceil(LOAD_THREADS).max(1);
-    let read: Vec<Vec<Option<Vec<(u64, u32, u64, bool)>>>> = std::thread::scope(|scope| {
+    let read: Vec<Vec<Option<Vec<Recorded>>>> = std::thread::scope(|scope| {
         let workers: Vec<_> = hours
             .chunks(chunk)
             .map(|part| {
@@ -82,9 +85,9 @@ const LOAD_THREADS: usize = 16;
 
 /// `hour`'s segments from its index file, if the files of its first and last indexed
 /// segments exist (see [`load`]).
-fn read_whole(dir: &Path, hour: &Path) -> Option<Vec<(u64, u32, u64, bool)>> {
+fn read_whole(dir: &Path, hour: &Path) -> Option<Vec<Recorded>> {
     let indexed = read_index(hour);
-    let exists = |s: &(u64, u32, u64, bool)| dir.join(segment_path(s.0, s.1)).is_file();
+    let exists = |s: &Recorded| dir.join(segment_path(s.0, s.1)).is_file();
     (indexed.first().is_some_and(exists) && indexed.last().is_some_and(exists)).then_some(indexed)
 }
 
@@ -92,8 +95,8 @@ fn read_whole(dir: &Path, hour: &Path) -> Option<Vec<(u64, u32, u64, bool)>> {
 fn list_hour(
     dir: &Path,
     hour: &Path,
-    indexed: &[(u64, u32, u64, bool)],
-    found: &mut Vec<(u64, u32, u64, bool)>,
+    indexed: &[Recorded],
+    found: &mut Vec<Recorded>,
     removed_temp: &mut usize,
 ) -> Result<(), DvrError> {
     let by_name: HashMap<(u64, u32), (u64, u64, bool)> = indexed
@@ -248,7 +251,7 @@ fn read_dir(dir: &Path) -> Result<Vec<PathBuf>, DvrError> {
 
 /// An hour's index file as (start_ms, duration_ms, size, discontinuity), in file order (bad
 /// lines skipped; none when the file is missing).
-fn read_index(hour: &Path) -> Vec<(u64, u32, u64, bool)> {
+fn read_index(hour: &Path) -> Vec<Recorded> {
     let text = fs::read_to_string(hour.join(INDEX_FILE)).unwrap_or_default();
     text.lines()
         .filter_map(|l| {
@@ -287,7 +290,7 @@ mod tests {
         fs::write(root.join("2026/11/22/00/00/02-02000.ts"), [0x47; 188]).unwrap();
         let loaded = load(&root).unwrap();
         assert_eq!(loaded.removed_temp, 1);
-        let got: Vec<(u64, u32, u64, bool)> = loaded
+        let got: Vec<Recorded> = loaded
             .index
             .iter()
             .map(|e| (e.start_ms, e.duration_ms, e.size, e.discontinuity))
