@@ -96,10 +96,10 @@ fn make(root: &Path, streams: u64, per_stream: u64) {
             let path = dir.join(segment_path(start, SEGMENT_MS as u32));
             let minute = path.parent().expect("minute folder");
             let hour = minute.parent().expect("hour folder").to_path_buf();
-            if hour_dir.as_ref() != Some(&hour) {
-                if let Some(previous) = hour_dir.replace(hour.clone()) {
-                    flush(&previous, &mut index);
-                }
+            if hour_dir.as_ref() != Some(&hour)
+                && let Some(previous) = hour_dir.replace(hour.clone())
+            {
+                flush(&previous, &mut index);
             }
             std::fs::create_dir_all(minute).expect("folders");
             std::fs::File::create(&path).expect("segment file");
