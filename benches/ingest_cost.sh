@@ -21,7 +21,7 @@ shopt -s inherit_errexit
 STREAMS=${1:-1}
 SECS=${2:-30}
 ROUNDS=${3:-2}
-WARMUP=8
+WARMUP=20  # the first window after 8 s ran hotter every time
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN=$ROOT/target/release/headwater
 for t in ffmpeg nginx curl python3 pgrep timeout; do

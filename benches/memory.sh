@@ -5,11 +5,13 @@
 # hold (the sizes of the segments each stream's TS playlist lists, by HEAD); at the end RSS per
 # stream and RSS over media held.
 # Needs ffmpeg, curl and python3. Usage: benches/memory.sh [STREAMS] [MINUTES]
+# (HEADWATER_BIN=PATH: another build, e.g. `cargo build --release --features mimalloc`; the
+# server inherits the environment, e.g. MALLOC_ARENA_MAX=2).
 set -euo pipefail
 STREAMS=${1:-5}
 MINUTES=${2:-5}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-BIN=$ROOT/target/release/headwater
+BIN=${HEADWATER_BIN:-$ROOT/target/release/headwater}
 for t in ffmpeg curl python3; do
   command -v $t >/dev/null || { echo "$t is missing" >&2; exit 1; }
 done

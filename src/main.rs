@@ -9,6 +9,11 @@ use headwater::telemetry;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+/// `--features mimalloc`: mimalloc instead of glibc's malloc (see docs/benchmarks.md).
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(version, about = "Headwater live streaming origin server")]
 struct Cli {

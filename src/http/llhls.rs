@@ -8,10 +8,7 @@
 //! deadline: no polling and no timer per request. The stream stopping wakes it too.
 
 use super::body::Body;
-use super::hls::{
-    PLAYLIST_TYPE, SEGMENT_CACHE, bytes_response, chunks_response, playlist_cached,
-    segment_response,
-};
+use super::hls::{PLAYLIST_TYPE, SEGMENT_CACHE, bytes_response, chunks_response, playlist_cached};
 use super::{HttpError, Route};
 use crate::packaging::llhls::{self, LlName};
 use crate::packaging::{LlTrackSnapshot, Snapshot, Tracks};
@@ -227,7 +224,7 @@ pub(super) async fn serve(
                         handle,
                         media_type,
                         SEGMENT_CACHE,
-                        segment.parts.iter().map(|p| p.data.clone()),
+                        segment.parts.iter().flat_map(|p| p.pieces()),
                     ))
                 }
                 LlName::Part { run, number } => {
@@ -240,13 +237,19 @@ pub(super) async fn serve(
                             ));
                         }
                         match ll.part(number) {
-                            Some(p) => Ok(Some(p.data.clone())),
+                            Some(p) => Ok(Some(p.clone())),
                             None if number == ll.next_part => Ok(None),
                             None => Err(HttpError::NotFound("part expired")),
                         }
                     })
                     .await?;
-                    segment_response(handle, data, None, media_type, SEGMENT_CACHE)
+                    // A muxed part goes out as the video part's bytes and then its audio.
+                    Ok(chunks_response(
+                        handle,
+                        media_type,
+                        SEGMENT_CACHE,
+                        data.pieces(),
+                    ))
                 }
             }
         }

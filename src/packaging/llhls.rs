@@ -23,6 +23,35 @@ pub struct Part {
     /// Starts with a keyframe (always for audio).
     pub independent: bool,
     pub data: Bytes,
+    /// A muxed part's audio (the audio fragments retagged to track 2), sent after `data`,
+    /// which is then the video part's own bytes, shared with it; empty on a one-track part.
+    pub muxed_audio: Bytes,
+}
+
+impl Part {
+    /// Its bytes as sent, in pieces: `data`, then a muxed part's audio.
+    pub fn pieces(&self) -> impl Iterator<Item = Bytes> + use<> {
+        [self.data.clone(), self.muxed_audio.clone()]
+            .into_iter()
+            .filter(|piece| !piece.is_empty())
+    }
+
+    /// Its bytes in one piece (a muxed part's are copied together).
+    pub fn joined(&self) -> Bytes {
+        if self.muxed_audio.is_empty() {
+            return self.data.clone();
+        }
+        [&self.data[..], &self.muxed_audio[..]].concat().into()
+    }
+
+    /// Bytes as sent.
+    pub fn len(&self) -> usize {
+        self.data.len() + self.muxed_audio.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// One segment of an LL track: its parts so far, and once complete, all of them joined.
@@ -295,6 +324,7 @@ mod tests {
             duration,
             independent,
             data: Bytes::from_static(b"p"),
+            muxed_audio: Bytes::new(),
         })
     }
 

@@ -344,6 +344,7 @@ impl LlTrack {
             duration: fragment.duration as f64 / f64::from(fragment.timescale.max(1)),
             independent,
             data: fragment.data,
+            muxed_audio: bytes::Bytes::new(),
         }));
         self.next_part += 1;
     }

@@ -77,14 +77,13 @@ impl MuxedTrack {
             parts.truncate(vs.parts.len());
             for vp in &vs.parts[parts.len()..] {
                 let sound = self.audio_for(audio, vs.sequence, audio_version);
-                let mut data = BytesMut::with_capacity(vp.data.len() + sound.len());
-                data.extend_from_slice(&vp.data);
-                data.extend_from_slice(&sound);
                 parts.push(Arc::new(Part {
                     number: vp.number,
                     duration: vp.duration,
                     independent: vp.independent,
-                    data: data.freeze(),
+                    // The video part's bytes themselves, not a copy.
+                    data: vp.data.clone(),
+                    muxed_audio: sound.freeze(),
                 }));
             }
             // A new init segment (the audio's configuration changed, say a source restarted
@@ -232,8 +231,9 @@ mod tests {
                 );
                 // The video's part as it is, then the audio's as track 2 (the segment's
                 // last part brings what is left: two audio parts here).
-                assert!(mp.data.starts_with(&vp.data));
-                let audio = kinds(&mp.data[vp.data.len()..]);
+                assert_eq!(mp.data.as_ptr(), vp.data.as_ptr(), "shared, not copied");
+                assert!(mp.joined().starts_with(&vp.data));
+                let audio = kinds(&mp.muxed_audio);
                 assert!(
                     !audio.is_empty() && audio.chunks(2).all(|pair| pair == [*b"moof", *b"mdat"]),
                     "segment {} part {}: {audio:?}",
@@ -259,7 +259,7 @@ mod tests {
             .segments
             .iter()
             .flat_map(|s| &s.parts)
-            .map(|p| p.data.len())
+            .map(|p| p.len())
             .sum();
         assert_eq!(muxed_bytes, video_bytes + audio_bytes);
         let init = &m.segments[0].init;
@@ -290,7 +290,7 @@ mod tests {
                 .iter()
                 .filter(|s| s.sequence == sequence)
                 .flat_map(|s| &s.parts)
-                .map(|p| kinds(&p.data).iter().filter(|k| *k == b"moof").count())
+                .map(|p| kinds(&p.joined()).iter().filter(|k| *k == b"moof").count())
                 .collect()
         };
         let audio_parts = |sequence: u64| -> usize {

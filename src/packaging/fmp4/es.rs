@@ -72,11 +72,15 @@ fn nal_units(data: &[u8]) -> Vec<&[u8]> {
     let mut starts = Vec::new();
     let mut i = 0;
     while i + 3 <= data.len() {
-        if data[i] == 0 && data[i + 1] == 0 && data[i + 2] == 1 {
-            starts.push(i + 3);
-            i += 3;
-        } else {
-            i += 1;
+        // A byte above 1 at i + 2 rules out a start code at i, i + 1 and i + 2 (each needs
+        // a 1 or a 0 there): most of the scan moves three bytes at a time.
+        match data[i + 2] {
+            2.. => i += 3,
+            1 if data[i] == 0 && data[i + 1] == 0 => {
+                starts.push(i + 3);
+                i += 3;
+            }
+            _ => i += 1,
         }
     }
     let mut out = Vec::with_capacity(starts.len());
@@ -296,6 +300,47 @@ pub(super) fn assemble(streams: &Streams) -> Result<Demuxed, Fmp4Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The skipping scan finds the same NAL units as looking at every byte, on bytes full
+    /// of zeros and ones (start codes of 3 and 4 bytes, back to back, at both ends).
+    #[test]
+    fn nal_units_equal_a_byte_by_byte_scan() {
+        fn naive(data: &[u8]) -> Vec<&[u8]> {
+            let starts: Vec<usize> = (0..data.len().saturating_sub(2))
+                .filter(|&i| data[i..i + 3] == [0, 0, 1])
+                .map(|i| i + 3)
+                .collect();
+            // Overlapping matches cannot happen (0 0 1 0 0 1 is two), so this is exact.
+            let mut out = Vec::new();
+            for (n, &start) in starts.iter().enumerate() {
+                let end = starts.get(n + 1).map_or(data.len(), |next| next - 3);
+                let mut nal = &data[start..end.max(start)];
+                while let [rest @ .., 0] = nal {
+                    nal = rest;
+                }
+                if !nal.is_empty() {
+                    out.push(nal);
+                }
+            }
+            out
+        }
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for len in 0..400 {
+            let data: Vec<u8> = (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    [0, 0, 0, 1, 2, 0x65, 0xff][(x % 7) as usize]
+                })
+                .collect();
+            assert_eq!(nal_units(&data), naive(&data), "{data:?}");
+        }
+        assert_eq!(
+            nal_units(&[0, 0, 0, 1, 9, 0, 0, 1, 0x65, 7, 0, 0, 1]),
+            [&[9][..], &[0x65, 7][..]]
+        );
+    }
 
     fn pes(pts: Option<u64>, payload: &[u8]) -> Pes {
         Pes {
