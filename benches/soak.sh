@@ -56,7 +56,7 @@ PER=$(( PER < 2 ? 2 : PER ))
 WRKS=()
 for i in $(seq 1 "$STREAMS"); do
   pl=$(curl -sf "$BASE/s$i/index.m3u8" | grep -v '^#' | head -1)
-  wrk -t2 -c"$PER" -d"$((MINUTES * 60))s" --timeout 10s -s "$ROOT/benches/soak/viewers.lua" \
+  wrk -t2 -c"$PER" -d"$((MINUTES * 60 + 120))s" --timeout 10s -s "$ROOT/benches/soak/viewers.lua" \
     "$BASE/s$i/$pl" -- $((PER / 2)) >"$WORK/wrk-$i.log" 2>&1 &
   WRKS+=($!)
 done
@@ -94,29 +94,13 @@ while [ $((SECONDS - START)) -lt $((MINUTES * 60)) ]; do
   echo "$((SECONDS - START)) | $rss | $fds | $threads | $cpu" | tee -a "$SAMPLES"
 done
 kill $CHURN 2>/dev/null || true
+# The viewers watched through the last sample; wrk prints its totals when interrupted.
+kill -INT "${WRKS[@]}" 2>/dev/null || true
 wait "${WRKS[@]}" 2>/dev/null || true
 cat "$WORK"/wrk-*.log | grep '^VIEWERS' >"$WORK/viewers" || true
 python3 - "$SAMPLES" "$WORK/viewers" "$STREAMS" <<'PY'
 import sys
-rows = [[float(x) for x in l.split("|")] for l in open(sys.argv[1]) if l.strip()]
-tail = rows[len(rows) // 3:]
-if len(tail) < 3:
-    sys.exit("too few samples for slopes (run 5 minutes or more)")
-def slope(xs, ys):
-    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
-    return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs), my
-t = [r[0] for r in tail]
-span_h = (t[-1] - t[0]) / 3600
 verdicts = []
-for col, name, unit, flat in ((1, "RSS", "MB", lambda d, m: abs(d) <= 0.05 * m),
-                              (2, "open files", "", lambda d, m: abs(d) <= 2),
-                              (4, "CPU", "% core", lambda d, m: abs(d) <= 0.05 * max(m, 1))):
-    s, mean = slope(t, [r[col] for r in tail])
-    change = s * 3600 * span_h
-    ok = flat(change, mean)
-    verdicts.append(ok)
-    print(f"{name}: mean {mean:.1f} {unit}, slope {s * 3600:+.2f} {unit}/h, change over the last {span_h * 60:.0f} min "
-          f"{change:+.1f} {unit} -> {'flat' if ok else 'NOT flat'}")
 tot = {}
 for l in open(sys.argv[2]):
     for kv in l.split()[1:]:
@@ -126,6 +110,24 @@ print("viewers: " + ", ".join(f"{k} {v:.0f}" for k, v in tot.items() if k != "p9
 if tot.get("non200", 1) or tot.get("errors", 1):
     verdicts.append(False)
     print("viewers saw errors (or no viewer totals were printed)")
+rows = [[float(x) for x in l.split("|")] for l in open(sys.argv[1]) if l.strip()]
+tail = rows[len(rows) // 3:]
+if len(tail) < 3:
+    sys.exit("too few samples for slopes (run 5 minutes or more)")
+def slope(xs, ys):
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs), my
+t = [r[0] for r in tail]
+span_h = (t[-1] - t[0]) / 3600
+for col, name, unit, flat in ((1, "RSS", "MB", lambda d, m: abs(d) <= 0.05 * m),
+                              (2, "open files", "", lambda d, m: abs(d) <= 2),
+                              (4, "CPU", "% core", lambda d, m: abs(d) <= 0.05 * max(m, 1))):
+    s, mean = slope(t, [r[col] for r in tail])
+    change = s * 3600 * span_h
+    ok = flat(change, mean)
+    verdicts.append(ok)
+    print(f"{name}: mean {mean:.1f} {unit}, slope {s * 3600:+.2f} {unit}/h, change over the last {span_h * 60:.0f} min "
+          f"{change:+.1f} {unit} -> {'flat' if ok else 'NOT flat'}")
 print("SOAK " + ("PASSED" if all(verdicts) else "FAILED"))
 sys.exit(0 if all(verdicts) else 1)
 PY
