@@ -29,15 +29,16 @@ pub struct Loaded {
 /// Rebuilds the index of `dir` (`ROOT/NAME`) from the hours' index files and folders.
 ///
 /// An hour is read from its index file alone (exact starts, sizes, discontinuity flags) when
-/// it is not the newest hour and the files of its first and last indexed segments exist:
+/// it is not the newest hour and the files of its oldest and newest indexed segments exist:
 /// segments are only added by the recorder (file renamed into place, then the index line
 /// appended) and only deleted by retention, oldest first, so such an hour is whole. Any other
 /// hour (the newest, where a crash may have left a segment without its index line or a
 /// temporary file; one retention has begun to delete; one without an index) is listed
 /// folder by folder: every `.ts` file whose name parses is a segment (its index line, if any,
-/// supplies its exact start, size and flag; else the file its size) and stray temporary
-/// files are deleted. A week of ten streams (3 million segments) is indexed in about a
-/// second (`benches/archive_index.rs`), where listing every folder took half a minute.
+/// supplies its exact start, size and flag; else the file its size, and a line for it is
+/// added to the index) and stray temporary files are deleted. A week of ten streams (3
+/// million segments) is indexed in under a second (`benches/archive_index.rs`), where
+/// listing every folder took half a minute.
 pub fn load(dir: &Path) -> Result<Loaded, DvrError> {
     let mut found: Vec<Recorded> = Vec::new();
     let mut loaded = Loaded::default();
@@ -88,7 +89,11 @@ const LOAD_THREADS: usize = 16;
 fn read_whole(dir: &Path, hour: &Path) -> Option<Vec<Recorded>> {
     let indexed = read_index(hour);
     let exists = |s: &Recorded| dir.join(segment_path(s.0, s.1)).is_file();
-    (indexed.first().is_some_and(exists) && indexed.last().is_some_and(exists)).then_some(indexed)
+    // Oldest and newest by start (retention deletes by start; lines are in writing order,
+    // which differs after the clock stepped back).
+    let oldest = indexed.iter().min_by_key(|s| s.0);
+    let newest = indexed.iter().max_by_key(|s| s.0);
+    (oldest.is_some_and(exists) && newest.is_some_and(exists)).then_some(indexed)
 }
 
 /// Adds the segments found in `hour`'s minute folders to `found` (see [`load`]).
@@ -114,6 +119,8 @@ fn list_hour(
     let [y, mo, d, h] = hour_parts.as_slice() else {
         return Ok(());
     };
+    // Segments on disk the index misses (a crash between rename and append).
+    let mut missing = Vec::new();
     for minute in read_dir(hour)? {
         if !minute.is_dir() {
             continue;
@@ -138,9 +145,19 @@ fn list_hour(
                 Some(&(start_ms, size, disc)) => (start_ms, segment.duration_ms, size, disc),
                 None => {
                     let size = fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
-                    (segment.second_ms, segment.duration_ms, size, false)
+                    let unindexed = (segment.second_ms, segment.duration_ms, size, false);
+                    missing.push(unindexed);
+                    unindexed
                 }
             });
+        }
+    }
+    // Written into the index, so that the hour is whole for a later start-up (which may read
+    // it from its index alone).
+    if !missing.is_empty() {
+        let lines: String = missing.iter().map(index_line).collect();
+        if let Err(e) = append_index(hour, &lines) {
+            tracing::warn!(hour = %hour.display(), error = %e, "cannot add found segments to the archive index");
         }
     }
     Ok(())
@@ -182,18 +199,27 @@ pub fn write(dir: &Path, entry: &Entry, data: &[u8]) -> Result<(), DvrError> {
     let hour = parent
         .parent()
         .ok_or_else(|| DvrError::io(&path, "no hour folder"))?;
-    let line = format!(
-        "{} {} {} {}\n",
+    let line = index_line(&(
         entry.start_ms,
         entry.duration_ms,
         entry.size,
-        u8::from(entry.discontinuity)
-    );
+        entry.discontinuity,
+    ));
+    append_index(hour, &line)
+}
+
+/// A segment's line in its hour's index: `start_ms duration_ms size discontinuity`.
+fn index_line(s: &Recorded) -> String {
+    format!("{} {} {} {}\n", s.0, s.1, s.2, u8::from(s.3))
+}
+
+/// Appends `lines` to `hour`'s index file.
+fn append_index(hour: &Path, lines: &str) -> Result<(), DvrError> {
     OpenOptions::new()
         .create(true)
         .append(true)
         .open(hour.join(INDEX_FILE))
-        .and_then(|mut f| f.write_all(line.as_bytes()))
+        .and_then(|mut f| f.write_all(lines.as_bytes()))
         .map_err(|e| DvrError::Io(hour.join(INDEX_FILE), e))
 }
 
@@ -228,12 +254,19 @@ pub fn delete(dir: &Path, entry: &Entry) -> Result<(), DvrError> {
 }
 
 /// `YYYY/MM/DD/HH` folders under `dir`.
+/// Only folders named as digits of their level's width count (another rendition's archive,
+/// `tracks-v2a1/`, lives inside this one's folder and is not an hour of it), in time order.
 fn hour_dirs(dir: &Path) -> Result<Vec<PathBuf>, DvrError> {
     let mut level = vec![dir.to_path_buf()];
-    for _ in 0..4 {
+    for width in [4, 2, 2, 2] {
+        let named = |p: &PathBuf| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.len() == width && n.bytes().all(|b| b.is_ascii_digit()))
+        };
         let mut next = Vec::new();
         for d in &level {
-            next.extend(read_dir(d)?.into_iter().filter(|p| p.is_dir()));
+            next.extend(read_dir(d)?.into_iter().filter(|p| named(p) && p.is_dir()));
         }
         level = next;
     }
@@ -337,7 +370,18 @@ mod tests {
         fs::write(root.join("2026/11/22/02/00/10-02000.ts"), [0x47; 188]).unwrap();
         let loaded = load(&root).unwrap();
         assert!(!starts(&loaded).contains(&(t0 + hour_ms + 10_000)));
-        assert!(starts(&loaded).contains(&(t0 + 2 * hour_ms + 10_000)));
+        let found = t0 + 2 * hour_ms + 10_000;
+        assert!(starts(&loaded).contains(&found));
+        // The segment found in the newest hour went into its index: once a newer hour
+        // exists (that hour read from its index alone), it is still there.
+        let later = index.insert(t0 + 3 * hour_ms, 2000, 188, false);
+        write(&root, &later, &[0x47; 188]).unwrap();
+        assert!(starts(&load(&root).unwrap()).contains(&found));
+        // Another rendition's archive inside this one's folder is not an hour of it: the
+        // newest hour is still listed (a segment missing from its index is found).
+        fs::create_dir_all(root.join("tracks-v2a1/2026/11/22/03/00")).unwrap();
+        fs::write(root.join("2026/11/22/03/00/20-02000.ts"), [0x47; 188]).unwrap();
+        assert!(starts(&load(&root).unwrap()).contains(&(t0 + 3 * hour_ms + 20_000)));
     }
 
     #[test]

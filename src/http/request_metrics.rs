@@ -62,7 +62,7 @@ pub(super) fn answered(
     elapsed_s: f64,
     size: Option<u64>,
 ) {
-    KEPT.with_borrow_mut(|kept| {
+    let record = |kept: &mut Kept| {
         with(
             &mut kept.requests,
             (method, route, status),
@@ -83,16 +83,28 @@ pub(super) fn answered(
                 |h| h.record(len as f64),
             );
         }
-    });
+    };
+    // A thread being torn down has no kept handles any more: record through fresh ones.
+    if KEPT
+        .try_with(|kept| record(&mut kept.borrow_mut()))
+        .is_err()
+    {
+        record(&mut Kept::default());
+    }
 }
 
 /// Adds `delta` to `http_requests_in_flight`.
 pub(super) fn in_flight(delta: f64) {
-    KEPT.with_borrow_mut(|kept| {
-        kept.in_flight
+    let kept = KEPT.try_with(|kept| {
+        kept.borrow_mut()
+            .in_flight
             .get_or_insert_with(|| gauge!(names::HTTP_IN_FLIGHT))
             .increment(delta);
     });
+    // A thread being torn down (a response dropped at exit) has no kept handles any more.
+    if kept.is_err() {
+        gauge!(names::HTTP_IN_FLIGHT).increment(delta);
+    }
 }
 
 #[cfg(test)]

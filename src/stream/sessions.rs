@@ -5,11 +5,10 @@
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-/// Hard cap on tracked sessions per stream (an even share per shard), so a flood of fake
-/// user agents cannot grow memory.
+/// Hard cap on tracked sessions per stream, so a flood of fake user agents cannot grow memory.
 const MAX_SESSIONS: usize = 100_000;
 
 /// A session key: hashed, so no client address or agent string is kept.
@@ -29,6 +28,9 @@ pub struct Sessions {
     /// Key → monotonic ms of the last request, in [`SHARDS`] maps chosen by key. A lock is
     /// held only for one insert or one shard's sweep.
     last_seen: Box<[Mutex<HashMap<u64, u64>>]>,
+    /// Sessions in all shards; at most [`MAX_SESSIONS`] (counted across shards: the key is
+    /// an unkeyed hash, so a flood could aim at one shard).
+    len: AtomicUsize,
     /// Open `/mpegts` connections.
     streaming: AtomicU64,
 }
@@ -40,6 +42,7 @@ impl Default for Sessions {
     fn default() -> Self {
         Sessions {
             last_seen: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            len: AtomicUsize::new(0),
             streaming: AtomicU64::new(0),
         }
     }
@@ -51,7 +54,15 @@ impl Sessions {
         let mut map = self.last_seen[(key >> 60) as usize % SHARDS]
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if map.len() < MAX_SESSIONS / SHARDS || map.contains_key(&key) {
+        if let Some(seen) = map.get_mut(&key) {
+            *seen = now_ms;
+        } else if self
+            .len
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < MAX_SESSIONS).then_some(n + 1)
+            })
+            .is_ok()
+        {
             map.insert(key, now_ms);
         }
     }
@@ -62,7 +73,9 @@ impl Sessions {
         let mut sessions = 0;
         for shard in &self.last_seen {
             let mut map = shard.lock().unwrap_or_else(PoisonError::into_inner);
+            let before = map.len();
             map.retain(|_, seen| now_ms.saturating_sub(*seen) <= timeout_ms);
+            self.len.fetch_sub(before - map.len(), Ordering::Relaxed);
             sessions += map.len() as u64;
         }
         sessions + self.streaming.load(Ordering::Relaxed)
